@@ -1,0 +1,104 @@
+# dfa: audio deepfake detection. `make` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+KERNEL ?= dfa
+PROFILE ?= default
+DATA_DIR ?= data
+RUNS_DIR ?= runs
+DATASET ?=
+LOCK := .setup/requirements.lock
+APT_LIST := .setup/debian-packages.txt
+APT_PACKAGES := $(shell grep -v '^\#' $(APT_LIST) | grep -v '^$$')
+SETUP_STAMP := $(VENV)/.dfa-setup
+export HF_HUB_OFFLINE ?= 1
+export PYTHONHASHSEED ?= 0
+
+.PHONY: help setup system-deps test test-fast lint format data reports bench app lock clean distclean
+
+## Show this list of targets
+help:
+	@awk 'BEGIN {FS = ":.*"} /^## / {doc = substr($$0, 4); next} \
+	     /^[a-zA-Z_-]+:/ && doc {printf "  %-12s %s\n", $$1, doc} {doc = ""}' $(MAKEFILE_LIST)
+	@echo "  Variables: PROFILE=default|smoke  DATASET=offline|for-2sec|<folder>|<csv>  DATA_DIR=$(DATA_DIR)"
+
+## Install Debian packages (root + apt-get) and the pinned Python environment in .venv
+setup: system-deps $(SETUP_STAMP)
+
+## Install the Debian packages listed in .setup/debian-packages.txt (idempotent)
+system-deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "Installing Debian packages:" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else \
+	  echo "Missing system packages. Run:"; echo "  sudo apt-get update && sudo apt-get install -y $$missing"; exit 1; \
+	fi
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip setuptools wheel
+
+$(SETUP_STAMP): $(LOCK) pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -r $(LOCK)
+	$(BIN)/pip install -q --no-deps -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (dfa)" >/dev/null
+	touch $@
+
+## Resolve .setup/requirements.in into the pinned lock file
+lock: | $(BIN)/python
+	$(BIN)/pip install -q -r .setup/requirements.in
+	(echo "# Pinned environment installed by \`make setup\`; regenerate with \`make lock\` after editing requirements.in."; \
+	 $(BIN)/pip freeze --exclude-editable | grep -v '^dfa-lib') > $(LOCK)
+
+## Run the whole test suite (everything but GPU tests)
+test: setup
+	$(BIN)/python -m pytest -q
+
+## Run the fast tests only (no slow or notebook tests)
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow and not notebooks and not gpu"
+
+## Check code and notebooks with ruff (notebooks must carry no outputs)
+lint: setup
+	$(BIN)/ruff check dfa_lib tests notebooks
+	$(BIN)/ruff format --check dfa_lib tests notebooks
+	$(BIN)/nbstripout --verify notebooks/*.ipynb
+
+## Format code and strip notebook outputs
+format: setup
+	$(BIN)/ruff format dfa_lib tests notebooks
+	$(BIN)/ruff check --fix dfa_lib tests notebooks
+	$(BIN)/nbstripout notebooks/*.ipynb
+
+## Build the offline corpus and its cross-source set under DATA_DIR (idempotent)
+data: setup
+	$(BIN)/python -m dfa_lib.corpus build --root $(DATA_DIR) $(if $(filter smoke,$(PROFILE)),--smoke,)
+
+## Build data, run the notebooks with papermill and render reports/*.html (PROFILE=default|smoke)
+reports: setup
+	$(BIN)/python -m dfa_lib.reports --profile $(PROFILE) --kernel $(KERNEL) \
+	  --data-dir $(DATA_DIR) --runs-dir $(RUNS_DIR) $(if $(DATASET),--dataset $(DATASET),)
+
+## Measure the speed of every stage into reports/bench.html and reports/bench.json
+bench: setup
+	$(BIN)/python -m dfa_lib.bench --data-dir $(DATA_DIR) --runs-dir $(RUNS_DIR) --out reports
+
+## Start the Streamlit app on the trained detectors in RUNS_DIR
+app: setup
+	DFA_RUNS_DIR=$(RUNS_DIR) $(BIN)/streamlit run dfa_lib/app/streamlit_app.py \
+	  --server.maxUploadSize 200 --server.headless true
+
+## Remove rendered reports, trained runs and caches (keeps data and .venv)
+clean:
+	rm -rf $(RUNS_DIR) reports/*.html reports/*.json reports/executed .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+## Also remove the built data and the virtual environment
+distclean: clean
+	rm -rf $(DATA_DIR) $(VENV)

@@ -1,0 +1,3 @@
+"""dfa: audio deepfake detection — corpus, baselines, pretrained encoders and reports."""
+
+__version__ = "0.1.0"
