@@ -1,0 +1,124 @@
+"""Decoded-clip store: every clip of a manifest decoded once, kept on disk, read by memory map.
+
+Training reads the same clips every epoch. Decoding and resampling them each time (the
+original notebook's way) dominates an epoch on a CPU, so :func:`decode_clips` decodes a
+manifest once, in parallel, into one int16 array plus offsets under ``cache_dir``, keyed by
+the clips' identity (path, size and content hash when known) and the sample rate. Later calls,
+in this process or the next, map that file and return at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from dfa_lib.audio import AudioError, load_audio
+
+CACHE_VERSION = 1
+
+
+@dataclass
+class ClipStore:
+    """Decoded clips addressed by manifest row: ``store[i]`` is a float32 waveform."""
+
+    samples: np.ndarray  # int16, all clips concatenated
+    offsets: np.ndarray  # int64, len(clips) + 1
+    sample_rate: int
+    errors: dict[int, str] = field(default_factory=dict)  # row -> message, for unreadable clips
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+        return self.samples[a:b].astype(np.float32) / 32768.0
+
+    def ok(self, i: int) -> bool:
+        """Return whether row ``i`` decoded (failed rows are empty)."""
+        return i not in self.errors
+
+    @property
+    def seconds(self) -> float:
+        """Total duration in seconds."""
+        return float(self.offsets[-1]) / self.sample_rate
+
+
+def _clip_key(df: pd.DataFrame, root: Path, sample_rate: int) -> str:
+    digest = hashlib.sha256(f"v{CACHE_VERSION}|{sample_rate}|{root.resolve()}".encode())
+    has_hash = "sha256" in df.columns
+    for i, path in enumerate(df["path"]):
+        ident = df["sha256"].iloc[i] if has_hash and isinstance(df["sha256"].iloc[i], str) else ""
+        if not ident:
+            full = root / path
+            ident = str(full.stat().st_size) if full.exists() else "missing"
+        digest.update(f"{path}|{ident}\n".encode())
+    return digest.hexdigest()[:24]
+
+
+def _decode_one(args: tuple[str, int]) -> tuple[np.ndarray | None, str | None]:
+    path, sample_rate = args
+    try:
+        wave, _ = load_audio(path, target_sr=sample_rate)
+    except AudioError as err:
+        return None, str(err)
+    return np.clip(np.round(wave * 32767.0), -32768, 32767).astype(np.int16), None
+
+
+def decode_clips(
+    df: pd.DataFrame,
+    root: str | os.PathLike,
+    cache_dir: str | os.PathLike | None,
+    sample_rate: int = 16000,
+    workers: int | None = None,
+    progress: bool = True,
+) -> ClipStore:
+    """Decode every clip of ``df`` (``path`` relative to ``root``) once and cache the result.
+
+    Unreadable clips do not stop the run: they become empty entries listed in
+    ``store.errors`` with the loader's message, for the caller to drop and report.
+    """
+    root = Path(root)
+    key = _clip_key(df, root, sample_rate)
+    if cache_dir is not None:
+        folder = Path(cache_dir) / key
+        meta_path = folder / "meta.json"
+        if meta_path.is_file():
+            meta = json.loads(meta_path.read_text())
+            return ClipStore(
+                samples=np.load(folder / "samples.npy", mmap_mode="r"),
+                offsets=np.load(folder / "offsets.npy"),
+                sample_rate=meta["sample_rate"],
+                errors={int(k): v for k, v in meta["errors"].items()},
+            )
+    jobs = [(str(root / p), sample_rate) for p in df["path"]]
+    workers = workers or min(len(jobs), os.cpu_count() or 1)
+    bar = dict(total=len(jobs), desc="decoding clips", disable=not progress, leave=False)
+    if workers > 1 and len(jobs) > 64:
+        with ProcessPoolExecutor(workers) as pool:
+            results = list(tqdm(pool.map(_decode_one, jobs, chunksize=32), **bar))
+    else:
+        results = [_decode_one(j) for j in tqdm(jobs, **bar)]
+    errors = {i: err for i, (_, err) in enumerate(results) if err is not None}
+    parts = [w if w is not None else np.zeros(0, np.int16) for w, _ in results]
+    offsets = np.zeros(len(parts) + 1, dtype=np.int64)
+    np.cumsum([p.size for p in parts], out=offsets[1:])
+    samples = np.concatenate(parts) if parts else np.zeros(0, np.int16)
+    if cache_dir is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, arr in (("samples.npy", samples), ("offsets.npy", offsets)):
+            tmp = folder / f".{name}.tmp.npy"
+            np.save(tmp, arr)
+            os.replace(tmp, folder / name)
+        meta = {"sample_rate": sample_rate, "errors": errors, "n_clips": len(parts)}
+        tmp = folder / ".meta.json.tmp"
+        tmp.write_text(json.dumps(meta))
+        os.replace(tmp, meta_path)  # written last: its presence marks a complete cache
+    return ClipStore(samples=samples, offsets=offsets, sample_rate=sample_rate, errors=errors)

@@ -1,0 +1,104 @@
+"""What produced a result: git revision, package versions, machine, and timing helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+
+KEY_PACKAGES: tuple[str, ...] = (
+    "dfa-lib",
+    "numpy",
+    "scipy",
+    "pandas",
+    "scikit-learn",
+    "torch",
+    "torchaudio",
+    "transformers",
+    "librosa",
+    "soundfile",
+    "papermill",
+)
+
+
+def git_revision(cwd: str | os.PathLike | None = None) -> dict:
+    """Return the commit hash and whether the working tree has uncommitted changes."""
+    cwd = Path(cwd or Path(__file__).resolve().parent)
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": "unknown", "dirty": None}
+    return {"commit": commit, "dirty": bool(dirty)}
+
+
+def package_versions(names: tuple[str, ...] = KEY_PACKAGES) -> dict[str, str]:
+    """Return the installed version of each package (``"absent"`` when not installed)."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def machine() -> dict:
+    """Describe the machine: CPU count, platform, Python and the accelerator if any."""
+    info = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+    }
+    try:
+        import torch
+
+        info["torch_threads"] = torch.get_num_threads()
+        info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:  # pragma: no cover - torch is a dependency
+        info["cuda"] = None
+    return info
+
+
+def provenance_record(**extra) -> dict:
+    """Return the full record (git, packages, machine, UTC time) merged with ``extra``."""
+    return {
+        "git": git_revision(),
+        "packages": package_versions(),
+        "machine": machine(),
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **extra,
+    }
+
+
+def write_json(path: str | os.PathLike, obj) -> Path:
+    """Write JSON atomically (temp file then rename), pretty-printed and key-sorted."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+@contextmanager
+def timer(record: dict, key: str):
+    """Store the wall-clock seconds of the ``with`` block in ``record[key]``."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        record[key] = round(time.perf_counter() - start, 3)
