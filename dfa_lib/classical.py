@@ -1,0 +1,427 @@
+"""Classical LFCC baselines (per-class GMMs, logistic regression) with pickle-free storage.
+
+Two detectors in the spirit of the ASVspoof 2019/2021 LFCC-GMM baseline, on the same LFCCs
+as the neural front end (:class:`dfa_lib.frontends.LFCCConfig`, 60 features per 10 ms frame):
+
+- :class:`LFCCGMMClassifier`: one Gaussian mixture per class fitted on frame-level LFCCs; a
+  clip's score is the mean over its frames of ``log p(frame | real) - log p(frame | fake)``.
+- :class:`LFCCLogRegClassifier`: each clip summarised by the mean and standard deviation of
+  its LFCCs over time, standardised, then a logistic regression.
+
+Both follow the project's score convention: :meth:`score` returns the bona fide score, higher
+means real. ``save(folder)`` writes ``classifier.json`` (format name and version, model type,
+settings) and ``classifier.safetensors`` (the fitted arrays); nothing is pickled, so loading
+a folder never executes code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save_file
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
+from sklearn.mixture import GaussianMixture
+from sklearn.preprocessing import StandardScaler
+
+from dfa_lib.frontends import LFCCConfig, LFCCFrontend
+from dfa_lib.labels import FAKE, LABELS, REAL, label_to_index
+
+CLASSICAL_FORMAT = "dfa-classical"
+CLASSICAL_FORMAT_VERSION = 1
+CONFIG_FILE = "classifier.json"
+ARRAYS_FILE = "classifier.safetensors"
+
+Waves = Sequence[np.ndarray] | np.ndarray
+
+
+class ClassicalModelError(ValueError):
+    """Raised when a saved classical model folder is missing, foreign, corrupt or mismatched."""
+
+
+def lfcc_features(
+    waves: Waves, config: LFCCConfig | None = None, batch_size: int = 64
+) -> list[np.ndarray]:
+    """Compute LFCCs for each clip: a list of float32 arrays shaped (frames, n_features).
+
+    ``waves`` is a 2-D array (clips of equal length) or a sequence of 1-D float arrays at the
+    config's sample rate. The features are those of :class:`dfa_lib.frontends.LFCCFrontend`
+    (no per-utterance normalisation), computed on the CPU.
+    """
+    frontend = LFCCFrontend(config or LFCCConfig(), normalize=False).eval()
+    if isinstance(waves, np.ndarray) and waves.ndim == 2:
+        clips = list(waves)
+    else:
+        clips = []
+        for index, wave in enumerate(waves):
+            wave = np.asarray(wave, dtype=np.float32)
+            if wave.ndim != 1 or wave.size == 0:
+                raise ValueError(
+                    f"clip {index}: expected a non-empty 1-D waveform, got shape {wave.shape}"
+                )
+            clips.append(wave)
+    features: list[np.ndarray] = []
+    with torch.no_grad():
+        for start in range(0, len(clips), batch_size):
+            chunk = clips[start : start + batch_size]
+            # Equal-length clips (the usual fixed-length crops) go through in one batch.
+            groups = [chunk] if len({len(c) for c in chunk}) == 1 else [[c] for c in chunk]
+            for group in groups:
+                batch = torch.as_tensor(np.stack(group), dtype=torch.float32)
+                feats = frontend(batch)[:, 0].transpose(1, 2).numpy()
+                features.extend(np.ascontiguousarray(f) for f in feats)
+    return features
+
+
+def _class_indices(labels: Sequence[Any] | np.ndarray, n_clips: int) -> np.ndarray:
+    values = [v.item() if isinstance(v, np.generic) else v for v in labels]
+    if len(values) != n_clips:
+        raise ValueError(f"got {n_clips} clips but {len(values)} labels")
+    result = np.asarray([label_to_index(v) for v in values], dtype=np.int64)
+    if len(np.unique(result)) != 2:
+        raise ValueError("training needs clips of both classes (real and fake)")
+    return result
+
+
+def _read_folder(folder: str | Path, model_type: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read and check a saved folder; return its JSON document and its arrays."""
+    folder = Path(folder)
+    config_path = folder / CONFIG_FILE
+    arrays_path = folder / ARRAYS_FILE
+    if not folder.is_dir():
+        raise ClassicalModelError(f"{folder}: no such model folder")
+    if not config_path.is_file():
+        raise ClassicalModelError(
+            f"{folder}: no {CONFIG_FILE}; this is not a saved classical model folder "
+            "(neural run folders are loaded with dfa_lib.detector)"
+        )
+    try:
+        document = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ClassicalModelError(f"{config_path}: corrupt JSON ({error})") from error
+    if not isinstance(document, dict) or document.get("format") != CLASSICAL_FORMAT:
+        found = document.get("format") if isinstance(document, dict) else None
+        raise ClassicalModelError(
+            f"{config_path}: format is {found!r}, expected {CLASSICAL_FORMAT!r}"
+        )
+    version = document.get("format_version")
+    if version != CLASSICAL_FORMAT_VERSION:
+        raise ClassicalModelError(
+            f"{config_path}: format version {version!r} is not supported by this dfa "
+            f"(reads version {CLASSICAL_FORMAT_VERSION}); retrain or use a matching dfa version"
+        )
+    found_type = document.get("model_type")
+    if found_type != model_type:
+        owner = _CLASSES_BY_TYPE.get(str(found_type))
+        hint = f"; load it with {owner.__name__}.load" if owner else ""
+        raise ClassicalModelError(
+            f"{folder}: holds a {found_type!r} model, not {model_type!r}{hint}"
+        )
+    if not arrays_path.is_file():
+        raise ClassicalModelError(f"{folder}: {ARRAYS_FILE} is missing")
+    try:
+        arrays = load_file(str(arrays_path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ClassicalModelError(f"{arrays_path}: corrupt or truncated ({error})") from error
+    return document, arrays
+
+
+def _write_folder(
+    folder: str | Path, model_type: str, document: dict[str, Any], arrays: dict[str, np.ndarray]
+) -> Path:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    header = {
+        "format": CLASSICAL_FORMAT,
+        "format_version": CLASSICAL_FORMAT_VERSION,
+        "model_type": model_type,
+    }
+    save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(folder / ARRAYS_FILE))
+    (folder / CONFIG_FILE).write_text(
+        json.dumps({**header, **document}, indent=2) + "\n", encoding="utf-8"
+    )
+    return folder
+
+
+def _as_lfcc_config(value: LFCCConfig | dict[str, Any]) -> LFCCConfig:
+    # Run configs store the LFCC settings as a JSON object.
+    if isinstance(value, LFCCConfig):
+        return value
+    if isinstance(value, dict):
+        return LFCCConfig(**value)
+    raise TypeError(f"lfcc must be an LFCCConfig or a dict of its fields, got {type(value)}")
+
+
+def _take(arrays: dict[str, Any], key: str, folder: str | Path) -> np.ndarray:
+    if key not in arrays:
+        raise ClassicalModelError(f"{folder}: {ARRAYS_FILE} lacks the array {key!r}")
+    return np.asarray(arrays[key])
+
+
+@dataclass
+class LFCCGMMClassifier:
+    """Per-class Gaussian mixtures on frame-level LFCCs (ASVspoof LFCC-GMM baseline style).
+
+    The published baseline uses 512 diagonal components trained on all frames; the defaults
+    here (64 components, at most 100,000 randomly chosen frames per class) fit in seconds on
+    a 2-core CPU for a few thousand clips. Score of a clip = mean frame log-likelihood ratio
+    real vs fake (higher = bona fide).
+    """
+
+    model_type: ClassVar[str] = "lfcc_gmm"
+
+    n_components: int = 64  # mixture components per class
+    covariance_type: str = "diag"  # sklearn covariance type
+    max_frames_per_class: int = 100_000  # random subsample of training frames per class
+    max_iter: int = 100  # EM iterations
+    reg_covar: float = 1e-3  # variance floor: keeps components on near-constant frames finite
+    normalize: bool = False  # per-utterance mean/variance normalisation of the LFCCs
+    seed: int = 0
+    score_chunk: int = 256  # clips scored together
+    lfcc: LFCCConfig = field(default_factory=LFCCConfig)
+    gmms: dict[str, GaussianMixture] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.lfcc = _as_lfcc_config(self.lfcc)
+
+    def _features(self, waves: Waves) -> list[np.ndarray]:
+        feats = lfcc_features(waves, self.lfcc)
+        if self.normalize:
+            feats = [(f - f.mean(0)) / (f.std(0) + 1e-5) for f in feats]
+        return feats
+
+    def fit(self, waves: Waves, labels: Sequence[Any] | np.ndarray) -> LFCCGMMClassifier:
+        """Fit one mixture per class on the clips' frames; returns self."""
+        targets = _class_indices(labels, len(waves))
+        feats = self._features(waves)
+        rng = np.random.default_rng(self.seed)
+        self.gmms = {}
+        for name, index in zip(LABELS, (REAL, FAKE), strict=True):
+            frames = np.concatenate([f for f, t in zip(feats, targets, strict=True) if t == index])
+            if len(frames) > self.max_frames_per_class:
+                keep = rng.choice(len(frames), self.max_frames_per_class, replace=False)
+                frames = frames[np.sort(keep)]
+            if len(frames) < self.n_components:
+                raise ValueError(
+                    f"{len(frames)} {name} frames cannot fit {self.n_components} components; "
+                    "give more audio or lower n_components"
+                )
+            gmm = GaussianMixture(
+                n_components=self.n_components,
+                covariance_type=self.covariance_type,
+                max_iter=self.max_iter,
+                reg_covar=self.reg_covar,
+                random_state=self.seed,
+            )
+            self.gmms[name] = gmm.fit(frames.astype(np.float64))
+        return self
+
+    def score(self, waves: Waves) -> np.ndarray:
+        """Return the bona fide score of each clip (mean frame log-likelihood ratio)."""
+        if set(self.gmms) != set(LABELS):
+            raise NotFittedError("LFCCGMMClassifier is not fitted: call fit() or load() first")
+        scores = []
+        # Chunks bound the memory of the per-frame, per-component likelihoods.
+        for start in range(0, len(waves), self.score_chunk):
+            feats = self._features(waves[start : start + self.score_chunk])
+            frames = np.concatenate(feats).astype(np.float64)
+            real = self.gmms["real"].score_samples(frames)
+            ratio = real - self.gmms["fake"].score_samples(frames)
+            bounds = np.cumsum([len(f) for f in feats])[:-1]
+            scores.extend(chunk.mean() for chunk in np.split(ratio, bounds))
+        return np.asarray(scores, dtype=np.float64)
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the fitted mixtures and settings to ``folder`` (JSON + safetensors)."""
+        if set(self.gmms) != set(LABELS):
+            raise NotFittedError("LFCCGMMClassifier is not fitted: nothing to save")
+        arrays: dict[str, np.ndarray] = {}
+        for name, gmm in self.gmms.items():
+            for attr in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+                arrays[f"{name}.{attr.rstrip('_')}"] = getattr(gmm, attr)
+        settings = {k: v for k, v in asdict(self).items() if k not in ("gmms", "lfcc")}
+        return _write_folder(
+            folder, self.model_type, {"settings": settings, "lfcc": self.lfcc.to_dict()}, arrays
+        )
+
+    @classmethod
+    def load(cls, folder: str | Path) -> LFCCGMMClassifier:
+        """Load a folder written by :meth:`save`; raises ClassicalModelError if it is not one."""
+        document, arrays = _read_folder(folder, cls.model_type)
+        try:
+            model = cls(**document["settings"], lfcc=LFCCConfig(**document["lfcc"]))
+        except (KeyError, TypeError) as error:
+            raise ClassicalModelError(
+                f"{folder}: bad settings in {CONFIG_FILE} ({error})"
+            ) from error
+        for name in LABELS:
+            gmm = GaussianMixture(
+                n_components=model.n_components,
+                covariance_type=model.covariance_type,
+                random_state=model.seed,
+            )
+            gmm.weights_ = _take(arrays, f"{name}.weights", folder)
+            gmm.means_ = _take(arrays, f"{name}.means", folder)
+            gmm.covariances_ = _take(arrays, f"{name}.covariances", folder)
+            gmm.precisions_cholesky_ = _take(arrays, f"{name}.precisions_cholesky", folder)
+            if gmm.means_.shape != (model.n_components, model.lfcc.n_features):
+                raise ClassicalModelError(
+                    f"{folder}: {name} means have shape {gmm.means_.shape}, expected "
+                    f"{(model.n_components, model.lfcc.n_features)}"
+                )
+            # precisions_ is what sklearn derives after fitting; rebuild it for completeness.
+            if model.covariance_type in ("diag", "spherical"):
+                gmm.precisions_ = gmm.precisions_cholesky_**2
+            elif model.covariance_type == "full":
+                gmm.precisions_ = np.einsum(
+                    "kij,klj->kil", gmm.precisions_cholesky_, gmm.precisions_cholesky_
+                )
+            else:
+                gmm.precisions_ = gmm.precisions_cholesky_ @ gmm.precisions_cholesky_.T
+            gmm.n_features_in_ = gmm.means_.shape[1]
+            gmm.converged_ = True
+            gmm.n_iter_ = 0
+            gmm.lower_bound_ = float("nan")
+            model.gmms[name] = gmm
+        return model
+
+
+def utterance_statistics(features: Sequence[np.ndarray]) -> np.ndarray:
+    """Summarise each clip's frames by their mean and standard deviation: (clips, 2 n_feats)."""
+    return np.stack([np.concatenate([f.mean(axis=0), f.std(axis=0)]) for f in features])
+
+
+@dataclass
+class LFCCLogRegClassifier:
+    """Logistic regression on standardised utterance-level LFCC mean/std statistics.
+
+    Score of a clip = the regression's log-odds of real vs fake (higher = bona fide).
+    """
+
+    model_type: ClassVar[str] = "lfcc_logreg"
+
+    C: float = 1.0  # inverse L2 regularisation strength
+    max_iter: int = 1000  # solver iterations
+    seed: int = 0
+    lfcc: LFCCConfig = field(default_factory=LFCCConfig)
+    scaler: StandardScaler | None = field(default=None, repr=False)
+    regression: LogisticRegression | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.lfcc = _as_lfcc_config(self.lfcc)
+
+    def _statistics(self, waves: Waves) -> np.ndarray:
+        return utterance_statistics(lfcc_features(waves, self.lfcc)).astype(np.float64)
+
+    def fit(self, waves: Waves, labels: Sequence[Any] | np.ndarray) -> LFCCLogRegClassifier:
+        """Fit the scaler and the regression on the clips; returns self."""
+        targets = _class_indices(labels, len(waves))
+        stats = self._statistics(waves)
+        self.scaler = StandardScaler().fit(stats)
+        self.regression = LogisticRegression(
+            C=self.C, max_iter=self.max_iter, random_state=self.seed
+        ).fit(self.scaler.transform(stats), targets)
+        return self
+
+    def score(self, waves: Waves) -> np.ndarray:
+        """Return the bona fide score of each clip (log-odds of real)."""
+        if self.scaler is None or self.regression is None:
+            raise NotFittedError("LFCCLogRegClassifier is not fitted: call fit() or load() first")
+        if len(waves) == 0:
+            return np.zeros(0, dtype=np.float64)
+        stats = self.scaler.transform(self._statistics(waves))
+        # classes_ is [0, 1] = [real, fake]; the decision function is the log-odds of fake.
+        return -self.regression.decision_function(stats)
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the fitted scaler, regression and settings to ``folder``."""
+        if self.scaler is None or self.regression is None:
+            raise NotFittedError("LFCCLogRegClassifier is not fitted: nothing to save")
+        arrays = {
+            "scaler.mean": self.scaler.mean_,
+            "scaler.scale": self.scaler.scale_,
+            "scaler.var": self.scaler.var_,
+            "regression.coef": self.regression.coef_,
+            "regression.intercept": self.regression.intercept_,
+        }
+        settings = {"C": self.C, "max_iter": self.max_iter, "seed": self.seed}
+        return _write_folder(
+            folder, self.model_type, {"settings": settings, "lfcc": self.lfcc.to_dict()}, arrays
+        )
+
+    @classmethod
+    def load(cls, folder: str | Path) -> LFCCLogRegClassifier:
+        """Load a folder written by :meth:`save`; raises ClassicalModelError if it is not one."""
+        document, arrays = _read_folder(folder, cls.model_type)
+        try:
+            model = cls(**document["settings"], lfcc=LFCCConfig(**document["lfcc"]))
+        except (KeyError, TypeError) as error:
+            raise ClassicalModelError(
+                f"{folder}: bad settings in {CONFIG_FILE} ({error})"
+            ) from error
+        n_stats = 2 * model.lfcc.n_features
+        scaler = StandardScaler()
+        scaler.mean_ = _take(arrays, "scaler.mean", folder)
+        scaler.scale_ = _take(arrays, "scaler.scale", folder)
+        scaler.var_ = _take(arrays, "scaler.var", folder)
+        scaler.n_features_in_ = n_stats
+        regression = LogisticRegression(C=model.C, max_iter=model.max_iter, random_state=model.seed)
+        regression.coef_ = _take(arrays, "regression.coef", folder)
+        regression.intercept_ = _take(arrays, "regression.intercept", folder)
+        regression.classes_ = np.array([0, 1])
+        regression.n_features_in_ = n_stats
+        if scaler.mean_.shape != (n_stats,) or regression.coef_.shape != (1, n_stats):
+            raise ClassicalModelError(
+                f"{folder}: array shapes {scaler.mean_.shape}, {regression.coef_.shape} do not "
+                f"match {n_stats} LFCC statistics"
+            )
+        model.scaler, model.regression = scaler, regression
+        return model
+
+
+_CLASSES_BY_TYPE: dict[str, type[LFCCGMMClassifier] | type[LFCCLogRegClassifier]] = {
+    LFCCGMMClassifier.model_type: LFCCGMMClassifier,
+    LFCCLogRegClassifier.model_type: LFCCLogRegClassifier,
+}
+
+CLASSICAL_MODEL_NAMES: tuple[str, ...] = tuple(_CLASSES_BY_TYPE)
+
+
+def build_classical(
+    name: str, seed: int = 0, **kwargs: Any
+) -> LFCCGMMClassifier | LFCCLogRegClassifier:
+    """Build an unfitted classical classifier by name (``"lfcc_gmm"`` or ``"lfcc_logreg"``).
+
+    ``kwargs`` are the classifier's settings as plain JSON values; ``lfcc`` may be a dict of
+    :class:`~dfa_lib.frontends.LFCCConfig` fields.
+    """
+    if name not in _CLASSES_BY_TYPE:
+        raise ValueError(
+            f"unknown classical model {name!r}; choose one of {list(CLASSICAL_MODEL_NAMES)}"
+        )
+    cls = _CLASSES_BY_TYPE[name]
+    try:
+        return cls(seed=seed, **kwargs)
+    except TypeError as error:
+        raise ValueError(f"bad settings for classical model {name!r}: {error}") from error
+
+
+def load_classical(folder: str | Path) -> LFCCGMMClassifier | LFCCLogRegClassifier:
+    """Load any saved classical classifier, choosing the class from the folder's model type."""
+    config_path = Path(folder) / CONFIG_FILE
+    model_type = None
+    if config_path.is_file():
+        try:
+            model_type = json.loads(config_path.read_text(encoding="utf-8")).get("model_type")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            model_type = None
+    cls = _CLASSES_BY_TYPE.get(str(model_type), LFCCGMMClassifier)
+    # An unknown or unreadable folder falls through to load(), which names the problem.
+    return cls.load(folder)

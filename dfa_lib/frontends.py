@@ -1,0 +1,276 @@
+"""Spectral front ends (LFCC, log-mel) as torch modules that run on the model's device.
+
+Both front ends map a batch of 16 kHz waveforms ``(batch, samples)`` to a one-channel
+"image" ``(batch, 1, n_feats, frames)`` for a 2-D CNN. They hold no trainable parameters;
+their filterbanks and windows are buffers, so ``model.to(device)`` moves them with the model.
+No augmentation happens here (that lives in ``dfa_lib.augment``), so training and inference
+see the same features.
+
+LFCC defaults follow the published ASVspoof 2019/2021 LFCC baselines (LFCC-GMM, LFCC-LCNN):
+20 ms Hamming windows with a 10 ms shift (320 / 160 samples at 16 kHz), a 512-point FFT,
+20 linearly spaced triangular filters over 0-8 kHz, 20 cepstral coefficients (c0 kept) and
+their deltas and delta-deltas, i.e. 60 features per frame. The classical baseline in
+``dfa_lib.classical`` computes its features with the same :class:`LFCCConfig`, so both
+baselines see identical LFCCs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torchaudio.functional as AF
+from torch import nn
+
+SAMPLE_RATE = 16000
+
+FRONTEND_NAMES: tuple[str, ...] = ("lfcc", "mel")
+
+
+class FrontendError(ValueError):
+    """Raised for an unknown front end name or inconsistent front end settings."""
+
+
+@dataclass(frozen=True)
+class LFCCConfig:
+    """LFCC settings (ASVspoof-baseline-like); the single definition used by every LFCC user."""
+
+    sample_rate: int = SAMPLE_RATE  # Hz
+    n_fft: int = 512  # FFT points (257 frequency bins)
+    win_length: int = 320  # samples: 20 ms at 16 kHz
+    hop_length: int = 160  # samples: 10 ms at 16 kHz
+    n_filter: int = 20  # linear triangular filters
+    n_lfcc: int = 20  # cepstral coefficients kept, c0 included
+    f_min: float = 0.0  # Hz
+    f_max: float | None = None  # Hz; None means Nyquist
+    with_deltas: bool = True  # append delta and delta-delta (x3 features)
+    delta_win: int = 5  # frames in the regression window of the deltas
+    preemphasis: float | None = 0.97  # first-order pre-emphasis coefficient; None disables
+    log_floor: float = 1e-6  # added to filterbank energies before the log
+
+    @property
+    def n_features(self) -> int:
+        """Number of features per frame (coefficients, times 3 with deltas)."""
+        return self.n_lfcc * (3 if self.with_deltas else 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the settings as a JSON-serialisable dict."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LogMelConfig:
+    """Log-mel filterbank settings (80 bands, 25 ms windows, 10 ms shift at 16 kHz)."""
+
+    sample_rate: int = SAMPLE_RATE  # Hz
+    n_fft: int = 512  # FFT points
+    win_length: int = 400  # samples: 25 ms at 16 kHz
+    hop_length: int = 160  # samples: 10 ms at 16 kHz
+    n_mels: int = 80  # mel bands
+    f_min: float = 20.0  # Hz
+    f_max: float | None = None  # Hz; None means Nyquist
+    preemphasis: float | None = None  # first-order pre-emphasis coefficient; None disables
+    log_floor: float = 1e-6  # added to band energies before the log
+
+    @property
+    def n_features(self) -> int:
+        """Number of features per frame."""
+        return self.n_mels
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the settings as a JSON-serialisable dict."""
+        return asdict(self)
+
+
+def _check_framing(n_fft: int, win_length: int, hop_length: int) -> None:
+    if not 0 < win_length <= n_fft:
+        raise FrontendError(f"win_length must be in 1..n_fft={n_fft}, got {win_length}")
+    if hop_length <= 0:
+        raise FrontendError(f"hop_length must be positive, got {hop_length}")
+
+
+def _as_batch(waves: torch.Tensor) -> torch.Tensor:
+    if waves.dim() == 1:
+        waves = waves.unsqueeze(0)
+    if waves.dim() != 2:
+        raise FrontendError(
+            f"expected waveforms shaped (batch, samples), got shape {tuple(waves.shape)}"
+        )
+    return waves
+
+
+def _full_precision(device: torch.device) -> contextlib.AbstractContextManager:
+    # Under mixed precision, log energies of quiet frames lose most of their digits in float16;
+    # the front end is cheap, so it always runs in float32.
+    try:
+        return torch.autocast(device.type, enabled=False)
+    except RuntimeError:  # a device type autocast does not know
+        return contextlib.nullcontext()
+
+
+def _preemphasis(waves: torch.Tensor, coefficient: float | None) -> torch.Tensor:
+    if not coefficient:
+        return waves
+    return torch.cat([waves[:, :1], waves[:, 1:] - coefficient * waves[:, :-1]], dim=1)
+
+
+def _utterance_normalize(feats: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    # Per utterance and per feature over time: removes a constant gain and a static channel,
+    # which differ between sources and would otherwise be an easy shortcut.
+    mean = feats.mean(dim=-1, keepdim=True)
+    std = feats.std(dim=-1, keepdim=True, unbiased=False)
+    return (feats - mean) / (std + eps)
+
+
+class _PowerSpectrogram(nn.Module):
+    """Power spectrogram with a fixed Hamming window, padded at both ends (centred frames)."""
+
+    def __init__(self, n_fft: int, win_length: int, hop_length: int) -> None:
+        super().__init__()
+        _check_framing(n_fft, win_length, hop_length)
+        self.n_fft = n_fft
+        self.win_length = win_length
+        self.hop_length = hop_length
+        self.register_buffer(
+            "window", torch.hamming_window(win_length, periodic=False), persistent=False
+        )
+
+    def forward(self, waves: torch.Tensor) -> torch.Tensor:
+        # Constant (zero) padding instead of reflection so that clips shorter than half an
+        # FFT frame still work.
+        spec = torch.stft(
+            waves,
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            win_length=self.win_length,
+            window=self.window,
+            center=True,
+            pad_mode="constant",
+            return_complex=True,
+        )
+        return spec.real.square() + spec.imag.square()  # (batch, freq, frames)
+
+
+class LFCCFrontend(nn.Module):
+    """Linear-frequency cepstral coefficients: (batch, samples) -> (batch, 1, n_feats, frames)."""
+
+    def __init__(self, config: LFCCConfig | None = None, normalize: bool = False) -> None:
+        super().__init__()
+        self.config = config or LFCCConfig()
+        cfg = self.config
+        f_max = cfg.f_max if cfg.f_max is not None else cfg.sample_rate / 2
+        if not 0 <= cfg.f_min < f_max <= cfg.sample_rate / 2:
+            raise FrontendError(
+                f"need 0 <= f_min < f_max <= {cfg.sample_rate / 2} Hz, got {cfg.f_min}, {f_max}"
+            )
+        if not 0 < cfg.n_lfcc <= cfg.n_filter:
+            raise FrontendError(f"n_lfcc must be in 1..n_filter={cfg.n_filter}, got {cfg.n_lfcc}")
+        self.normalize = normalize
+        self.spectrogram = _PowerSpectrogram(cfg.n_fft, cfg.win_length, cfg.hop_length)
+        filterbank = AF.linear_fbanks(
+            n_freqs=cfg.n_fft // 2 + 1,
+            f_min=cfg.f_min,
+            f_max=f_max,
+            n_filter=cfg.n_filter,
+            sample_rate=cfg.sample_rate,
+        )  # (freq, n_filter)
+        dct = AF.create_dct(cfg.n_lfcc, cfg.n_filter, norm="ortho")  # (n_filter, n_lfcc)
+        self.register_buffer("filterbank", filterbank, persistent=False)
+        self.register_buffer("dct", dct, persistent=False)
+
+    @property
+    def n_features(self) -> int:
+        """Number of features per frame."""
+        return self.config.n_features
+
+    def forward(self, waves: torch.Tensor) -> torch.Tensor:
+        """Compute LFCCs (with deltas if configured) for a batch of waveforms."""
+        with _full_precision(waves.device):
+            return self._features(waves)
+
+    def _features(self, waves: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        waves = _preemphasis(_as_batch(waves).float(), cfg.preemphasis)
+        power = self.spectrogram(waves)  # (batch, freq, frames)
+        energies = torch.matmul(power.transpose(1, 2), self.filterbank)  # (batch, frames, filt)
+        cepstra = torch.matmul(torch.log(energies + cfg.log_floor), self.dct).transpose(1, 2)
+        if cfg.with_deltas:
+            delta = AF.compute_deltas(cepstra, win_length=cfg.delta_win)
+            delta2 = AF.compute_deltas(delta, win_length=cfg.delta_win)
+            cepstra = torch.cat([cepstra, delta, delta2], dim=1)
+        if self.normalize:
+            cepstra = _utterance_normalize(cepstra)
+        return cepstra.unsqueeze(1)
+
+
+class LogMelFrontend(nn.Module):
+    """Log mel filterbank energies: (batch, samples) -> (batch, 1, n_mels, frames)."""
+
+    def __init__(self, config: LogMelConfig | None = None, normalize: bool = False) -> None:
+        super().__init__()
+        self.config = config or LogMelConfig()
+        cfg = self.config
+        f_max = cfg.f_max if cfg.f_max is not None else cfg.sample_rate / 2
+        if not 0 <= cfg.f_min < f_max <= cfg.sample_rate / 2:
+            raise FrontendError(
+                f"need 0 <= f_min < f_max <= {cfg.sample_rate / 2} Hz, got {cfg.f_min}, {f_max}"
+            )
+        self.normalize = normalize
+        self.spectrogram = _PowerSpectrogram(cfg.n_fft, cfg.win_length, cfg.hop_length)
+        filterbank = AF.melscale_fbanks(
+            n_freqs=cfg.n_fft // 2 + 1,
+            f_min=cfg.f_min,
+            f_max=f_max,
+            n_mels=cfg.n_mels,
+            sample_rate=cfg.sample_rate,
+            norm="slaney",
+            mel_scale="slaney",
+        )  # (freq, n_mels)
+        self.register_buffer("filterbank", filterbank, persistent=False)
+
+    @property
+    def n_features(self) -> int:
+        """Number of features per frame."""
+        return self.config.n_features
+
+    def forward(self, waves: torch.Tensor) -> torch.Tensor:
+        """Compute log-mel energies for a batch of waveforms."""
+        with _full_precision(waves.device):
+            return self._features(waves)
+
+    def _features(self, waves: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        waves = _preemphasis(_as_batch(waves).float(), cfg.preemphasis)
+        power = self.spectrogram(waves)
+        mel = torch.matmul(power.transpose(1, 2), self.filterbank).transpose(1, 2)
+        feats = torch.log(mel + cfg.log_floor)
+        if self.normalize:
+            feats = _utterance_normalize(feats)
+        return feats.unsqueeze(1)
+
+
+def build_frontend(name: str, normalize: bool = False, **settings: Any) -> nn.Module:
+    """Build a front end by name (``"lfcc"`` or ``"mel"``); ``settings`` override its config.
+
+    For example ``build_frontend("lfcc", n_lfcc=20, with_deltas=False)`` or
+    ``build_frontend("mel", n_mels=64, normalize=True)``.
+    """
+    configs: dict[str, type[LFCCConfig] | type[LogMelConfig]] = {
+        "lfcc": LFCCConfig,
+        "mel": LogMelConfig,
+    }
+    if name not in configs:
+        raise FrontendError(f"unknown front end {name!r}; choose one of {list(FRONTEND_NAMES)}")
+    config_cls = configs[name]
+    try:
+        config = config_cls(**settings)
+    except TypeError as error:
+        known = sorted(config_cls.__dataclass_fields__)
+        raise FrontendError(
+            f"bad settings for front end {name!r}: {error}; known settings: {known}"
+        ) from error
+    if name == "lfcc":
+        return LFCCFrontend(config, normalize=normalize)  # type: ignore[arg-type]
+    return LogMelFrontend(config, normalize=normalize)  # type: ignore[arg-type]

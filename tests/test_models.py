@@ -1,0 +1,218 @@
+"""Tests of the front ends and the detector networks: shapes, structure, and that they learn."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from dfa_lib.frontends import FrontendError, LFCCConfig, LFCCFrontend, build_frontend
+from dfa_lib.models import MODEL_NAMES, ModelConfigError, build_model, count_parameters
+
+SR = 16000
+
+
+def tones_and_noise(
+    n_per_class: int, samples: int, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Separable toy data: harmonic tones are 'real' (0), white noise is 'fake' (1)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(samples) / SR
+    waves, labels = [], []
+    for _ in range(n_per_class):
+        f0 = rng.uniform(150, 600)
+        tone = sum(np.sin(2 * np.pi * k * f0 * t + rng.uniform(0, 6)) / k for k in (1, 2, 3))
+        waves.append(rng.uniform(0.2, 0.6) * tone / 1.8 + 0.005 * rng.standard_normal(samples))
+        labels.append(0)
+        waves.append(rng.uniform(0.05, 0.3) * rng.standard_normal(samples))
+        labels.append(1)
+    x = torch.tensor(np.stack(waves), dtype=torch.float32)
+    return x, torch.tensor(labels)
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+# -- front ends ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "n_feats"), [("lfcc", 60), ("mel", 80)], ids=["lfcc", "mel"])
+def test_frontend_shapes(name: str, n_feats: int) -> None:
+    frontend = build_frontend(name)
+    feats = frontend(torch.randn(2, 24000) * 0.1)
+    # Centred frames every 10 ms: 1 + samples // hop.
+    assert feats.shape == (2, 1, n_feats, 1 + 24000 // 160)
+    assert torch.isfinite(feats).all()
+
+
+def test_lfcc_settings_are_asvspoof_like() -> None:
+    cfg = LFCCConfig()
+    assert (cfg.win_length, cfg.hop_length, cfg.n_fft) == (320, 160, 512)  # 20 ms / 10 ms
+    assert (cfg.n_filter, cfg.n_lfcc, cfg.n_features) == (20, 20, 60)
+    assert build_frontend("lfcc", n_lfcc=20, with_deltas=False)(torch.zeros(1, 1600)).shape[2] == 20
+
+
+def test_lfcc_gain_moves_only_c0() -> None:
+    # log(energy * g^2) = log(energy) + 2 log g in every filter; the orthonormal DCT maps a
+    # constant offset to c0 alone (scaled by sqrt(n_filter)), and deltas ignore constants.
+    wave = torch.randn(1, 16000) * 0.1
+    frontend = LFCCFrontend()
+    base, louder = frontend(wave)[0, 0], frontend(3.0 * wave)[0, 0]
+    shift = louder - base
+    expected = 2 * math.log(3.0) * math.sqrt(20)
+    assert torch.allclose(shift[0], torch.full_like(shift[0], expected), atol=1e-3)
+    assert shift[1:].abs().max() < 1e-3
+
+
+def test_utterance_normalisation_gives_zero_mean_unit_variance_and_gain_invariance() -> None:
+    wave = torch.randn(2, 16000) * 0.1
+    frontend = build_frontend("mel", normalize=True)
+    feats = frontend(wave)[:, 0]
+    assert torch.allclose(feats.mean(-1), torch.zeros(2, 80), atol=1e-4)
+    assert torch.allclose(feats.std(-1, unbiased=False), torch.ones(2, 80), atol=1e-3)
+    assert torch.allclose(frontend(4.0 * wave), frontend(wave), atol=1e-2)
+
+
+@pytest.mark.parametrize("name", ["lfcc", "mel"])
+def test_frontend_stays_float32_under_mixed_precision(name: str) -> None:
+    frontend = build_frontend(name)
+    wave = torch.randn(2, 8000) * 0.1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        feats = frontend(wave)
+    assert feats.dtype == torch.float32
+    assert torch.equal(feats, frontend(wave))
+
+
+def test_frontend_errors() -> None:
+    with pytest.raises(FrontendError, match="unknown front end"):
+        build_frontend("mfcc")
+    with pytest.raises(FrontendError, match="known settings"):
+        build_frontend("lfcc", n_bands=3)
+    with pytest.raises(FrontendError, match="n_lfcc"):
+        build_frontend("lfcc", n_lfcc=30)
+    with pytest.raises(FrontendError, match=r"\(batch, samples\)"):
+        build_frontend("lfcc")(torch.zeros(1, 1, 16000))
+
+
+# -- models -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_model_shapes_and_attributes(name: str) -> None:
+    model = build_model(name).eval()
+    assert model.__doc__ and "Origin" in model.__doc__
+    with torch.no_grad():
+        logits = model(torch.randn(2, 16000) * 0.1)
+    assert logits.shape == (2, 2)
+    assert torch.isfinite(logits).all()
+    if name == "original_cnn":
+        assert model.input_samples == 16000 and model.frontend_name == "waveform"
+        with pytest.raises(ValueError, match="exactly 16000 samples"):
+            model(torch.zeros(2, 24000))
+    else:
+        assert model.input_samples is None
+        with torch.no_grad():
+            assert model(torch.randn(2, 24000) * 0.1).shape == (2, 2)
+            assert model(torch.randn(1, 4000) * 0.1).shape == (1, 2)
+
+
+@pytest.mark.parametrize("name", ["lcnn", "resnet"])
+def test_eval_output_does_not_depend_on_batch_mates(name: str) -> None:
+    model = build_model(name).eval()
+    x = torch.randn(3, 24000) * 0.1
+    with torch.no_grad():
+        together = model(x)
+        alone = torch.cat([model(x[i : i + 1]) for i in range(3)])
+    assert torch.allclose(together, alone, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "frontend"),
+    [
+        ({}, "lfcc"),
+        ({"frontend": "mel"}, "mel"),
+        ({"frontend_settings": {"n_lfcc": 30, "n_filter": 30}}, "lfcc"),
+    ],
+)
+def test_lcnn_front_end_options(kwargs: dict, frontend: str) -> None:
+    model = build_model("lcnn", **kwargs).eval()
+    assert model.frontend_name == frontend
+    with torch.no_grad():
+        assert model(torch.randn(2, 16000) * 0.1).shape == (2, 2)
+
+
+def test_original_cnn_layers_are_as_specified() -> None:
+    model = build_model("original_cnn")
+    layers = list(model.features)
+    assert [type(m) for m in layers] == [nn.Conv1d, nn.BatchNorm1d, nn.ReLU] * 3
+    convs = [m for m in layers if isinstance(m, nn.Conv1d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(1, 16), (16, 32), (32, 64)]
+    for conv in convs:
+        assert (conv.kernel_size, conv.stride, conv.padding) == ((5,), (2,), (2,))
+    assert [bn.num_features for bn in layers if isinstance(bn, nn.BatchNorm1d)] == [16, 32, 64]
+    linears = [m for m in model.classifier if isinstance(m, nn.Linear)]
+    assert [(lin.in_features, lin.out_features) for lin in linears] == [(64 * 2000, 128), (128, 2)]
+    dropouts = [m for m in model.classifier if isinstance(m, nn.Dropout)]
+    assert len(dropouts) == 1 and dropouts[0].p == pytest.approx(0.3)
+    with torch.no_grad():
+        assert model.features(torch.zeros(1, 1, 16000)).shape == (1, 64, 2000)
+    assert count_parameters(model) == 16_397_602
+
+
+@pytest.mark.parametrize("name", ["lcnn", "resnet"])
+def test_spectral_models_stay_small(name: str) -> None:
+    assert count_parameters(build_model(name)) < 1_000_000
+
+
+def test_build_model_errors() -> None:
+    with pytest.raises(ModelConfigError, match="unknown model"):
+        build_model("transformer")
+    with pytest.raises(ModelConfigError, match="bad keyword"):
+        build_model("lcnn", depth=3)
+    with pytest.raises(ModelConfigError, match="unknown front end"):
+        build_model("resnet", frontend="cqt")
+    with pytest.raises(ModelConfigError, match="front end settings"):
+        build_model("lcnn", frontend_settings={"n_lfcc": 40})
+
+
+def test_fresh_batchnorm_statistics_are_untouched() -> None:
+    bn = next(m for m in build_model("lcnn").modules() if isinstance(m, nn.BatchNorm2d))
+    assert int(bn.num_batches_tracked) == 0
+    assert torch.equal(bn.running_mean, torch.zeros_like(bn.running_mean))
+
+
+def test_count_parameters_counts_trainable_only_by_default() -> None:
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    model[0].weight.requires_grad_(False)
+    assert count_parameters(model) == 4 + 8 + 2
+    assert count_parameters(model, trainable_only=False) == 12 + 4 + 8 + 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "lr", "steps"), [("original_cnn", 1e-4, 5), ("lcnn", 1e-2, 8), ("resnet", 3e-3, 6)]
+)
+def test_adam_steps_lower_the_loss_on_separable_data(name: str, lr: float, steps: int) -> None:
+    model = build_model(name)
+    x, y = tones_and_noise(8, 16000)
+    loss_fn = nn.CrossEntropyLoss()
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    first = loss_fn(model(x), y).item()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()
+    last = loss_fn(model(x), y).item()
+    assert last < 0.5 * first, (first, last)
+    # The bona fide score (logit_real - logit_fake) now ranks the tones (real) first.
+    with torch.no_grad():
+        logits = model(x)
+    score = logits[:, 0] - logits[:, 1]
+    assert score[y == 0].mean() > score[y == 1].mean()
