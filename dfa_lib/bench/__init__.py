@@ -1,0 +1,1 @@
+"""Benchmarks run by hand or by make targets, not by the test suite."""
