@@ -1,0 +1,308 @@
+"""The ``dfa`` command line: ``dfa predict`` scores audio files with a trained detector.
+
+Each command lives in its own ``add_<command>_parser`` function that registers a subparser and
+its handler, so new commands join :func:`build_parser` in one line. Exit status: 0 when every
+file was scored, 1 when some failed (each failure still gets a row), 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from dfa_lib import __version__
+
+__all__ = ["AUDIO_EXTENSIONS", "CSV_COLUMNS", "build_parser", "expand_inputs", "main"]
+
+EXIT_OK = 0
+EXIT_SOME_FAILED = 1
+EXIT_USAGE = 2
+
+# Extensions collected when a folder is given; a file named explicitly is always tried.
+AUDIO_EXTENSIONS: frozenset[str] = frozenset(
+    {
+        ".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".mp4",
+        ".webm", ".wma", ".aif", ".aiff", ".aifc", ".au", ".snd", ".caf", ".w64", ".g722",
+        ".gsm", ".ulaw", ".alaw", ".amr", ".sph", ".voc",
+    }
+)  # fmt: skip
+CSV_COLUMNS: tuple[str, ...] = (
+    "path",
+    "p_fake",
+    "label",
+    "threshold",
+    "duration",
+    "n_windows",
+    "error",
+)
+_GLOB_CHARS = set("*?[")
+
+
+def expand_inputs(inputs: Sequence[str]) -> list[tuple[str, str | None]]:
+    """Expand files, folders (recursively) and globs into ``(path, problem)`` pairs.
+
+    ``problem`` is None for a path to score, or a message for an input that names no audio
+    (a glob that matches nothing, a folder without audio files); such inputs become error rows.
+    A path that does not exist is kept so that scoring reports it. Duplicates are dropped.
+    """
+    out: list[tuple[str, str | None]] = []
+    seen: set[str] = set()
+
+    def add(path: str, problem: str | None = None) -> None:
+        if problem is None and path in seen:
+            return
+        seen.add(path)
+        out.append((path, problem))
+
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(
+                str(p)
+                for p in path.rglob("*")
+                if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
+            )
+            if not found:
+                add(item, f"{item}: folder holds no audio files ({', '.join(_sample_exts())} ...)")
+            for p in found:
+                add(p)
+        elif not path.exists() and _GLOB_CHARS & set(item):
+            matches = sorted(glob.glob(item, recursive=True))
+            files = [m for m in matches if Path(m).is_file()]
+            if not files:
+                add(item, f"{item}: no file matches this pattern")
+            for m in files:
+                add(m)
+        else:
+            add(item)
+    return out
+
+
+def _sample_exts() -> list[str]:
+    return [".wav", ".flac", ".mp3", ".ogg", ".m4a"]
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from error
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"a probability of fake in [0, 1] is needed, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from error
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from error
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def add_predict_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``dfa predict``: score audio files with a trained detector."""
+    parser = subparsers.add_parser(
+        "predict",
+        help="score audio files with a trained detector",
+        description=(
+            "Score audio files (any format ffmpeg or libsndfile reads) with a detector folder. "
+            "Long files are scored in windows; the file's probability of fake is the sigmoid "
+            "of minus the mean window bona fide score. One row per file."
+        ),
+        epilog=(
+            "examples:\n"
+            "  dfa predict clip.wav --model runs/quick/lcnn\n"
+            "  dfa predict recordings/ '**/*.mp3' --model runs/quick/lcnn --format jsonl "
+            "--output scores.jsonl\n"
+            "  dfa predict long.flac --model runs/quick/lcnn --hop 1 --threshold 0.8\n"
+            "exit status: 0 every file scored, 1 some failed (see their error column), "
+            "2 usage error"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="files, folders or globs")
+    parser.add_argument(
+        "--model", required=True, metavar="FOLDER", help="detector folder (a run folder)"
+    )
+    parser.add_argument(
+        "--window",
+        type=_positive_float,
+        metavar="S",
+        help="window seconds (default: training clip)",
+    )
+    parser.add_argument(
+        "--hop", type=_positive_float, metavar="S", help="hop seconds (default: the window)"
+    )
+    parser.add_argument(
+        "--format",
+        choices=("csv", "json", "jsonl"),
+        default="csv",
+        help="csv: one line per file; json/jsonl add every window's probability (default csv)",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=_probability,
+        metavar="T",
+        help="probability of fake at or above which a file is labelled fake "
+        "(default: the detector's validation-EER threshold)",
+    )
+    parser.add_argument("--output", metavar="FILE", help="write results here instead of stdout")
+    parser.add_argument(
+        "--batch-size", type=_positive_int, default=32, metavar="N", help="windows per forward"
+    )
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="auto: the GPU when torch sees one, else the CPU",
+    )
+    parser.set_defaults(handler=_run_predict)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the ``dfa`` parser with one subcommand per task."""
+    parser = argparse.ArgumentParser(
+        prog="dfa", description="Audio deepfake detection: score files with trained detectors."
+    )
+    parser.add_argument("--version", action="version", version=f"dfa {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add_predict_parser(subparsers)
+    return parser
+
+
+def _row(path: str, result: Any = None, error: str | None = None) -> dict[str, Any]:
+    if error is not None:
+        return {
+            "path": path,
+            "p_fake": None,
+            "label": None,
+            "threshold": None,
+            "duration": None,
+            "n_windows": None,
+            "error": error,
+        }
+    row = {"path": path, **result.to_dict(windows=True), "error": None}
+    return row
+
+
+class _Writer:
+    """Stream rows as CSV or JSON lines, or collect them for one JSON list."""
+
+    def __init__(self, stream: TextIO, fmt: str) -> None:
+        self.stream = stream
+        self.fmt = fmt
+        self.rows: list[dict[str, Any]] = []
+        if fmt == "csv":
+            self.csv = csv.DictWriter(stream, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+            self.csv.writeheader()
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self.fmt == "csv":
+            self.csv.writerow({k: ("" if row.get(k) is None else row[k]) for k in CSV_COLUMNS})
+        elif self.fmt == "jsonl":
+            self.stream.write(json.dumps(row) + "\n")
+        else:
+            self.rows.append(row)
+            return
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.fmt == "json":
+            json.dump(self.rows, self.stream, indent=2)
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def _score_rows(detector: Any, inputs: list[tuple[str, str | None]], args: Any) -> Iterator[dict]:
+    """Yield one row per input, in input order, scoring the valid paths in groups."""
+    valid = [p for p, problem in inputs if problem is None]
+    scored = detector.score_paths(valid, window_seconds=args.window, hop_seconds=args.hop)
+    for path, problem in inputs:
+        if problem is not None:
+            yield _row(path, error=problem)
+            continue
+        _, result = next(scored)  # score_paths keeps the input order
+        if isinstance(result, Exception):
+            yield _row(path, error=str(result))
+        else:
+            yield _row(path, result)
+
+
+def _run_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from tqdm.auto import tqdm
+
+    from dfa_lib.detector import DetectorFormatError, load_detector
+
+    try:
+        detector = load_detector(
+            args.model, device=args.device, threshold=args.threshold, batch_size=args.batch_size
+        )
+        detector.window_and_hop(args.window, args.hop)  # reject a bad --window before any work
+    except (DetectorFormatError, ValueError) as error:
+        parser.error(str(error))
+    inputs = expand_inputs(args.paths)
+    failed = 0
+    out: TextIO
+    if args.output:
+        try:
+            out = open(args.output, "w", encoding="utf-8", newline="")  # noqa: SIM115
+        except OSError as error:
+            parser.error(f"cannot write --output {args.output}: {error}")
+    else:
+        out = sys.stdout
+    writer = _Writer(out, args.format)
+    try:
+        progress = tqdm(total=len(inputs), unit="file", file=sys.stderr, disable=None)
+        for row in _score_rows(detector, inputs, args):
+            failed += row["error"] is not None
+            writer.write(row)
+            progress.update(1)
+        progress.close()
+        writer.close()
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    if failed:
+        print(f"dfa predict: {failed} of {len(inputs)} inputs failed", file=sys.stderr)
+    return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``dfa`` command line and return its exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace, argparse.ArgumentParser], int] = args.handler
+    # The subcommand's own parser reports its usage errors.
+    sub = _subparser(parser, args.command)
+    return handler(args, sub)
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[name]
+    return parser  # pragma: no cover - every command is a subparser
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

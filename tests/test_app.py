@@ -1,0 +1,127 @@
+"""The Streamlit app through ``AppTest``, and its upload and plotting functions directly."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from test_detector import make_detector_folder, noise
+
+from dfa_lib.app import streamlit_app as app
+from dfa_lib.detector import load_detector
+
+APP_FILE = str(Path(app.__file__))
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("runs")
+    make_detector_folder(root / "quick" / "lcnn", clip_seconds=1.0)
+    second = make_detector_folder(root / "quick" / "lcnn_wide", kwargs={"width": 6, "embedding": 8})
+    metrics = {"cross-source": {"eer": 0.2468}}
+    (second / "metrics.json").write_text(json.dumps(metrics))
+    from dfa_lib.detector import write_model_card
+
+    write_model_card(second)
+    (root / "notes").mkdir()
+    (root / "notes" / "config.json").write_text('{"format": "something-else"}')
+    shutil.copytree(root / "quick" / "lcnn", root / ".cache" / "lcnn")
+    return root
+
+
+def _app(monkeypatch, runs_dir: Path):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("DFA_RUNS_DIR", str(runs_dir))
+    at = AppTest.from_file(APP_FILE, default_timeout=60)
+    return at.run()
+
+
+def test_find_detectors_lists_only_visible_detector_folders(runs):
+    found = app.find_detectors(runs)
+    assert [app.detector_label(f, runs) for f in found] == ["quick/lcnn", "quick/lcnn_wide"]
+    assert app.find_detectors(runs / "does-not-exist") == []
+
+
+def test_no_detector_says_how_to_train_one(monkeypatch, tmp_path):
+    at = _app(monkeypatch, tmp_path)
+    assert not at.exception
+    assert len(at.warning) == 1
+    assert "make reports" in at.warning[0].value and str(tmp_path) in at.warning[0].value
+
+
+@pytest.mark.slow
+def test_detector_choice_and_model_card(monkeypatch, runs):
+    at = _app(monkeypatch, runs)
+    assert not at.exception
+    picker = at.sidebar.selectbox(key="detector")
+    assert picker.options == ["quick/lcnn", "quick/lcnn_wide"]
+    assert picker.value == "quick/lcnn"
+    card = "\n".join(m.value for m in at.sidebar.markdown)
+    assert "Audio deepfake detector: `lcnn`" in card and "in-domain" in card
+    assert "### cross-source" not in card
+    assert any("Upload a file or record" in i.value for i in at.info)
+
+    at = picker.select("quick/lcnn_wide").run()
+    assert not at.exception
+    card = "\n".join(m.value for m in at.sidebar.markdown)
+    assert "### cross-source" in card and "0.2468" in card
+    assert any("Model `lcnn`, 1-s windows" in c.value for c in at.sidebar.caption)
+
+
+def test_broken_detector_is_reported_in_the_page(monkeypatch, tmp_path):
+    folder = make_detector_folder(tmp_path / "broken")
+    (folder / "model.safetensors").unlink()
+    at = _app(monkeypatch, tmp_path)
+    assert not at.exception
+    assert "missing model.safetensors" in at.error[0].value
+
+
+def _wav_bytes(wave: np.ndarray, sr: int = SR, fmt: str = "WAV") -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, wave, sr, format=fmt)
+    return buf.getvalue()
+
+
+def test_decode_upload_messages_for_bad_files():
+    with pytest.raises(app.UploadError, match=r"corrupt\.wav: not a readable audio file"):
+        app.decode_upload(b"RIFF\x00\x00\x00\x00WAVE" + bytes(300), "corrupt.wav", limit_mb=5)
+    with pytest.raises(app.UploadError, match=r"empty\.mp3: no bytes given"):
+        app.decode_upload(b"", "empty.mp3", limit_mb=5)
+    big = _wav_bytes(noise(40.0))  # 1.28 MB
+    with pytest.raises(app.UploadError, match=r"big\.wav is 1\.3 MB; the limit is 1 MB"):
+        app.decode_upload(big, "big.wav", limit_mb=1)
+    stereo = np.stack([noise(1.0), noise(1.0, seed=1)], 1)
+    wave, sr = app.decode_upload(_wav_bytes(stereo, 44100), "stereo.wav", limit_mb=5)
+    assert sr == SR and wave.ndim == 1 and wave.size == pytest.approx(16000 * 16000 / 44100, abs=2)
+
+
+def test_upload_limit_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("DFA_MAX_UPLOAD_MB", "7")
+    assert app.max_upload_mb() == 7
+    monkeypatch.setenv("DFA_MAX_UPLOAD_MB", "lots")
+    assert app.max_upload_mb() == app.DEFAULT_MAX_UPLOAD_MB
+
+
+def test_verdict_and_figures(runs):
+    import matplotlib.pyplot as plt
+
+    detector = load_detector(runs / "quick" / "lcnn", device="cpu")
+    long_wave = noise(12.0, seed=3)
+    result = detector.score_waveform(long_wave, SR)
+    text = app.verdict_text(result)
+    assert text.startswith("Verdict: ") and f"{result.p_fake:.3f}" in text
+    assert ("FAKE" in text) == (result.label == "fake")
+    for fig in (
+        app.waveform_figure(long_wave, SR),
+        app.mel_figure(long_wave, SR, seconds=5.0),
+        app.timeline_figure(result),
+    ):
+        assert fig.axes and fig.axes[0].has_data()
+        plt.close(fig)

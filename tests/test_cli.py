@@ -1,0 +1,193 @@
+"""``dfa predict`` on a folder of awkward files: rows, errors, formats and exit status."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from test_detector import make_detector_folder, noise
+
+from dfa_lib.cli import CSV_COLUMNS, expand_inputs, main
+
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory) -> Path:
+    # 4-s windows keep the ten-minute file at 150 windows.
+    return make_detector_folder(tmp_path_factory.mktemp("model") / "lcnn", clip_seconds=4.0)
+
+
+@pytest.fixture(scope="module")
+def audio_folder(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("audio")
+    sf.write(root / "good_a.wav", noise(2.0, seed=1), SR, subtype="PCM_16")
+    sf.write(root / "good_b.wav", noise(5.5, seed=2), SR, subtype="PCM_16")
+    sf.write(root / "silence.wav", np.zeros(SR * 2, dtype=np.float32), SR, subtype="PCM_16")
+    t = np.arange(int(44100 * 3.0)) / 44100
+    stereo = np.stack([0.3 * np.sin(2 * np.pi * 220 * t), 0.1 * np.sin(2 * np.pi * 330 * t)], 1)
+    sf.write(root / "stereo_44k.wav", stereo.astype(np.float32), 44100, subtype="PCM_16")
+    sf.write(root / "clip.mp3", noise(3.0, seed=3), SR, format="MP3")
+    nested = root / "nested" / "deeper"
+    nested.mkdir(parents=True)
+    sf.write(nested / "clip.flac", noise(1.5, seed=4), SR, format="FLAC")
+    (root / "zero_bytes.wav").write_bytes(b"")
+    (root / "corrupt.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt " + os.urandom(200))
+    (root / "notes.txt").write_text("not audio, and not collected from a folder")
+    long_wave = np.tile(noise(10.0, seed=5, amplitude=0.05), 60)  # ten minutes
+    sf.write(root / "ten_minutes.wav", long_wave, SR, subtype="PCM_16")
+    return root
+
+
+def _read_jsonl(path: Path) -> dict[str, dict]:
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return {Path(r["path"]).name: r for r in rows}
+
+
+@pytest.mark.slow
+def test_predict_mixed_folder(model_folder, audio_folder, tmp_path):
+    out = tmp_path / "scores.jsonl"
+    argv = ["predict", str(audio_folder), "--model", str(model_folder), "--format", "jsonl"]
+    status = main([*argv, "--output", str(out)])
+    assert status == 1  # two files could not be read
+    rows = _read_jsonl(out)
+    assert set(rows) == {
+        "good_a.wav", "good_b.wav", "silence.wav", "stereo_44k.wav", "clip.mp3", "clip.flac",
+        "zero_bytes.wav", "corrupt.wav", "ten_minutes.wav",
+    }  # fmt: skip
+    assert "empty" in rows["zero_bytes.wav"]["error"]
+    assert "not a readable audio file" in rows["corrupt.wav"]["error"]
+    for name in ("zero_bytes.wav", "corrupt.wav"):
+        assert rows[name]["p_fake"] is None and rows[name]["label"] is None
+    scored = {k: v for k, v in rows.items() if v["error"] is None}
+    assert len(scored) == 7
+    for row in scored.values():
+        assert 0.0 <= row["p_fake"] <= 1.0
+        assert row["label"] == ("fake" if row["p_fake"] >= row["threshold"] else "real")
+        assert row["n_windows"] == len(row["windows"]) >= 1
+        assert row["threshold"] == pytest.approx(0.5)  # folder threshold 0.0 on the score
+    assert rows["ten_minutes.wav"]["duration"] == pytest.approx(600.0)
+    assert rows["ten_minutes.wav"]["n_windows"] == 150
+    assert rows["ten_minutes.wav"]["windows"][-1]["start"] == pytest.approx(596.0)
+    assert rows["stereo_44k.wav"]["duration"] == pytest.approx(3.0, abs=1e-3)
+    assert rows["good_b.wav"]["n_windows"] == 2
+    assert rows["clip.mp3"]["duration"] == pytest.approx(3.0, abs=0.1)
+    assert rows["clip.flac"]["duration"] == pytest.approx(1.5)
+
+
+def test_predict_csv_on_stdout_and_exit_zero(model_folder, audio_folder, capsys):
+    files = [str(audio_folder / "good_a.wav"), str(audio_folder / "nested/deeper/clip.flac")]
+    assert main(["predict", *files, "--model", str(model_folder)]) == 0
+    captured = capsys.readouterr()
+    rows = list(csv.DictReader(io.StringIO(captured.out)))
+    assert tuple(rows[0]) == CSV_COLUMNS
+    assert [Path(r["path"]).name for r in rows] == ["good_a.wav", "clip.flac"]
+    assert all(r["error"] == "" and r["label"] in {"real", "fake"} for r in rows)
+    assert float(rows[0]["duration"]) == pytest.approx(2.0)
+
+
+def test_predict_json_threshold_window_and_hop(model_folder, audio_folder, capsys):
+    path = str(audio_folder / "good_b.wav")
+    base = ["predict", path, "--model", str(model_folder), "--format", "json"]
+    assert main([*base, "--threshold", "0"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["label"] == "fake" and row["threshold"] == 0.0
+    assert main([*base, "--threshold", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["label"] == "real"
+    assert main([*base, "--window", "1", "--hop", "0.5", "--batch-size", "3"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["n_windows"] == 10 and row["window_seconds"] == 1.0 and row["hop_seconds"] == 0.5
+    assert [w["start"] for w in row["windows"][:3]] == [0.0, 0.5, 1.0]
+
+
+def test_globs_missing_paths_and_empty_folders(model_folder, audio_folder, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    argv = [
+        "predict",
+        str(audio_folder / "good_*.wav"),
+        str(audio_folder / "good_a.wav"),  # already matched by the glob: scored once
+        str(audio_folder / "nothing_*.ogg"),
+        str(tmp_path / "missing.wav"),
+        str(tmp_path / "empty"),
+        "--model",
+        str(model_folder),
+    ]
+    assert main(argv) == 1
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    by_name = {Path(r["path"]).name: r for r in rows}
+    assert len(rows) == 5
+    assert by_name["good_a.wav"]["error"] == "" and by_name["good_b.wav"]["error"] == ""
+    assert "no file matches" in by_name["nothing_*.ogg"]["error"]
+    assert "no such file" in by_name["missing.wav"]["error"]
+    assert "no audio files" in by_name["empty"]["error"]
+
+
+def test_expand_inputs_recurses_and_keeps_explicit_files(audio_folder):
+    expanded = dict(expand_inputs([str(audio_folder), str(audio_folder / "notes.txt")]))
+    names = {Path(p).name for p in expanded}
+    assert "clip.flac" in names  # found two folders down
+    assert "notes.txt" in names  # named explicitly, so it is tried (and will fail to decode)
+    assert sum(Path(p).name == "notes.txt" for p in expanded) == 1
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--threshold", "1.5"], "probability of fake in [0, 1]"),
+        (["--batch-size", "0"], "must be positive"),
+        (["--format", "xml"], "invalid choice"),
+        (["--window", "-1"], "must be positive"),
+    ],
+)
+def test_usage_errors_exit_2(model_folder, audio_folder, capsys, extra, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", str(audio_folder / "good_a.wav"), "--model", str(model_folder), *extra])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_model_folder_and_missing_arguments_exit_2(audio_folder, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", str(audio_folder / "good_a.wav"), "--model", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "not a detector folder" in capsys.readouterr().err
+    for argv in ([], ["predict", "x.wav"], ["frobnicate"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+
+
+def test_cuda_without_a_gpu_is_a_usage_error(model_folder, audio_folder, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            ["predict", str(audio_folder / "good_a.wav"), "--model", str(model_folder)]
+            + ["--device", "cuda"]
+        )
+    assert exit_info.value.code == 2
+    assert "no CUDA device" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_python_dash_m_subprocess(model_folder, audio_folder, tmp_path):
+    out = tmp_path / "rows.csv"
+    cmd = [sys.executable, "-m", "dfa_lib", "predict", str(audio_folder / "good_a.wav")]
+    cmd += [str(audio_folder / "corrupt.wav"), "--model", str(model_folder), "--output", str(out)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout == ""  # results went to --output, messages to stderr
+    assert "1 of 2 inputs failed" in proc.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert [r["error"] == "" for r in rows] == [True, False]
