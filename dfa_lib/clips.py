@@ -34,6 +34,15 @@ class ClipStore:
     sample_rate: int
     errors: dict[int, str] = field(default_factory=dict)  # row -> message, for unreadable clips
 
+    @classmethod
+    def from_waves(cls, waves: list[np.ndarray], sample_rate: int = 16000) -> ClipStore:
+        """Build a store from waveforms already in memory (float in [-1, 1])."""
+        parts = [np.clip(np.round(w * 32767.0), -32768, 32767).astype(np.int16) for w in waves]
+        offsets = np.zeros(len(parts) + 1, dtype=np.int64)
+        np.cumsum([p.size for p in parts], out=offsets[1:])
+        samples = np.concatenate(parts) if parts else np.zeros(0, np.int16)
+        return cls(samples=samples, offsets=offsets, sample_rate=sample_rate)
+
     def __len__(self) -> int:
         return len(self.offsets) - 1
 

@@ -1,7 +1,8 @@
 """The one scoring rule shared by validation, evaluation and ``dfa predict``.
 
-A clip is cut into windows of the model's training length (``hop`` defaults to the window),
-the last partial window is filled the way training filled short clips, each window gets the
+A clip is cut into windows of the model's training length (``hop`` defaults to the window);
+a clip shorter than one window is filled the way training filled short clips (``pad_mode``),
+the last partial window of a longer clip is zero-padded; each window gets the
 bona fide score ``logit_real - logit_fake`` (higher means real, as in ASVspoof), and the clip's
 score is the **mean of its window scores**. The mean of log-odds treats every second of a long
 file alike; a file that is fake only in part scores in between, which the window scores show.

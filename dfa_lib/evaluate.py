@@ -1,0 +1,230 @@
+"""Evaluate trained detectors on every protocol: scores, metrics, breakdowns, score files.
+
+A detector trained for protocol P is tested on P's test split; a detector trained on the
+``in-domain`` training split is also tested on ``cross-source`` (whose training and
+validation splits are the in-domain ones). Results go into the run folder:
+``metrics.json`` (one entry per protocol) and ``scores/<protocol>.2019.txt`` /
+``scores/<protocol>.2021.txt`` (ASVspoof 2019 four-column and 2021 two-column forms).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dfa_lib.experiment import ProtocolData
+from dfa_lib.metrics import (
+    breakdown,
+    classification_summary,
+    labels_from_scores,
+    summarize_scores,
+    write_scores_asvspoof2019,
+    write_scores_asvspoof2021,
+)
+from dfa_lib.provenance import write_json
+
+# Which training run answers each evaluation protocol.
+TRAINED_ON = {
+    "in-domain": "in-domain",
+    "unseen-generator": "unseen-generator",
+    "cross-source": "in-domain",
+    "unseen-neural": "unseen-neural",
+}
+
+
+def score_split(detector, data: ProtocolData, split: str = "testing") -> pd.DataFrame:
+    """Score every decodable clip of one split; return its manifest rows with a ``score`` column.
+
+    ``score`` is the bona fide score (higher = real) of the detector's own windowed scoring
+    rule, the same rule ``dfa predict`` applies to a file.
+    """
+    frame, store = data.frames[split], data.stores[split]
+    rows = [i for i in range(len(frame)) if store.ok(i)]
+    scores = detector.score_waves([store[i] for i in rows])
+    out = frame.iloc[rows].copy()
+    out["score"] = np.asarray(scores, dtype=np.float64)
+    return out.reset_index(drop=True)
+
+
+def evaluate_scores(
+    scored: pd.DataFrame, threshold: float, n_boot: int = 1000, seed: int = 0
+) -> dict:
+    """Return the protocol's metrics at the detector's own (validation EER) threshold.
+
+    Keys: the flat summary of :func:`dfa_lib.metrics.summarize_scores` (EER with its bootstrap
+    interval, AUC, accuracy at ``threshold``), ``classification`` (per-class precision, recall,
+    F1, confusion matrix, report) and ``by_generator`` / ``by_language`` tables as records.
+    """
+    summary = summarize_scores(
+        scored["score"].to_numpy(),
+        scored["label"].to_numpy(),
+        threshold=threshold,
+        n_boot=n_boot,
+        seed=seed,
+    )
+    predicted = labels_from_scores(scored["score"].to_numpy(), threshold)
+    summary["classification"] = classification_summary(scored["label"].to_numpy(), predicted)
+    for col in ("generator", "language", "source"):
+        if col in scored.columns and scored[col].nunique() > 1:
+            table = breakdown(scored, by=col)
+            summary[f"by_{col}"] = table.replace({np.nan: None}).to_dict(orient="records")
+    return summary
+
+
+def test_checksum(frame: pd.DataFrame) -> str:
+    """Return the identity of a test split (paths, labels and content hashes)."""
+    from dfa_lib.train import split_checksum
+
+    return split_checksum(frame)
+
+
+def evaluate_run(
+    folder: str | os.PathLike,
+    data: ProtocolData,
+    n_boot: int = 1000,
+    seed: int = 0,
+    detector=None,
+    reuse: bool = True,
+) -> dict:
+    """Score one run folder on ``data``'s test split, write score files and update metrics.json.
+
+    With ``reuse``, a protocol already evaluated on the same test split (same checksum) by the
+    same weights is read back instead of scored again.
+    """
+    from dfa_lib.detector import load_detector
+
+    folder = Path(folder)
+    checksum = test_checksum(data.frames["testing"])
+    previous = read_metrics(folder).get(data.protocol)
+    fresh = previous and previous.get("weights_mtime") == _weights_mtime(folder)
+    if reuse and fresh and previous.get("test_checksum") == checksum:
+        return previous
+    detector = detector or load_detector(folder)
+    scored = score_split(detector, data, "testing")
+    return write_evaluation(
+        folder,
+        data.protocol,
+        scored,
+        detector.score_threshold,
+        n_boot=n_boot,
+        seed=seed,
+        extra={
+            "test_checksum": checksum,
+            "n_undecodable": len(data.stores["testing"].errors),
+        },
+    )
+
+
+def _weights_mtime(folder: Path) -> float | None:
+    files = sorted(folder.glob("*.safetensors"))
+    return max(f.stat().st_mtime for f in files) if files else None
+
+
+def read_metrics(folder: str | os.PathLike) -> dict:
+    """Return a run folder's metrics.json (empty when it has none)."""
+    path = Path(folder) / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def write_evaluation(
+    folder: str | os.PathLike,
+    protocol: str,
+    scored: pd.DataFrame,
+    threshold: float,
+    n_boot: int = 1000,
+    seed: int = 0,
+    extra: dict | None = None,
+) -> dict:
+    """Write a protocol's metrics, score files and scored rows into a run folder; return metrics."""
+    from dfa_lib.detector import write_model_card
+
+    folder = Path(folder)
+    metrics = evaluate_scores(scored, threshold, n_boot=n_boot, seed=seed)
+    metrics.update(extra or {})
+    metrics["weights_mtime"] = _weights_mtime(folder)
+    scores_dir = folder / "scores"
+    attack = (
+        scored["generator"] if "generator" in scored.columns else pd.Series(["-"] * len(scored))
+    )
+    write_scores_asvspoof2019(
+        scores_dir / f"{protocol}.2019.txt",
+        scored["path"].map(_utt_id),
+        attack.where(scored["label"] == "fake", "-"),
+        scored["label"],
+        scored["score"],
+    )
+    write_scores_asvspoof2021(
+        scores_dir / f"{protocol}.2021.txt", scored["path"].map(_utt_id), scored["score"]
+    )
+    scored.to_csv(scores_dir / f"{protocol}.scored.csv", index=False)
+    everything = read_metrics(folder)
+    everything[protocol] = metrics
+    write_json(folder / "metrics.json", everything)
+    write_model_card(folder)  # the card lists the metrics of every protocol
+    return metrics
+
+
+def _utt_id(path: str) -> str:
+    return str(path).replace("/", "__").replace(" ", "_")
+
+
+def find_runs(runs_dir: str | os.PathLike) -> list[Path]:
+    """Return every run folder (a folder with a detector ``config.json``) under ``runs_dir``."""
+    from dfa_lib.detector import is_detector_folder
+
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    return sorted(p.parent for p in runs_dir.rglob("config.json") if is_detector_folder(p.parent))
+
+
+def results_table(runs_dir: str | os.PathLike) -> pd.DataFrame:
+    """Return one row per (model, protocol): EER, its interval, AUC and accuracy, from metrics.json."""
+    rows = []
+    for folder in find_runs(runs_dir):
+        metrics_path = folder / "metrics.json"
+        if not metrics_path.is_file():
+            continue
+        config = json.loads((folder / "config.json").read_text())
+        metrics = json.loads(metrics_path.read_text())
+        trained_on = config.get("dataset", {}).get("protocol", "?")
+        for protocol, m in metrics.items():
+            if not isinstance(m, dict) or "eer" not in m:
+                continue
+            rows.append(
+                {
+                    "model": folder.name,
+                    "trained_on": trained_on,
+                    "protocol": protocol,
+                    "eer_%": 100 * m["eer"],
+                    "eer_ci_low_%": 100 * m["eer_ci_low"],
+                    "eer_ci_high_%": 100 * m["eer_ci_high"],
+                    "auc": m["auc"],
+                    "accuracy_%": 100 * m["accuracy"],
+                    "n": m["n"],
+                    "folder": str(folder),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def headline_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Pivot :func:`results_table` into model x protocol EER (%), the reports' headline."""
+    if results.empty:
+        return results
+    return results.pivot_table(index="model", columns="protocol", values="eer_%", aggfunc="first")
+
+
+__all__ = [
+    "TRAINED_ON",
+    "evaluate_run",
+    "evaluate_scores",
+    "find_runs",
+    "headline_table",
+    "results_table",
+    "score_split",
+]

@@ -1,0 +1,488 @@
+"""The training engine: one function, driven by a config dataclass, used by every notebook.
+
+:func:`train` takes one :class:`TrainConfig` or a list of them (several hyperparameter
+configurations in one call, as the original notebook had), trains each on the same decoded
+clips and writes one run folder per configuration::
+
+    <out_dir>/<config.name>/
+        model.safetensors   weights (torch models) or classifier arrays (classical models)
+        config.json         model, preprocessing, threshold at validation EER, resolved config
+        train_log.csv       one row per epoch: losses, validation EER, learning rate, seconds
+        scores/validation.txt   bona fide scores of the validation clips (ASVspoof 2021 form)
+        provenance.json     git commit, package versions, machine, data checksums, timings
+
+A run whose folder already holds the same fingerprint (config, data checksums, package
+version) is reused, not retrained: a second ``make reports`` with nothing changed is fast.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from dfa_lib import __version__
+from dfa_lib.clips import ClipStore
+from dfa_lib.labels import FAKE, REAL, label_to_index
+from dfa_lib.metrics import equal_error_rate
+from dfa_lib.provenance import provenance_record, write_json
+from dfa_lib.scoring import score_waves
+
+CLASSICAL_MODELS = ("lfcc_gmm", "lfcc_logreg")
+RUN_FORMAT = "dfa-detector"
+RUN_FORMAT_VERSION = 1
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start or continue (no data, one class only, diverged loss ...)."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines one training run; written resolved into the run folder."""
+
+    name: str = "lcnn"  # run folder name
+    model: str = "lcnn"  # dfa_lib.models.build_model name, or lfcc_gmm / lfcc_logreg
+    model_kwargs: dict = field(default_factory=dict)
+    clip_seconds: float = 4.0  # training crop and scoring window, seconds
+    pad_mode: str = "wrap"  # how clips shorter than the window are filled: wrap | constant
+    epochs: int = 20
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    lr_schedule: str = "cosine"  # cosine | plateau | constant
+    patience: int = 4  # epochs without a better validation EER before stopping
+    class_weighted: bool = True  # cross-entropy weights inversely proportional to class counts
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | mps
+    num_workers: int = 0  # DataLoader workers; clips are already decoded, so 0 is usually fastest
+    mixed_precision: bool = True  # autocast and gradient scaling, on CUDA only
+    grad_accumulation: int = 1  # optimizer step every N batches
+    max_batches_per_epoch: int | None = None  # cap for quick experiments
+    augment: dict | None = None  # dfa_lib.augment.AugmentConfig fields, or None for clean training
+    sample_rate: int = 16000
+
+    def resolved(self) -> dict:
+        """Return the config as a plain dict (what the run folder records)."""
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class RunResult:
+    """What one training run produced."""
+
+    config: TrainConfig
+    folder: Path
+    best_epoch: int
+    val_eer: float
+    threshold: float
+    history: pd.DataFrame
+    reused: bool
+    seconds: float
+
+
+def choose_device(requested: str = "auto") -> torch.device:
+    """Return the requested device, or the best available one for ``"auto"`` (cuda, mps, cpu)."""
+    if requested != "auto":
+        if requested.startswith("cuda") and not torch.cuda.is_available():
+            raise TrainingError("device='cuda' was requested but no CUDA device is available")
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and CUDA) so a CPU run repeats exactly."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+class _CropDataset(torch.utils.data.Dataset):
+    """Training items: a seeded random crop (and optional augmentation) of each decoded clip."""
+
+    def __init__(
+        self,
+        store: ClipStore,
+        rows: np.ndarray,
+        labels: np.ndarray,
+        length: int,
+        seed: int,
+        pad_mode: str,
+        augment: Callable | None,
+    ):
+        self.store, self.rows, self.labels = store, rows, labels
+        self.length, self.seed, self.pad_mode, self.augment = length, seed, pad_mode, augment
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int):
+        from dfa_lib.audio import pad_or_crop
+
+        # The generator depends on (seed, epoch, item) only: workers and order do not matter.
+        rng = np.random.default_rng([self.seed, self.epoch, int(self.rows[i])])
+        wave = self.store[int(self.rows[i])]
+        if self.augment is not None:
+            wave = self.augment(wave, rng)
+        wave = pad_or_crop(wave, self.length, mode="random", rng=rng, pad_mode=self.pad_mode)
+        return torch.from_numpy(wave), int(self.labels[i])
+
+
+def _labels_of(df: pd.DataFrame) -> np.ndarray:
+    return np.array([label_to_index(v) for v in df["label"]], dtype=np.int64)
+
+
+def fingerprint(config: TrainConfig, train_checksum: str, val_checksum: str) -> str:
+    """Return the hash that decides whether an existing run folder can be reused."""
+    blob = json.dumps(
+        {
+            "config": config.resolved(),
+            "train": train_checksum,
+            "val": val_checksum,
+            "dfa": __version__,
+            "format": RUN_FORMAT_VERSION,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def split_checksum(df: pd.DataFrame) -> str:
+    """Return a short hash of a split's paths, labels and content hashes."""
+    cols = [c for c in ("path", "label", "sha256") if c in df.columns]
+    text = df[cols].sort_values("path").to_csv(index=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def train(
+    configs: TrainConfig | Sequence[TrainConfig],
+    train_df: pd.DataFrame,
+    val_df: pd.DataFrame,
+    train_store: ClipStore,
+    val_store: ClipStore,
+    out_dir: str | os.PathLike,
+    dataset: dict | None = None,
+    progress: bool = True,
+    reuse: bool = True,
+) -> list[RunResult]:
+    """Train each configuration and write its run folder; return one :class:`RunResult` each.
+
+    ``train_df``/``val_df`` are manifest rows whose positions index ``train_store``/``val_store``
+    (row ``i`` of the frame is clip ``i`` of the store). Clips that failed to decode are left
+    out and counted in the provenance record. ``dataset`` (name, protocol, manifest checksum
+    ...) is copied into every run folder.
+    """
+    if isinstance(configs, TrainConfig):
+        configs = [configs]
+    if len(train_df) != len(train_store) or len(val_df) != len(val_store):
+        raise TrainingError("each data frame must have exactly one decoded clip per row")
+    names = [c.name for c in configs]
+    if len(set(names)) != len(names):
+        raise TrainingError(f"configuration names must be unique, got {names}")
+    out_dir = Path(out_dir)
+    results = []
+    for config in configs:
+        results.append(
+            _train_one(
+                config, train_df, val_df, train_store, val_store, out_dir, dataset, progress, reuse
+            )
+        )
+    return results
+
+
+def _usable(df: pd.DataFrame, store: ClipStore, what: str) -> tuple[np.ndarray, np.ndarray]:
+    rows = np.array([i for i in range(len(df)) if store.ok(i)], dtype=np.int64)
+    labels = _labels_of(df)[rows]
+    present = set(labels.tolist())
+    if present != {REAL, FAKE}:
+        have = ", ".join(sorted({"real" if v == REAL else "fake" for v in present})) or "nothing"
+        raise TrainingError(f"the {what} split needs real and fake clips; it has {have}")
+    return rows, labels
+
+
+def _train_one(
+    config: TrainConfig,
+    train_df: pd.DataFrame,
+    val_df: pd.DataFrame,
+    train_store: ClipStore,
+    val_store: ClipStore,
+    out_dir: Path,
+    dataset: dict | None,
+    progress: bool,
+    reuse: bool,
+) -> RunResult:
+    folder = out_dir / config.name
+    fp = fingerprint(config, split_checksum(train_df), split_checksum(val_df))
+    if reuse:
+        previous = _load_previous(folder, fp, config)
+        if previous is not None:
+            return previous
+
+    start = time.perf_counter()
+    seed_everything(config.seed)
+    train_rows, train_labels = _usable(train_df, train_store, "training")
+    val_rows, val_labels = _usable(val_df, val_store, "validation")
+    if config.model in CLASSICAL_MODELS:
+        model, history, best_epoch, val_scores = _fit_classical(
+            config, train_store, train_rows, train_labels, val_store, val_rows
+        )
+    else:
+        model, history, best_epoch, val_scores = _fit_torch(
+            config, train_store, train_rows, train_labels, val_store, val_rows, val_labels, progress
+        )
+    eer = equal_error_rate(val_scores[val_labels == REAL], val_scores[val_labels == FAKE])
+    seconds = time.perf_counter() - start
+    record = provenance_record(
+        fingerprint=fp,
+        dataset=dataset or {},
+        train_checksum=split_checksum(train_df),
+        val_checksum=split_checksum(val_df),
+        n_train=len(train_rows),
+        n_val=len(val_rows),
+        undecodable={
+            "training": [train_df["path"].iloc[i] for i in train_store.errors],
+            "validation": [val_df["path"].iloc[i] for i in val_store.errors],
+        },
+        train_seconds=round(seconds, 2),
+    )
+    save_run(
+        folder,
+        model,
+        config,
+        threshold=eer.threshold,
+        val_eer=eer.eer,
+        history=history,
+        best_epoch=best_epoch,
+        val_ids=val_df["path"].iloc[val_rows].tolist(),
+        val_scores=val_scores,
+        provenance=record,
+        dataset=dataset or {},
+    )
+    return RunResult(config, folder, best_epoch, eer.eer, eer.threshold, history, False, seconds)
+
+
+def _load_previous(folder: Path, fp: str, config: TrainConfig) -> RunResult | None:
+    prov, cfg = folder / "provenance.json", folder / "config.json"
+    if not (prov.is_file() and cfg.is_file() and (folder / "model.safetensors").is_file()):
+        return None
+    try:
+        record = json.loads(prov.read_text())
+        saved = json.loads(cfg.read_text())
+    except json.JSONDecodeError:
+        return None
+    if record.get("fingerprint") != fp:
+        return None
+    log = folder / "train_log.csv"
+    history = pd.read_csv(log) if log.is_file() else pd.DataFrame()
+    return RunResult(
+        config,
+        folder,
+        int(saved.get("best_epoch", 0)),
+        float(saved["val_eer"]),
+        float(saved["threshold"]),
+        history,
+        True,
+        0.0,
+    )
+
+
+def _fit_classical(config, train_store, train_rows, train_labels, val_store, val_rows):
+    from dfa_lib import classical
+
+    length = int(round(config.clip_seconds * config.sample_rate))
+    from dfa_lib.audio import pad_or_crop
+
+    def waves(store, rows):
+        return [
+            pad_or_crop(store[int(r)], length, "center", pad_mode=config.pad_mode) for r in rows
+        ]
+
+    model = classical.build_classical(config.model, seed=config.seed, **config.model_kwargs)
+    labels = ["real" if v == REAL else "fake" for v in train_labels]
+    model.fit(waves(train_store, train_rows), labels)
+    val_scores = np.asarray(model.score(waves(val_store, val_rows)), dtype=np.float64)
+    return model, pd.DataFrame([{"epoch": 1}]), 1, val_scores
+
+
+def _fit_torch(
+    config, train_store, train_rows, train_labels, val_store, val_rows, val_labels, progress
+):
+    from dfa_lib.models import build_model
+
+    device = choose_device(config.device)
+    model = build_model(config.model, **config.model_kwargs).to(device)
+    fixed = getattr(model, "input_samples", None)
+    length = fixed or int(round(config.clip_seconds * config.sample_rate))
+    if fixed and abs(fixed - config.clip_seconds * config.sample_rate) > 1:
+        raise TrainingError(
+            f"model {config.model!r} takes exactly {fixed} samples; "
+            f"set clip_seconds={fixed / config.sample_rate:g}"
+        )
+    augment = None
+    if config.augment:
+        from dfa_lib.augment import AugmentConfig, Augmenter
+
+        # Babble noise is made from other training clips; a fixed, seeded pool of them.
+        pool_rows = np.random.default_rng(config.seed).permutation(train_rows)[:64]
+        augment = Augmenter(
+            AugmentConfig.from_dict(config.augment),
+            seed=config.seed,
+            noise_pool=[train_store[int(r)] for r in pool_rows],
+        )
+    data = _CropDataset(
+        train_store, train_rows, train_labels, length, config.seed, config.pad_mode, augment
+    )
+    generator = torch.Generator().manual_seed(config.seed)
+    loader = torch.utils.data.DataLoader(
+        data,
+        batch_size=config.batch_size,
+        shuffle=True,
+        generator=generator,
+        num_workers=config.num_workers,
+        pin_memory=device.type == "cuda",
+        drop_last=len(data) > config.batch_size,
+        worker_init_fn=_seed_worker,
+    )
+    counts = np.bincount(train_labels, minlength=2).astype(np.float64)
+    weight = counts.sum() / (2.0 * counts) if config.class_weighted else np.ones(2)
+    loss_fn = nn.CrossEntropyLoss(weight=torch.tensor(weight, dtype=torch.float32, device=device))
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    scheduler = _scheduler(optimizer, config)
+    use_amp = config.mixed_precision and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    val_waves = [val_store[int(r)] for r in val_rows]
+    best = (math.inf, 0, None, None)  # eer, epoch, state, scores
+    history, stale = [], 0
+    for epoch in range(1, config.epochs + 1):
+        data.epoch = epoch
+        model.train()
+        t0, total, seen = time.perf_counter(), 0.0, 0
+        bar = tqdm(loader, desc=f"{config.name} epoch {epoch}", disable=not progress, leave=False)
+        optimizer.zero_grad(set_to_none=True)
+        for step, (x, y) in enumerate(bar, start=1):
+            if config.max_batches_per_epoch and step > config.max_batches_per_epoch:
+                break
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with torch.autocast(device.type, enabled=use_amp):
+                loss = loss_fn(model(x), y)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"{config.name}: loss became {loss.item()} at epoch {epoch}")
+            scaler.scale(loss / config.grad_accumulation).backward()
+            if step % config.grad_accumulation == 0:
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+            total += loss.item() * len(y)
+            seen += len(y)
+            bar.set_postfix(loss=f"{total / seen:.4f}")
+        scores = score_waves(
+            model, val_waves, length, config.pad_mode, config.batch_size, device, progress=False
+        )
+        eer = equal_error_rate(scores[val_labels == REAL], scores[val_labels == FAKE]).eer
+        lr = optimizer.param_groups[0]["lr"]
+        if config.lr_schedule == "plateau":
+            scheduler.step(eer)
+        elif scheduler is not None:
+            scheduler.step()
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": total / max(seen, 1),
+                "val_eer": eer,
+                "lr": lr,
+                "seconds": round(time.perf_counter() - t0, 2),
+            }
+        )
+        if eer < best[0]:
+            state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            best, stale = (eer, epoch, state, scores), 0
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    model.load_state_dict(best[2])
+    return model.cpu().eval(), pd.DataFrame(history), best[1], best[3]
+
+
+def _seed_worker(worker_id: int) -> None:
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def _scheduler(optimizer, config: TrainConfig):
+    if config.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(config.epochs, 1))
+    if config.lr_schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", patience=1)
+    if config.lr_schedule == "constant":
+        return None
+    raise TrainingError(
+        f"lr_schedule must be cosine, plateau or constant, got {config.lr_schedule!r}"
+    )
+
+
+def save_run(
+    folder: Path,
+    model,
+    config: TrainConfig,
+    threshold: float,
+    val_eer: float,
+    history: pd.DataFrame,
+    best_epoch: int,
+    val_ids: list[str],
+    val_scores: np.ndarray,
+    provenance: dict,
+    dataset: dict,
+) -> Path:
+    """Write a run folder that is also a self-contained detector (see the module docstring)."""
+    from dfa_lib.detector import export_detector
+    from dfa_lib.metrics import write_scores_asvspoof2021
+
+    folder.mkdir(parents=True, exist_ok=True)
+    run_config = {
+        "format": RUN_FORMAT,
+        "format_version": RUN_FORMAT_VERSION,
+        "dfa_version": __version__,
+        "model": {"name": config.model, "kwargs": copy.deepcopy(config.model_kwargs)},
+        "preprocessing": {
+            "sample_rate": config.sample_rate,
+            "clip_seconds": config.clip_seconds,
+            "pad_mode": config.pad_mode,
+            "normalization": "none",
+        },
+        "threshold": float(threshold),
+        "val_eer": float(val_eer),
+        "best_epoch": int(best_epoch),
+        "training": config.resolved(),
+        "dataset": dataset,
+    }
+    export_detector(folder, model, run_config, overwrite=True)
+    history.to_csv(folder / "train_log.csv", index=False)
+    (folder / "scores").mkdir(exist_ok=True)
+    write_scores_asvspoof2021(folder / "scores" / "validation.txt", val_ids, val_scores)
+    write_json(folder / "provenance.json", provenance)
+    return folder

@@ -1,0 +1,146 @@
+"""The training engine on separable toy data: learning, seeding, early stopping, run folders."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from dfa_lib.clips import ClipStore, decode_clips
+from dfa_lib.scoring import score_waves
+from dfa_lib.train import TrainConfig, TrainingError, choose_device, train
+
+SR = 16000
+pytestmark = pytest.mark.slow
+
+
+def _toy(n_per_class: int, seed: int, seconds: float = 1.0):
+    """Real = tones of random pitch, fake = low-level white noise: trivially separable."""
+    rng = np.random.default_rng(seed)
+    waves, labels = [], []
+    t = np.arange(int(seconds * SR)) / SR
+    for _ in range(n_per_class):
+        waves.append((0.3 * np.sin(2 * np.pi * rng.uniform(200, 800) * t)).astype(np.float32))
+        labels.append("real")
+        waves.append((0.3 * rng.standard_normal(t.size)).astype(np.float32))
+        labels.append("fake")
+    df = pd.DataFrame({"path": [f"clip{seed}_{i}.wav" for i in range(len(waves))], "label": labels})
+    return df, ClipStore.from_waves(waves, SR)
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return _toy(24, seed=1), _toy(8, seed=2)
+
+
+def _cfg(**kw) -> TrainConfig:
+    base = dict(name="cnn", model="original_cnn", clip_seconds=1.0, epochs=3, batch_size=8,
+                learning_rate=1e-3, device="cpu", patience=5)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_engine_learns_and_writes_a_complete_run_folder(tmp_path, toy):
+    (tr, trs), (va, vas) = toy
+    [res] = train(_cfg(), tr, va, trs, vas, tmp_path, dataset={"dataset": "toy"}, progress=False)
+    assert res.val_eer < 0.2
+    names = {p.name for p in res.folder.iterdir()}
+    assert {"model.safetensors", "config.json", "train_log.csv", "provenance.json", "scores"} <= names
+    config = json.loads((res.folder / "config.json").read_text())
+    assert config["format"] == "dfa-detector" and config["model"]["name"] == "original_cnn"
+    assert config["threshold"] == pytest.approx(res.threshold)
+    prov = json.loads((res.folder / "provenance.json").read_text())
+    assert prov["git"]["commit"] and prov["packages"]["torch"] != "absent"
+    assert prov["dataset"] == {"dataset": "toy"} and prov["train_checksum"]
+    assert len(res.history) >= 1 and res.history["train_loss"].iloc[-1] < res.history["train_loss"].iloc[0] + 1e-9
+
+
+def test_same_seed_same_metrics_and_reuse(tmp_path, toy):
+    (tr, trs), (va, vas) = toy
+    a = train(_cfg(epochs=2), tr, va, trs, vas, tmp_path / "a", progress=False)[0]
+    b = train(_cfg(epochs=2), tr, va, trs, vas, tmp_path / "b", progress=False)[0]
+    pd.testing.assert_series_equal(a.history["val_eer"], b.history["val_eer"])
+    pd.testing.assert_series_equal(a.history["train_loss"], b.history["train_loss"])
+    again = train(_cfg(epochs=2), tr, va, trs, vas, tmp_path / "a", progress=False)[0]
+    assert again.reused and again.val_eer == a.val_eer
+    changed = train(_cfg(epochs=2, seed=7), tr, va, trs, vas, tmp_path / "a", progress=False)[0]
+    assert not changed.reused
+
+
+def test_early_stopping_stops_after_patience(tmp_path, toy):
+    (tr, trs), (va, vas) = toy
+    # A learning rate of zero never improves on the first epoch's EER.
+    [res] = train(_cfg(epochs=10, patience=2, learning_rate=0.0, lr_schedule="constant"),
+                  tr, va, trs, vas, tmp_path, progress=False)
+    assert len(res.history) == 3 and res.best_epoch == 1
+
+
+def test_best_checkpoint_round_trip(tmp_path, toy):
+    from dfa_lib.detector import load_detector
+
+    (tr, trs), (va, vas) = toy
+    [res] = train(_cfg(), tr, va, trs, vas, tmp_path, progress=False)
+    detector = load_detector(res.folder, device="cpu")
+    waves = [vas[i] for i in range(len(vas))]
+    scores = detector.score_waves(waves)
+    saved = pd.read_csv(res.folder / "scores" / "validation.txt", sep=" ", header=None)[1].to_numpy()
+    np.testing.assert_allclose(scores, saved, rtol=1e-5, atol=1e-5)
+
+
+def test_several_configurations_in_one_call(tmp_path, toy):
+    (tr, trs), (va, vas) = toy
+    results = train([_cfg(name="a", epochs=1), _cfg(name="b", epochs=1, learning_rate=3e-4)],
+                    tr, va, trs, vas, tmp_path, progress=False)
+    assert [r.folder.name for r in results] == ["a", "b"]
+    with pytest.raises(TrainingError, match="unique"):
+        train([_cfg(name="a"), _cfg(name="a")], tr, va, trs, vas, tmp_path, progress=False)
+
+
+def test_classical_model_through_the_same_engine(tmp_path, toy):
+    (tr, trs), (va, vas) = toy
+    [res] = train(TrainConfig(name="gmm", model="lfcc_gmm", clip_seconds=1.0),
+                  tr, va, trs, vas, tmp_path, progress=False)
+    assert res.val_eer < 0.2 and (res.folder / "config.json").is_file()
+
+
+def test_errors(tmp_path, toy):
+    (tr, trs), (va, vas) = toy
+    only_real = tr[tr["label"] == "real"].reset_index(drop=True)
+    store = ClipStore.from_waves([trs[i] for i in tr.index[tr["label"] == "real"]], SR)
+    with pytest.raises(TrainingError, match="needs real and fake"):
+        train(_cfg(), only_real, va, store, vas, tmp_path, progress=False)
+    with pytest.raises(TrainingError, match="exactly 16000 samples"):
+        train(_cfg(clip_seconds=2.0), tr, va, trs, vas, tmp_path, progress=False)
+    with pytest.raises(TrainingError, match="one decoded clip per row"):
+        train(_cfg(), tr.iloc[:3], va, trs, vas, tmp_path, progress=False)
+    assert choose_device("cpu").type == "cpu"
+
+
+def test_decode_clips_caches_and_reports_bad_files(tmp_path):
+    root = tmp_path / "corpus"
+    root.mkdir()
+    sf.write(root / "a.wav", np.full(800, 0.25, np.float32), 8000)
+    (root / "bad.wav").write_bytes(b"")
+    df = pd.DataFrame({"path": ["a.wav", "bad.wav"], "label": ["real", "fake"]})
+    store = decode_clips(df, root, tmp_path / "cache", progress=False)
+    assert len(store) == 2 and store[0].size == 1600 and not store.ok(1)
+    assert "file is empty" in store.errors[1]
+    again = decode_clips(df, root, tmp_path / "cache", progress=False)
+    assert isinstance(again.samples, np.memmap)  # served from the on-disk cache
+    np.testing.assert_array_equal(again[0], store[0])
+    assert again.errors == store.errors
+
+
+def test_score_waves_mean_of_windows():
+    import torch
+
+    class Energy(torch.nn.Module):
+        def forward(self, x):
+            e = x.abs().mean(dim=1)
+            return torch.stack([-e, e], dim=1)  # louder = more fake
+
+    quiet, loud = np.full(100, 0.1, np.float32), np.full(100, 0.5, np.float32)
+    scores = score_waves(Energy(), [quiet, np.concatenate([quiet, loud])], window=100, progress=False)
+    np.testing.assert_allclose(scores, [-0.2, -(0.2 + 1.0) / 2], atol=1e-6)
