@@ -21,6 +21,8 @@ from torch import nn
 from dfa_lib.frontends import FRONTEND_NAMES, FrontendError, build_frontend
 
 MODEL_NAMES: tuple[str, ...] = ("original_cnn", "lcnn", "resnet")
+# Built on a pretrained encoder (dfa_lib.ssl_pipeline); loading it loads the encoder's weights.
+PRETRAINED_MODEL_NAMES: tuple[str, ...] = ("ssl_classifier",)
 
 
 class ModelConfigError(ValueError):
@@ -280,8 +282,13 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
     ``resnet``: ``frontend`` (default "mel"), ``normalize`` (True), ``width`` (8),
     ``dropout`` (0.3), ``frontend_settings``.
     """
+    if name == "ssl_classifier":  # a pretrained encoder; imported only when asked for
+        from dfa_lib.ssl_pipeline import SSLClassifier
+
+        return SSLClassifier(**kwargs)
     if name not in _BUILDERS:
-        raise ModelConfigError(f"unknown model {name!r}; choose one of {list(MODEL_NAMES)}")
+        choices = list(MODEL_NAMES + PRETRAINED_MODEL_NAMES)
+        raise ModelConfigError(f"unknown model {name!r}; choose one of {choices}")
     frontend = kwargs.get("frontend")
     if frontend is not None and frontend not in FRONTEND_NAMES:
         raise ModelConfigError(

@@ -1,0 +1,296 @@
+"""Detectors on a frozen pretrained speech encoder: features per protocol, heads, run folders.
+
+The encoder runs once per clip (:func:`dfa_lib.ssl_features.extract_features` caches its
+pooled layer statistics and downsampled frames on disk); heads then train in seconds. Each
+trained head becomes a run folder like the CNNs' (``config.json`` with the model name
+``ssl_head``, the backbone's name and the validation-EER threshold, plus ``head.safetensors``
+and ``head.json``), so ``load_detector``, ``dfa predict`` and the app use it as any other
+detector: the backbone is loaded by name and the head from the folder.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dfa_lib import __version__
+from dfa_lib.experiment import ProtocolData
+from dfa_lib.heads import (
+    HeadConfig,
+    HeadHistory,
+    bonafide_scores,
+    predict_logits,
+    save_head,
+    train_head,
+)
+from dfa_lib.labels import FAKE, REAL, label_to_index
+from dfa_lib.metrics import equal_error_rate, write_scores_asvspoof2021
+from dfa_lib.provenance import provenance_record, write_json
+from dfa_lib.ssl_features import FeaturePreprocessing, FeatureSet, extract_features
+
+SSL_MODEL = "ssl_head"
+
+
+@dataclass
+class HeadRun:
+    """One trained head and its run folder."""
+
+    name: str
+    folder: Path
+    head: object
+    config: HeadConfig
+    history: HeadHistory
+    val_eer: float
+    threshold: float
+
+
+def split_features(
+    backbone,
+    data: ProtocolData,
+    cache_dir: str | os.PathLike,
+    preprocessing: FeaturePreprocessing,
+    frames: bool = True,
+    batch_size: int = 8,
+) -> dict[str, FeatureSet]:
+    """Extract (or read from the cache) the features of every split of ``data``."""
+    return {
+        split: extract_features(
+            backbone,
+            data.stores[split],
+            cache_dir,
+            preprocessing=preprocessing,
+            batch_size=batch_size,
+            frames=frames,
+        )
+        for split in data.frames
+    }
+
+
+def head_inputs(fs: FeatureSet, config: HeadConfig):
+    """Return the valid clips' features in the form ``config.head`` takes, and their row indices."""
+    rows = np.flatnonzero(fs.valid)
+    if config.head == "weighted-asp":
+        if fs.frames is None:
+            raise ValueError("head 'weighted-asp' needs features extracted with frames=True")
+        return (fs.frames[rows], fs.frame_lengths[rows]), rows
+    return fs.pooled[rows], rows
+
+
+def head_scores(head, fs: FeatureSet, config: HeadConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Return bona fide scores of the valid clips of ``fs`` and their row indices."""
+    x, rows = head_inputs(fs, config)
+    return bonafide_scores(predict_logits(head, x, config)), rows
+
+
+def train_heads(
+    backbone,
+    features: dict[str, FeatureSet],
+    data: ProtocolData,
+    head_configs: dict[str, HeadConfig],
+    out_dir: str | os.PathLike,
+    preprocessing: FeaturePreprocessing,
+) -> list[HeadRun]:
+    """Train each named head on the training features, keep the best epoch, write its run folder."""
+    runs = []
+    labels = {
+        s: np.array([label_to_index(v) for v in data.frames[s]["label"]]) for s in data.frames
+    }
+    for name, config in head_configs.items():
+        start = time.perf_counter()
+        x_tr, rows_tr = head_inputs(features["training"], config)
+        x_va, rows_va = head_inputs(features["validation"], config)
+        head, history = train_head(
+            x_tr, labels["training"][rows_tr], x_va, labels["validation"][rows_va], config
+        )
+        scores = bonafide_scores(predict_logits(head, x_va, config))
+        y_va = labels["validation"][rows_va]
+        eer = equal_error_rate(scores[y_va == REAL], scores[y_va == FAKE])
+        folder = Path(out_dir) / name
+        write_head_run(
+            folder,
+            head,
+            config,
+            backbone,
+            preprocessing,
+            threshold=eer.threshold,
+            val_eer=eer.eer,
+            history=history,
+            dataset=data.info,
+            val_ids=data.frames["validation"]["path"].iloc[rows_va].tolist(),
+            val_scores=scores,
+            seconds=time.perf_counter() - start,
+        )
+        runs.append(HeadRun(name, folder, head, config, history, eer.eer, eer.threshold))
+    return runs
+
+
+def write_head_run(
+    folder: Path,
+    head,
+    config: HeadConfig,
+    backbone,
+    preprocessing: FeaturePreprocessing,
+    threshold: float,
+    val_eer: float,
+    history: HeadHistory,
+    dataset: dict,
+    val_ids: list[str],
+    val_scores: np.ndarray,
+    seconds: float,
+) -> Path:
+    """Write a head's run folder: a detector whose backbone is loaded by name."""
+    from dfa_lib.detector import write_model_card
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save_head(head, folder)
+    run_config = {
+        "format": "dfa-detector",
+        "format_version": 1,
+        "dfa_version": __version__,
+        "model": {
+            "name": SSL_MODEL,
+            "kwargs": {"backbone": backbone.name, "backbone_identity": backbone.identity},
+        },
+        "preprocessing": {
+            "sample_rate": preprocessing.sample_rate,
+            "clip_seconds": preprocessing.clip_seconds,
+            "pad_mode": preprocessing.pad_mode,
+            "normalization": preprocessing.normalization,
+        },
+        "threshold": float(threshold),
+        "val_eer": float(val_eer),
+        "best_epoch": int(history.best_epoch),
+        "training": {"head": asdict(config), "backbone": backbone.describe()},
+        "dataset": dataset,
+    }
+    write_json(folder / "config.json", run_config)
+    history.to_frame().to_csv(folder / "train_log.csv", index=False)
+    write_scores_asvspoof2021(folder / "scores" / "validation.txt", val_ids, val_scores)
+    write_json(
+        folder / "provenance.json",
+        provenance_record(dataset=dataset, train_seconds=round(seconds, 2)),
+    )
+    write_model_card(folder)
+    return folder
+
+
+def evaluate_head(
+    run: HeadRun, fs: FeatureSet, data: ProtocolData, n_boot: int = 1000, seed: int = 0
+) -> dict:
+    """Score a head on cached test features and write the protocol's metrics into its folder."""
+    from dfa_lib.evaluate import test_checksum, write_evaluation
+
+    scores, rows = head_scores(run.head, fs, run.config)
+    scored = data.frames["testing"].iloc[rows].copy()
+    scored["score"] = scores
+    return write_evaluation(
+        run.folder,
+        data.protocol,
+        scored.reset_index(drop=True),
+        run.threshold,
+        n_boot=n_boot,
+        seed=seed,
+        extra={
+            "test_checksum": test_checksum(data.frames["testing"]),
+            "n_undecodable": int((~fs.valid).sum()),
+        },
+    )
+
+
+def layer_table(features: dict[str, FeatureSet], data: ProtocolData) -> pd.DataFrame:
+    """Per-layer validation EER of a logistic regression on pooled statistics (layer signal)."""
+    from dfa_lib.heads import layer_signal
+
+    tr, va = features["training"], features["validation"]
+    y_tr = data.frames["training"]["label"].to_numpy()[tr.valid]
+    y_va = data.frames["validation"]["label"].to_numpy()[va.valid]
+    return layer_signal(tr.pooled[tr.valid], y_tr, va.pooled[va.valid], y_va)
+
+
+class SSLClassifier(torch.nn.Module):
+    """A pretrained speech encoder fine-tuned end to end with a small classification head.
+
+    Waveforms ``(batch, samples)`` at 16 kHz in, logits ``[real, fake]`` out, like every model
+    of :mod:`dfa_lib.models`. The head is a learned softmax-weighted sum of the encoder's
+    layers, mean and standard deviation over valid frames, then Linear(2H, 128), ReLU, dropout
+    and Linear(128, 2). ``freeze_layers`` keeps the input stage and the lowest N transformer
+    layers fixed (-1 freezes the whole encoder), the usual way to fine-tune on little data.
+    """
+
+    input_samples = None
+
+    def __init__(
+        self,
+        backbone: str = "auto",
+        freeze_layers: int = 0,
+        hidden: int = 128,
+        dropout: float = 0.3,
+        cache_dir: str | None = None,
+    ) -> None:
+        import re
+
+        import torch
+        from torch import nn
+
+        from dfa_lib.backbones import load_backbone
+
+        super().__init__()
+        self.backbone = load_backbone(backbone, cache_dir=cache_dir)
+        self.backbone_choice = self.backbone.choice
+        n_states = self.backbone.num_layers + 1
+        width = self.backbone.hidden_size
+        self.layer_logits = nn.Parameter(torch.zeros(n_states))
+        self.classifier = nn.Sequential(
+            nn.Linear(2 * width, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 2)
+        )
+        for name, param in self.backbone.named_parameters():
+            match = re.search(r"layers\.(\d+)\.", name)
+            if freeze_layers < 0:
+                param.requires_grad_(False)
+            elif freeze_layers > 0:
+                param.requires_grad_(match is not None and int(match.group(1)) >= freeze_layers)
+
+    def forward(self, waves):
+        """Return logits for a batch of waveforms."""
+        import torch
+
+        from dfa_lib.ssl_features import pool_mean_std
+
+        out = self.backbone(waves)
+        states = out.stacked().float()  # (layers, batch, frames, hidden)
+        weights = torch.softmax(self.layer_logits, dim=0)
+        mixed = (weights[:, None, None, None] * states).sum(dim=0, keepdim=True)
+        pooled = pool_mean_std(mixed, out.lengths)[0]  # (batch, 2 * hidden)
+        return self.classifier(pooled)
+
+
+def load_head_detector(folder: str | os.PathLike) -> torch.nn.Module:
+    """Rebuild a head run folder as one model: its backbone (loaded by name) and its head.
+
+    Raises ``ValueError`` when the backbone that loads under the recorded name is not the one
+    the head was trained on (different weights), rather than scoring with a mismatched pair.
+    """
+    import json
+
+    from dfa_lib.backbones import load_backbone
+    from dfa_lib.heads import BackboneWithHead, load_head
+
+    folder = Path(folder)
+    config = json.loads((folder / "config.json").read_text())
+    kwargs = config["model"]["kwargs"]
+    backbone = load_backbone(kwargs["backbone"], cache_dir=os.environ.get("DFA_CACHE_DIR"))
+    expected = kwargs.get("backbone_identity")
+    if expected and backbone.identity != expected:
+        raise ValueError(
+            f"the head was trained on backbone {expected}, but {kwargs['backbone']!r} now loads "
+            f"{backbone.identity}; retrain the head or install the original weights"
+        )
+    head = load_head(folder)
+    model = BackboneWithHead(backbone, head, head.head_config)
+    return model.eval()
