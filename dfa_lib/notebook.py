@@ -1,0 +1,31 @@
+"""What every notebook does first: seed, print versions and the run's record, set plot defaults."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dfa_lib.provenance import provenance_record
+
+
+def start(seed: int, **parameters) -> dict:
+    """Seed every generator, set plot defaults, print and return the record of this run."""
+    import matplotlib as mpl
+
+    from dfa_lib.train import seed_everything
+
+    seed_everything(seed)
+    mpl.rcParams.update({"figure.dpi": 100, "axes.spines.top": False, "axes.spines.right": False})
+    record = provenance_record(parameters={"seed": seed, **parameters})
+    git = record["git"]
+    print(f"dfa git commit: {git['commit']}{' (uncommitted changes)' if git['dirty'] else ''}")
+    print("packages:", ", ".join(f"{k} {v}" for k, v in record["packages"].items()))
+    print("machine:", record["machine"])
+    print("parameters:", record["parameters"])
+    return record
+
+
+def audio_player(wave: np.ndarray, sr: int = 16000):
+    """Return an inline audio player for a waveform."""
+    from IPython.display import Audio
+
+    return Audio(np.asarray(wave, dtype=np.float32), rate=sr, normalize=False)

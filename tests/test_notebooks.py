@@ -1,0 +1,103 @@
+"""The whole `make reports` chain on the smoke profile: data, notebooks, HTML and index."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dfa_lib.reports import NOTEBOOKS_DIR, load_profile
+
+pytestmark = [pytest.mark.notebooks, pytest.mark.slow]
+
+KERNEL = "dfa"
+
+
+def _kernel_available() -> bool:
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    return KERNEL in KernelSpecManager().find_kernel_specs()
+
+
+@pytest.fixture(scope="module")
+def smoke_reports(tmp_path_factory) -> tuple[int, Path, Path, str]:
+    if not _kernel_available():
+        pytest.skip(f"Jupyter kernel {KERNEL!r} is not registered: run `make setup`")
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("the offline corpus needs espeak-ng and friends: run `make setup`")
+    tmp = tmp_path_factory.mktemp("reports")
+    cmd = [
+        sys.executable,
+        "-m",
+        "dfa_lib.reports",
+        "--profile",
+        "smoke",
+        "--kernel",
+        KERNEL,
+        "--data-dir",
+        str(tmp / "data"),
+        "--runs-dir",
+        str(tmp / "runs"),
+        "--reports-dir",
+        str(tmp / "reports"),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    return proc.returncode, tmp / "reports", tmp / "runs", proc.stderr
+
+
+def test_smoke_reports_succeed_and_render(smoke_reports):
+    code, reports, _, log = smoke_reports
+    assert code == 0, log[-3000:]
+    for nb in load_profile("smoke")["notebooks"]:
+        html = reports / f"{nb['name']}.html"
+        assert html.is_file(), f"{html} missing"
+        text = html.read_text()
+        assert "data:image/png;base64" in text or nb["name"] == "01_eda", (
+            f"{nb['name']} has no figure"
+        )
+        assert "Traceback (most recent call last)" not in text
+    index = (reports / "index.html").read_text()
+    assert "Equal error rate" in index and "FAILED" not in index
+    record = json.loads((reports / "run_record.json").read_text())
+    assert record["git"]["commit"] and record["data_checksums"]["offline-main"]
+
+
+def test_smoke_metrics_are_sane(smoke_reports):
+    code, _, runs, log = smoke_reports
+    assert code == 0, log[-3000:]
+    metrics = list(runs.rglob("metrics.json"))
+    assert metrics, "no run folder got metrics"
+    for path in metrics:
+        for protocol, m in json.loads(path.read_text()).items():
+            assert 0.0 <= m["eer"] <= 1.0, (path, protocol)
+            assert m["eer_ci_low"] <= m["eer"] <= m["eer_ci_high"] + 1e-9
+            assert 0.0 <= m["auc"] <= 1.0
+    # Every detector trained in-domain is also tested cross-source.
+    in_domain = [p for p in metrics if "/in-domain/" in str(p)]
+    assert all("cross-source" in json.loads(p.read_text()) for p in in_domain)
+
+
+def test_notebooks_have_one_parameters_cell_and_no_outputs():
+    for path in sorted(NOTEBOOKS_DIR.glob("*.ipynb")):
+        nb = json.loads(path.read_text())
+        tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+        assert len(tagged) == 1, path.name
+        assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")
+        for line in "".join(tagged[0]["source"]).splitlines():
+            if line.strip():
+                assert re.match(r"^\w+: \w+ = .+  # .+", line), f"{path.name}: {line!r}"
+
+
+def test_papermill_lists_the_parameters():
+    out = subprocess.run(
+        [sys.executable, "-m", "papermill", "--help-notebook", str(NOTEBOOKS_DIR / "02_cnn.ipynb")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "cnn_epochs" in out and "maximum epochs of the original CNN" in out
