@@ -198,6 +198,8 @@ def run_reports(
         "runs_dir": str(run_root),
         "cache_dir": str(data_dir / "cache"),
     }
+    # Detectors built on a pretrained encoder find its converted weights here.
+    os.environ.setdefault("DFA_CACHE_DIR", str(data_dir / "cache" / "models"))
     record = {"profile": profile_name, "dataset": dataset, "timings_s": {}}
     start = time.perf_counter()
     if dataset == "offline" and profile.get("data", {}).get("build", True):

@@ -243,6 +243,11 @@ class SSLClassifier(torch.nn.Module):
         super().__init__()
         self.backbone = load_backbone(backbone, cache_dir=cache_dir)
         self.backbone_choice = self.backbone.choice
+        # LayerDrop skips whole layers in training mode, which would change how many hidden
+        # states the layer weights see from one step to the next.
+        encoder_config = getattr(self.backbone.encoder, "config", None)
+        if encoder_config is not None and hasattr(encoder_config, "layerdrop"):
+            encoder_config.layerdrop = 0.0
         n_states = self.backbone.num_layers + 1
         width = self.backbone.hidden_size
         self.layer_logits = nn.Parameter(torch.zeros(n_states))
