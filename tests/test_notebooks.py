@@ -90,7 +90,7 @@ def test_notebooks_have_one_parameters_cell_and_no_outputs():
         assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")
         for line in "".join(tagged[0]["source"]).splitlines():
             if line.strip():
-                assert re.match(r"^\w+: \w+ = .+  # .+", line), f"{path.name}: {line!r}"
+                assert re.match(r"^\w+: \w+ = [^#]+  # [^=]+$", line), f"{path.name}: {line!r}"
 
 
 def test_papermill_lists_the_parameters():
