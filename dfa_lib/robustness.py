@@ -72,7 +72,10 @@ def degraded_test_set(
         str(frame["sha256"].iloc[i]) if "sha256" in frame.columns else str(frame["path"].iloc[i])
         for i in rows
     ]
-    jobs = [(name, store[i], store.sample_rate, k, str(cache_dir)) for i, k in zip(rows, keys, strict=True)]
+    jobs = [
+        (name, store[i], store.sample_rate, k, str(cache_dir))
+        for i, k in zip(rows, keys, strict=True)
+    ]
     workers = workers or os.cpu_count() or 1
     bar = dict(total=len(jobs), desc=f"degrading: {name}", disable=not progress, leave=False)
     if name == "clean":

@@ -37,8 +37,16 @@ def toy():
 
 
 def _cfg(**kw) -> TrainConfig:
-    base = dict(name="cnn", model="original_cnn", clip_seconds=1.0, epochs=3, batch_size=8,
-                learning_rate=1e-3, device="cpu", patience=5)
+    base = dict(
+        name="cnn",
+        model="original_cnn",
+        clip_seconds=1.0,
+        epochs=3,
+        batch_size=8,
+        learning_rate=1e-3,
+        device="cpu",
+        patience=5,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -47,14 +55,23 @@ def test_engine_learns_and_writes_a_complete_run_folder(tmp_path, toy):
     [res] = train(_cfg(), tr, va, trs, vas, tmp_path, dataset={"dataset": "toy"}, progress=False)
     assert res.val_eer < 0.2
     names = {p.name for p in res.folder.iterdir()}
-    assert {"model.safetensors", "config.json", "train_log.csv", "provenance.json", "scores"} <= names
+    assert {
+        "model.safetensors",
+        "config.json",
+        "train_log.csv",
+        "provenance.json",
+        "scores",
+    } <= names
     config = json.loads((res.folder / "config.json").read_text())
     assert config["format"] == "dfa-detector" and config["model"]["name"] == "original_cnn"
     assert config["threshold"] == pytest.approx(res.threshold)
     prov = json.loads((res.folder / "provenance.json").read_text())
     assert prov["git"]["commit"] and prov["packages"]["torch"] != "absent"
     assert prov["dataset"] == {"dataset": "toy"} and prov["train_checksum"]
-    assert len(res.history) >= 1 and res.history["train_loss"].iloc[-1] < res.history["train_loss"].iloc[0] + 1e-9
+    assert (
+        len(res.history) >= 1
+        and res.history["train_loss"].iloc[-1] < res.history["train_loss"].iloc[0] + 1e-9
+    )
 
 
 def test_same_seed_same_metrics_and_reuse(tmp_path, toy):
@@ -72,8 +89,15 @@ def test_same_seed_same_metrics_and_reuse(tmp_path, toy):
 def test_early_stopping_stops_after_patience(tmp_path, toy):
     (tr, trs), (va, vas) = toy
     # A learning rate of zero never improves on the first epoch's EER.
-    [res] = train(_cfg(epochs=10, patience=2, learning_rate=0.0, lr_schedule="constant"),
-                  tr, va, trs, vas, tmp_path, progress=False)
+    [res] = train(
+        _cfg(epochs=10, patience=2, learning_rate=0.0, lr_schedule="constant"),
+        tr,
+        va,
+        trs,
+        vas,
+        tmp_path,
+        progress=False,
+    )
     assert len(res.history) == 3 and res.best_epoch == 1
 
 
@@ -85,14 +109,23 @@ def test_best_checkpoint_round_trip(tmp_path, toy):
     detector = load_detector(res.folder, device="cpu")
     waves = [vas[i] for i in range(len(vas))]
     scores = detector.score_waves(waves)
-    saved = pd.read_csv(res.folder / "scores" / "validation.txt", sep=" ", header=None)[1].to_numpy()
+    saved = pd.read_csv(res.folder / "scores" / "validation.txt", sep=" ", header=None)[
+        1
+    ].to_numpy()
     np.testing.assert_allclose(scores, saved, rtol=1e-5, atol=1e-5)
 
 
 def test_several_configurations_in_one_call(tmp_path, toy):
     (tr, trs), (va, vas) = toy
-    results = train([_cfg(name="a", epochs=1), _cfg(name="b", epochs=1, learning_rate=3e-4)],
-                    tr, va, trs, vas, tmp_path, progress=False)
+    results = train(
+        [_cfg(name="a", epochs=1), _cfg(name="b", epochs=1, learning_rate=3e-4)],
+        tr,
+        va,
+        trs,
+        vas,
+        tmp_path,
+        progress=False,
+    )
     assert [r.folder.name for r in results] == ["a", "b"]
     with pytest.raises(TrainingError, match="unique"):
         train([_cfg(name="a"), _cfg(name="a")], tr, va, trs, vas, tmp_path, progress=False)
@@ -100,8 +133,15 @@ def test_several_configurations_in_one_call(tmp_path, toy):
 
 def test_classical_model_through_the_same_engine(tmp_path, toy):
     (tr, trs), (va, vas) = toy
-    [res] = train(TrainConfig(name="gmm", model="lfcc_gmm", clip_seconds=1.0),
-                  tr, va, trs, vas, tmp_path, progress=False)
+    [res] = train(
+        TrainConfig(name="gmm", model="lfcc_gmm", clip_seconds=1.0),
+        tr,
+        va,
+        trs,
+        vas,
+        tmp_path,
+        progress=False,
+    )
     assert res.val_eer < 0.2 and (res.folder / "config.json").is_file()
 
 
@@ -142,5 +182,7 @@ def test_score_waves_mean_of_windows():
             return torch.stack([-e, e], dim=1)  # louder = more fake
 
     quiet, loud = np.full(100, 0.1, np.float32), np.full(100, 0.5, np.float32)
-    scores = score_waves(Energy(), [quiet, np.concatenate([quiet, loud])], window=100, progress=False)
+    scores = score_waves(
+        Energy(), [quiet, np.concatenate([quiet, loud])], window=100, progress=False
+    )
     np.testing.assert_allclose(scores, [-0.2, -(0.2 + 1.0) / 2], atol=1e-6)
