@@ -42,7 +42,7 @@ system-deps:
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip setuptools wheel
+	$(BIN)/pip install -q --upgrade pip wheel
 
 $(SETUP_STAMP): $(LOCK) pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -r $(LOCK)

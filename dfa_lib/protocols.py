@@ -1,0 +1,146 @@
+"""Evaluation protocols: named, leak-free splits of a corpus manifest, and quick subsets.
+
+- ``in-domain``: the split the main corpus was built with. No transcript, no fake voice and no
+  audio (content hash) is in more than one split. The real speakers are one per Asterisk
+  language (English and Spanish share one woman), so a speaker-disjoint real split would mean a
+  language-disjoint one; the real speakers appear in every split and the protocol measures
+  detection of unseen sentences spoken by unseen synthetic voices.
+- ``unseen-generator``: the in-domain split without the fakes of the held-out generators in
+  training and validation, and with only their fakes in testing: test fakes come from engines
+  training never saw (default :data:`DEFAULT_HELD_OUT`).
+- ``cross-source``: training and validation are the main corpus's, testing is the
+  cross-source set (other languages, other speakers, other voices).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from dfa_lib.labels import SPLITS
+
+PROTOCOLS: tuple[str, ...] = ("in-domain", "unseen-generator", "cross-source")
+DEFAULT_HELD_OUT: tuple[str, ...] = ("flite", "pico", "griffin-lim")
+
+
+class ProtocolError(ValueError):
+    """Raised when a protocol cannot be applied to the given manifests."""
+
+
+def _require_columns(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ProtocolError(
+            f"{what} manifest lacks column(s) {missing}: build it with dfa_lib.corpus"
+        )
+
+
+def split_leaks(
+    df: pd.DataFrame, columns: Sequence[str] = ("transcript_id", "sha256"), fake_voices: bool = True
+) -> dict[str, list[str]]:
+    """Return, per group column, the values found in more than one split.
+
+    ``fake_voices`` also checks the ``speaker`` column of the fake rows (a synthetic voice).
+    An empty list everywhere means the split is leak-free for those groups.
+    """
+    out: dict[str, list[str]] = {}
+    for col in columns:
+        spread = df.groupby(col)["split"].nunique()
+        out[col] = sorted(map(str, spread[spread > 1].index))
+    if fake_voices:
+        fakes = df[df["label"] == "fake"]
+        spread = fakes.groupby("speaker")["split"].nunique()
+        out["fake_voice"] = sorted(map(str, spread[spread > 1].index))
+    return out
+
+
+def _check(df: pd.DataFrame, name: str) -> pd.DataFrame:
+    leaks = {k: v for k, v in split_leaks(df).items() if v}
+    if leaks:
+        first = {k: v[:3] for k, v in leaks.items()}
+        raise ProtocolError(f"protocol {name!r} would leak across splits: {first}")
+    for split in SPLITS:
+        part = df[df["split"] == split]
+        if part.empty or part["label"].nunique() < 2:
+            raise ProtocolError(
+                f"protocol {name!r}: split {split!r} lacks real or fake clips; "
+                "the corpus is too small for it (build with more transcripts)"
+            )
+    return df.reset_index(drop=True)
+
+
+def apply_protocol(
+    main: pd.DataFrame,
+    name: str,
+    cross: pd.DataFrame | None = None,
+    seed: int = 0,
+    held_out_generators: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Return the rows a protocol uses, with ``split`` set to training|validation|testing.
+
+    ``main`` is the main corpus manifest (its ``split`` column is the in-domain split, fixed
+    when the corpus was built from its seed; ``seed`` is accepted for protocols that sample).
+    ``cross`` is the cross-source manifest, needed by ``cross-source``.
+    """
+    del seed  # no current protocol samples; the splits were drawn at build time
+    _require_columns(
+        main, ("label", "split", "speaker", "generator", "transcript_id", "sha256"), "main"
+    )
+    if name == "in-domain":
+        return _check(main.copy(), name)
+    if name == "unseen-generator":
+        held = tuple(held_out_generators or DEFAULT_HELD_OUT)
+        unknown = sorted(set(held) - set(main["generator"]))
+        if unknown:
+            raise ProtocolError(f"held-out generator(s) {unknown} are not in the manifest")
+        is_held = main["generator"].isin(held)
+        in_test = main["split"] == "testing"
+        keep = (main["label"] == "real") | (is_held == in_test)
+        return _check(main[keep].copy(), name)
+    if name == "cross-source":
+        if cross is None:
+            raise ProtocolError(
+                "cross-source needs the cross-source manifest: pass cross=read_manifest("
+                "'<root>/offline-cross/manifest.csv')"
+            )
+        _require_columns(cross, ("label", "speaker", "transcript_id", "sha256"), "cross")
+        train = main[main["split"] != "testing"].copy()
+        test = cross.copy()
+        test["split"] = "testing"
+        shared = sorted(set(train["speaker"]) & set(test["speaker"]))
+        if shared:
+            raise ProtocolError(f"cross-source: speakers/voices {shared[:3]} are in both sets")
+        return _check(pd.concat([train, test], ignore_index=True), name)
+    raise ProtocolError(f"unknown protocol {name!r}: choose one of {PROTOCOLS}")
+
+
+def make_subset(
+    df: pd.DataFrame,
+    max_per_class: int | None = None,
+    fraction: float | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Return a seeded sample stratified by split and label.
+
+    ``fraction`` keeps that share of every (split, label) cell; ``max_per_class`` then caps
+    each cell. With neither, the whole frame is returned. Rows come sorted by path and keep
+    their index.
+    """
+    if fraction is not None and not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    if max_per_class is not None and max_per_class < 1:
+        raise ValueError(f"max_per_class must be at least 1, got {max_per_class}")
+    keys = [c for c in ("split", "label") if c in df.columns]
+    base = df.sort_values("path", kind="stable") if "path" in df.columns else df
+    parts = []
+    for i, (_, cell) in enumerate(base.groupby(keys, sort=True)):
+        n = len(cell)
+        if fraction is not None:
+            n = max(1, int(round(n * fraction)))
+        if max_per_class is not None:
+            n = min(n, max_per_class)
+        parts.append(cell.sample(n=n, random_state=seed + i) if n < len(cell) else cell)
+    out = pd.concat(parts) if parts else base.iloc[:0]
+    # The index is kept so callers can map the subset back to their frame.
+    return out.sort_values("path", kind="stable") if "path" in out.columns else out

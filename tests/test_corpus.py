@@ -1,0 +1,346 @@
+"""Tests of the offline corpus: channel, sources, generators, and a smoke build."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from dfa_lib.corpus import build as corpus_build
+from dfa_lib.corpus import channel, sources, synthesis
+from dfa_lib.corpus.build import BuildConfig, assign_voice_splits, build_offline_corpus, main_voices
+from dfa_lib.labels import SPLITS
+from dfa_lib.manifest import MANIFEST_COLUMNS, manifest_checksum, read_manifest
+from dfa_lib.protocols import apply_protocol, split_leaks
+
+SR = channel.SAMPLE_RATE
+HAVE_SOURCES = (
+    shutil.which("ffmpeg") is not None
+    and shutil.which("espeak-ng") is not None
+    and shutil.which("festival") is not None
+    and (sources.ASTERISK_SOUNDS / "en_US_f_Allison").is_dir()
+    and (sources.FILLETS_DIR / "script").is_dir()
+    and sources.FESTVOX_RU_DIR.is_dir()
+)
+needs_sources = pytest.mark.skipif(
+    not HAVE_SOURCES, reason="needs the Debian corpus packages (make setup installs them)"
+)
+
+
+def _speech_like(seconds: float, sr: int, seed: int = 0) -> np.ndarray:
+    """Harmonic bursts with pauses: enough structure for trimming and the codec."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    f0 = 120.0 + 20.0 * np.sin(2 * np.pi * 0.5 * t)
+    wave = sum(np.sin(2 * np.pi * k * np.cumsum(f0) / sr) / k for k in range(1, 30))
+    envelope = (np.sin(2 * np.pi * 2.0 * t) > -0.3).astype(float)
+    wave = wave * envelope + 0.001 * rng.standard_normal(len(t))
+    return (0.2 * wave / np.max(np.abs(wave))).astype(np.float32)
+
+
+# --- channel -------------------------------------------------------------------------------
+
+
+def test_channel_equalises_rate_length_level_and_band():
+    cfg = channel.ChannelConfig()
+    silence = np.zeros(int(0.7 * 22050), dtype=np.float32)
+    wave = np.concatenate([silence, _speech_like(5.3, 22050), silence])
+    segs = channel.apply_channel(wave, 22050, cfg, key="x")
+    assert len(segs) == 3  # 5.3 s of speech -> three whole 1.5 s segments
+    for seg in segs:
+        assert seg.dtype == np.float32 and len(seg) == cfg.segment_samples
+        rms_db = 20 * np.log10(np.sqrt(np.mean(seg.astype(float) ** 2)))
+        # The last limiting pass may leave a peaky clip a little under its drawn level.
+        assert cfg.output_dbfs[0] - 3.0 <= rms_db <= cfg.output_dbfs[1] + 0.1
+        crest = 20 * np.log10(np.max(np.abs(seg))) - rms_db
+        assert crest <= cfg.crest_db[1] + 3.0
+        spectrum = np.abs(np.fft.rfft(seg)) ** 2
+        freqs = np.fft.rfftfreq(len(seg), 1 / SR)
+        assert spectrum[freqs > 4000].sum() / spectrum.sum() < 1e-4
+    # The first segment starts at the speech onset: the leading silence is gone.
+    head = segs[0][: SR // 10].astype(float)
+    assert np.sqrt(np.mean(head**2)) > 0.1 * np.sqrt(np.mean(segs[0].astype(float) ** 2))
+
+
+def test_equaliser_removes_spectral_tilt():
+    cfg = channel.ChannelConfig()
+    bright = np.diff(_speech_like(3.0, SR), prepend=0.0).astype(np.float32)  # +6 dB/octave tilt
+    dull = _speech_like(3.0, SR)
+    freqs = np.fft.rfftfreq(512, 1 / SR)
+    band = (freqs > 300) & (freqs < 3400)
+
+    def tilt(wave):
+        ltas = channel.long_term_spectrum_db(wave)
+        return np.polyfit(np.log2(freqs[band]), ltas[band], 1)[0]
+
+    assert abs(tilt(bright) - tilt(dull)) > 4.0
+    shaped = [channel.shape_spectrum(w, cfg) for w in (bright, dull)]
+    assert abs(tilt(shaped[0]) - tilt(shaped[1])) < 1.5
+
+
+def test_channel_is_deterministic_and_drops_short_clips():
+    cfg = channel.ChannelConfig()
+    wave = _speech_like(3.5, 16000)
+    a = channel.apply_channel(wave, 16000, cfg, key="k")
+    b = channel.apply_channel(wave, 16000, cfg, key="k")
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert channel.apply_channel(_speech_like(1.2, 16000), 16000, cfg, key="k") == []
+    assert channel.apply_channel(wave, 16000, cfg, key="other")[0].tolist() != a[0].tolist()
+
+
+def test_g722_roundtrip_keeps_length_and_shape():
+    wave = _speech_like(1.0, SR) * 2
+    out = channel.g722_roundtrip(wave)
+    assert len(out) == len(wave)
+    # G.722's filter bank delays the signal by a few dozen samples.
+    best = max(
+        np.corrcoef(out[200 + lag :], wave[200 : len(wave) - lag])[0, 1] for lag in range(64)
+    )
+    assert best > 0.9
+
+
+def test_codec_many_matches_single_roundtrips_closely():
+    cfg = channel.ChannelConfig()
+    waves = [_speech_like(2.0, SR, seed=i) for i in range(3)]
+    joined = channel.codec_many(waves, cfg)
+    assert [len(w) for w in joined] == [len(w) for w in waves]
+    single = channel.g722_roundtrip(waves[1])
+    # ADPCM state carries a little across the gap; the clips stay close to separate coding.
+    error = np.sqrt(np.mean((joined[1] - single) ** 2)) / np.sqrt(np.mean(single**2))
+    assert error < 0.1
+
+
+def test_long_pauses_are_shortened():
+    word = _speech_like(0.5, SR)
+    pause = np.zeros(SR, dtype=np.float32)
+    wave = np.concatenate([word, pause, word, pause[:1000], word])
+    out = channel.shorten_pauses(wave, 35.0, 0.2)
+    # The 1 s pause shrinks to about 0.2 s; the 62 ms one stays.
+    assert len(wave) - len(out) == pytest.approx(0.8 * SR, abs=0.03 * SR)
+    assert channel.shorten_pauses(word, 35.0, 0.2) is word
+
+
+def test_trim_silence_removes_edges():
+    wave = np.concatenate([np.zeros(8000), _speech_like(1.0, SR), np.zeros(4000)]).astype(
+        np.float32
+    )
+    trimmed = channel.trim_silence(wave, 35.0)
+    assert 15000 < len(trimmed) < 16800
+
+
+# --- sources -------------------------------------------------------------------------------
+
+
+def test_clean_text_drops_stage_directions():
+    assert sources.clean_text("Hello [beep] world (pause)  now") == "Hello world now"
+    assert sources.clean_text("вол+ос") == "волос"
+
+
+def test_fillets_dialogs_and_speakers(tmp_path):
+    level = tmp_path / "script" / "boat"
+    level.mkdir(parents=True)
+    (level / "dialogs_nl.lua").write_text(
+        'dialogId("bot-m-hello", "font_small", "Hello.")\ndialogStr("Hallo daar.")\n\n'
+        'dialogId("bot-v-bye", "font_big", "Bye.")\ndialogStr("[zucht]")\n',
+        encoding="utf-8",
+    )
+    (tmp_path / "sound" / "boat" / "nl").mkdir(parents=True)
+    sf.write(
+        tmp_path / "sound" / "boat" / "nl" / "bot-m-hello.ogg", _speech_like(1.0, 22050), 22050
+    )
+    assert sources.read_fillets_dialogs("nl", tmp_path) == {"bot-m-hello": ("boat", "Hallo daar.")}
+    lines = sources.fillets_lines("nl", data_dir=tmp_path)
+    assert [(u.speaker, u.transcript_id) for u in lines] == [
+        ("fillets-nl-m", "fillets-nl:bot-m-hello")
+    ]
+    assert sources.fillets_speaker("x-1") == "misc"
+    with pytest.raises(sources.SourceNotFoundError, match="fillets-ng-data-cs"):
+        sources.fillets_lines("cs", data_dir=tmp_path)
+
+
+def test_festvox_transcripts(tmp_path):
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "wav").mkdir()
+    (tmp_path / "etc" / "txt.done.data").write_text('( ru_0001 "Она п+ошла." )\n', encoding="utf-8")
+    sf.write(tmp_path / "wav" / "ru_0001.wav", _speech_like(1.0, 16000), 16000)
+    (utt,) = sources.festvox_ru_recordings(tmp_path)
+    assert utt.text == "Она пошла." and utt.speaker == "festvox-ru-nsh"
+    wave, sr = sources.load_utterance_audio(utt)
+    assert sr == 16000 and len(wave) == 16000
+
+
+def test_missing_package_error_names_it(tmp_path):
+    with pytest.raises(sources.SourceNotFoundError, match="apt-get install festvox-ru"):
+        sources.festvox_ru_recordings(tmp_path)
+
+
+# --- generators and planning ---------------------------------------------------------------
+
+
+def test_vocoders_are_deterministic():
+    wave = _speech_like(1.5, SR)
+    for gen in ("world", "griffin-lim"):
+        a, sr_a = synthesis.GENERATORS[gen].vocode(wave, SR)
+        b, _ = synthesis.GENERATORS[gen].vocode(wave, SR)
+        assert sr_a == SR and len(a) == len(wave) and np.array_equal(a, b)
+        assert np.std(a) > 0.01
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
+def test_espeak_is_deterministic():
+    a, sr = synthesis.espeak_synthesize("Please hold the line.", "en", "en+m3")
+    b, _ = synthesis.espeak_synthesize("Please hold the line.", "en", "en+m3")
+    assert sr == 22050 and len(a) > sr // 2 and np.array_equal(a, b)
+
+
+def test_registering_a_generator_is_one_entry(monkeypatch):
+    utts = [
+        sources.Utterance("a:1", "a", "spk-a", "en", "a:1", "one"),
+        sources.Utterance("b:1", "b", "spk-b", "it", "b:1", "uno"),
+    ]
+    registry = dict(synthesis.GENERATORS)
+    registry["toy-vocoder"] = synthesis.Generator(
+        "toy-vocoder", "vocoder", "neural", vocode=lambda w, sr: (w, sr)
+    )
+    registry["toy-tts"] = synthesis.Generator(
+        "toy-tts",
+        "tts",
+        "neural",
+        voices={"it": ("anna",)},
+        synthesize=lambda t, lang, v: (np.zeros(1), 16000),
+    )
+    monkeypatch.setattr(corpus_build, "GENERATORS", registry)
+    voices = main_voices(utts)
+    assert ("toy-vocoder", "spk-a") in voices["en"] and ("toy-vocoder", "spk-b") in voices["it"]
+    assert ("toy-tts", "anna") in voices["it"] and ("toy-tts", "anna") not in voices["en"]
+    with pytest.raises(ValueError, match="needs `vocode`"):
+        synthesis.Generator("bad", "vocoder")
+
+
+def test_every_language_has_fake_voices_in_every_split():
+    utts = [
+        sources.Utterance(f"{lang}:1", f"asterisk-{lang}", f"spk-{lang}", lang, f"{lang}:1", "x")
+        for lang in ("en", "es", "fr", "it", "ru")
+    ]
+    voices = main_voices(utts)
+    for seed in (0, 1, 2):
+        split_of = assign_voice_splits(voices, seed)
+        assert split_of["festival:msu_ru_nsh_clunits"] == "testing"
+        for lang, members in voices.items():
+            assert {split_of[synthesis.voice_id(*gv)] for gv in members} == set(SPLITS), lang
+        for gen in ("espeak-ng", "flite", "festival", "pico", "world", "griffin-lim"):
+            splits = {s for vid, s in split_of.items() if vid.startswith(gen + ":")}
+            assert {"training", "testing"} <= splits, (gen, seed)
+    cross = {
+        synthesis.voice_id(g, v)
+        for g, by in synthesis.CROSS_VOICES.items()
+        for vs in by.values()
+        for v in vs
+    }
+    main_ids = {synthesis.voice_id(*gv) for members in voices.values() for gv in members}
+    assert cross & main_ids == {"festival:msu_ru_nsh_clunits"}
+
+
+# --- smoke build ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def smoke_root(tmp_path_factory):
+    if not HAVE_SOURCES:
+        pytest.skip("needs the Debian corpus packages (make setup installs them)")
+    root = tmp_path_factory.mktemp("corpus")
+    build_offline_corpus(
+        root, seed=0, workers=2, max_transcripts=1, cross_max_per_source=2, progress=False
+    )
+    return root
+
+
+@needs_sources
+@pytest.mark.slow
+def test_smoke_manifest_columns_values_and_files(smoke_root):
+    for corpus in ("offline-main", "offline-cross"):
+        df = read_manifest(smoke_root / corpus / "manifest.csv")
+        assert list(df.columns) == list(MANIFEST_COLUMNS)
+        assert set(df["label"]) == {"real", "fake"}
+        assert (df["sample_rate"] == SR).all() and np.allclose(df["duration"], 1.5)
+        assert set(df.loc[df["label"] == "real", "generator"]) == {"human"}
+        assert not df["sha256"].duplicated().any()
+        for row in df.itertuples():
+            assert row.path == f"{row.split}/{row.label}/{Path(row.path).name}"
+            info = sf.info(str(smoke_root / corpus / row.path))
+            assert (info.samplerate, info.channels, info.frames) == (SR, 1, int(1.5 * SR))
+        if corpus == "offline-main":
+            assert set(df["split"]) == set(SPLITS)
+            # Same sentences on both sides: every fake transcript also has real clips.
+            assert set(df.loc[df.label == "fake", "transcript_id"]) <= set(
+                df.loc[df.label == "real", "transcript_id"]
+            )
+        else:
+            assert set(df["split"]) == {"testing"}
+            assert {"fillets-cs", "fillets-nl", "festvox-ru"} <= set(df["source"])
+
+
+@needs_sources
+@pytest.mark.slow
+def test_smoke_protocols_are_leak_free(smoke_root):
+    main = read_manifest(smoke_root / "offline-main" / "manifest.csv")
+    cross = read_manifest(smoke_root / "offline-cross" / "manifest.csv")
+    held = sorted(set(main.loc[(main.split == "testing") & (main.label == "fake"), "generator"]))[
+        :1
+    ]
+    runs = {
+        "in-domain": apply_protocol(main, "in-domain"),
+        "unseen-generator": apply_protocol(main, "unseen-generator", held_out_generators=held),
+        "cross-source": apply_protocol(main, "cross-source", cross=cross),
+    }
+    for name, df in runs.items():
+        assert not any(split_leaks(df).values()), name
+    test_fakes = runs["unseen-generator"].query("split == 'testing' and label == 'fake'")
+    assert set(test_fakes["generator"]) == set(held)
+    cross_run = runs["cross-source"]
+    train_speakers = set(cross_run.loc[cross_run.split != "testing", "speaker"])
+    assert not train_speakers & set(cross_run.loc[cross_run.split == "testing", "speaker"])
+
+
+@needs_sources
+@pytest.mark.slow
+def test_smoke_build_is_idempotent_resumable_and_deterministic(smoke_root, tmp_path):
+    main_dir = smoke_root / "offline-main"
+    manifest = main_dir / "manifest.csv"
+    checksum = manifest_checksum(read_manifest(manifest))
+    stamp = manifest.stat().st_mtime_ns
+    kwargs = dict(seed=0, workers=2, max_transcripts=1, cross_max_per_source=2, progress=False)
+    # A second build finds the marker and every file: it writes nothing.
+    build_offline_corpus(smoke_root, **kwargs)
+    assert manifest.stat().st_mtime_ns == stamp
+
+    # A copy with the marker gone (a killed build), clips missing and a temporary file left.
+    copy = tmp_path / "copy"
+    shutil.copytree(smoke_root, copy)
+    cdir = copy / "offline-main"
+    (cdir / ".complete.json").unlink()
+    df = pd.read_csv(cdir / "manifest.csv")
+    for rel in df["path"].iloc[::3]:
+        (cdir / rel).unlink()
+    (cdir / "training" / "fake" / ".partial.tmp.wav").write_bytes(b"RIFF")
+    build_offline_corpus(copy, include_cross=False, **kwargs)
+    assert manifest_checksum(read_manifest(cdir / "manifest.csv")) == checksum
+    assert not (cdir / "training" / "fake" / ".partial.tmp.wav").exists()
+    assert json.loads((cdir / ".complete.json").read_text())["manifest_sha256"] == checksum
+
+    # A fresh build with the same seed gives the same checksum.
+    fresh = tmp_path / "fresh"
+    build_offline_corpus(fresh, include_cross=False, **kwargs)
+    assert manifest_checksum(read_manifest(fresh / "offline-main" / "manifest.csv")) == checksum
+
+
+def test_build_config_fingerprint_tracks_settings():
+    a = BuildConfig(seed=0).fingerprint()
+    assert a == BuildConfig(seed=0).fingerprint()
+    assert a != BuildConfig(seed=1).fingerprint()
+    assert a != BuildConfig(channel=channel.ChannelConfig(segment_seconds=3.0)).fingerprint()
