@@ -773,18 +773,7 @@ def load_csv_dataset(
     if not csv_path.is_file():
         raise DatasetNotFoundError(f"no CSV file at {csv_path}")
     base = Path(root).expanduser() if root is not None else csv_path.parent
-    text_columns = (
-        "path",
-        "label",
-        "split",
-        "source",
-        "speaker",
-        "generator",
-        "language",
-        "transcript_id",
-        "sha256",
-        "corpus",
-    )
+    text_columns = tuple(c for c in MANIFEST_COLUMNS if c not in ("duration", "sample_rate"))
     try:
         df = pd.read_csv(
             csv_path, dtype=dict.fromkeys(text_columns, str), keep_default_na=False, na_values=[""]

@@ -19,25 +19,8 @@ from dfa_lib.degrade import DEGRADATIONS, degrade_cached
 from dfa_lib.experiment import ProtocolData
 from dfa_lib.metrics import equal_error_rate, roc_auc
 
-SWEEP = (
-    "clean",
-    "mp3-32k",
-    "mp3-64k",
-    "mp3-128k",
-    "opus-12k",
-    "opus-24k",
-    "gsm",
-    "telephone",
-    "noise-20db",
-    "noise-10db",
-    "noise-5db",
-    "reverb",
-    "resample-8k",
-    "pitch+2",
-    "pitch-2",
-    "speed-0.9",
-    "speed-1.1",
-)
+# Every named degradation, in the registry's order (clean first).
+SWEEP: tuple[str, ...] = tuple(DEGRADATIONS)
 
 
 def _degrade_job(args: tuple[str, np.ndarray, int, str, str]) -> np.ndarray:
