@@ -39,3 +39,27 @@ def speech_wav(tmp_path: Path) -> Path:
     out = tmp_path / "speech.wav"
     subprocess.run([exe, "-w", str(out), "this is a test of the audio loader"], check=True)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_wav2vec2_dir(tmp_path_factory) -> str:
+    """A random-init wav2vec2 (2 layers, width 32, 80 samples per frame) saved to a folder."""
+    import torch
+    from transformers import AutoModel, Wav2Vec2Config, Wav2Vec2FeatureExtractor
+
+    folder = tmp_path_factory.mktemp("tiny-w2v")
+    torch.manual_seed(0)
+    config = Wav2Vec2Config(
+        conv_dim=(16, 16, 16),
+        conv_kernel=(10, 3, 3),
+        conv_stride=(5, 4, 4),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=48,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+    )
+    AutoModel.from_config(config).save_pretrained(folder)
+    Wav2Vec2FeatureExtractor(sampling_rate=16000, do_normalize=True).save_pretrained(folder)
+    return str(folder)

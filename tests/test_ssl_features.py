@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from transformers import AutoModel, Wav2Vec2Config, Wav2Vec2FeatureExtractor
 
 from dfa_lib.backbones import load_backbone
 from dfa_lib.heads import (
@@ -26,24 +25,9 @@ SHORT = FeaturePreprocessing(clip_seconds=0.3)
 
 
 @pytest.fixture(scope="module")
-def backbone(tmp_path_factory):
-    """A random-init wav2vec2 (2 layers, width 32, 80 samples per frame) loaded from disk."""
-    folder = tmp_path_factory.mktemp("tiny-w2v")
-    torch.manual_seed(0)
-    config = Wav2Vec2Config(
-        conv_dim=(16, 16, 16),
-        conv_kernel=(10, 3, 3),
-        conv_stride=(5, 4, 4),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=48,
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=2,
-    )
-    AutoModel.from_config(config).save_pretrained(folder)
-    Wav2Vec2FeatureExtractor(sampling_rate=16000, do_normalize=True).save_pretrained(folder)
-    return load_backbone(str(folder))
+def backbone(tiny_wav2vec2_dir):
+    """The tiny random-init wav2vec2 of conftest, loaded as a backbone."""
+    return load_backbone(tiny_wav2vec2_dir)
 
 
 def clips(n: int, seed: int = 0, seconds: float = 0.3) -> list[np.ndarray]:

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from transformers import AutoModel, Wav2Vec2Config, Wav2Vec2FeatureExtractor
 
 from dfa_lib.backbones import load_backbone
 from dfa_lib.clips import ClipStore
@@ -26,23 +25,8 @@ PRE = FeaturePreprocessing(clip_seconds=0.5)
 
 
 @pytest.fixture(scope="module")
-def tiny_encoder_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-w2v")
-    torch.manual_seed(0)
-    config = Wav2Vec2Config(
-        conv_dim=(16, 16, 16),
-        conv_kernel=(10, 3, 3),
-        conv_stride=(5, 4, 4),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=48,
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=2,
-    )
-    AutoModel.from_config(config).save_pretrained(folder)
-    Wav2Vec2FeatureExtractor(sampling_rate=SR, do_normalize=True).save_pretrained(folder)
-    return str(folder)
+def tiny_encoder_dir(tiny_wav2vec2_dir):
+    return tiny_wav2vec2_dir
 
 
 def _split(n: int, seed: int, name: str) -> tuple[pd.DataFrame, ClipStore]:
