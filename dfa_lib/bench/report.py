@@ -1,0 +1,237 @@
+"""Render ``reports/bench.json`` as ``reports/bench.html``: tables, targets and whether each is met."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 70em; margin: 2em auto; padding: 0 1em; }
+table { border-collapse: collapse; margin: 1em 0; }
+td, th { border: 1px solid #ccc; padding: .3em .6em; text-align: right; }
+td:first-child, th:first-child { text-align: left; }
+.met { background: #dfd; } .missed { background: #fdd; }
+pre { background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 85%; }
+p.note { color: #555; }
+"""
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if abs(value) >= 100:
+            return f"{value:,.0f}"
+        if 0 < abs(value) < 0.1:  # millisecond epochs would otherwise print as 0.00
+            return f"{value:.2g}"
+        return f"{value:.{digits}f}"
+    return html.escape(str(value))
+
+
+def _table(header: list[str], rows: list[list[Any]], classes: list[str] | None = None) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = []
+    for i, row in enumerate(rows):
+        cls = f" class='{classes[i]}'" if classes and classes[i] else ""
+        body.append(f"<tr{cls}>" + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _verdict(met: bool | None) -> str:
+    return "" if met is None else ("met" if met else "missed")
+
+
+def _targets(report: dict[str, Any]) -> str:
+    rows, classes = [], []
+    if "loading" in report:
+        r = report["loading"]
+        rows.append(["data loading speedup", f"≥ {r['target_speedup']:g}x", r["speedup"]])
+        classes.append(_verdict(r["meets_target"]))
+    if "heads" in report:
+        r = report["heads"]
+        rows.append(["head on cache vs backbone", f"≥ {r['target_speedup']:g}x", r["min_speedup"]])
+        classes.append(_verdict(r["meets_target"]))
+    reports = (report.get("end_to_end") or {}).get("make_reports")
+    if reports:
+        total = reports["timings_s"].get("total")
+        rows.append(["make reports (from nothing)", f"≤ {reports['cold_target_s']:g} s", total])
+        classes.append(_verdict(reports["meets_cold_target"]))
+        rows.append(["make reports (warm)", f"≤ {reports['warm_target_s']:g} s", total])
+        classes.append(_verdict(reports["meets_warm_target"]))
+    rows = [[*r, {"met": "yes", "missed": "no"}[c]] for r, c in zip(rows, classes, strict=True)]
+    return _table(["figure", "target", "measured", "met"], rows, classes)
+
+
+def _loading(r: dict[str, Any]) -> str:
+    rows = [
+        [
+            "dfa_lib loader",
+            r["dfa_loader"]["clips_per_second"],
+            ", ".join(f"{v:.3f}" for v in r["dfa_loader"]["epoch_runs_s"]),
+        ],
+        [
+            "original (librosa per item)",
+            r["original_loader"]["clips_per_second"],
+            ", ".join(f"{v:.3f}" for v in r["original_loader"]["epoch_runs_s"]),
+        ],
+    ]
+    return (
+        f"<p>{r['clips']} clips of the training split, {r['crop_seconds']:g}-s random crops, "
+        f"batches of {r['batch_size']}. Speedup <b>{r['speedup']:.1f}x</b>. dfa_lib decodes the "
+        f"clips once first ({r['dfa_loader']['one_off_decode_s']:.2f} s, not in the epochs).</p>"
+        + _table(["loader", "clips/s (median)", "epoch runs (s)"], rows)
+        + f"<p class='note'>dfa_lib: {html.escape(r['dfa_loader']['what'])}. Original: "
+        f"{html.escape(r['original_loader']['what'])}.</p>"
+    )
+
+
+def _training(r: dict[str, Any]) -> str:
+    rows = [
+        [
+            name,
+            m["clip_seconds"],
+            m["epoch_s"],
+            m["training_pass_s"],
+            m["validation_pass_s"],
+            m["ms_per_training_clip"],
+        ]
+        for name, m in r["models"].items()
+    ]
+    header = ["model", "crop (s)", "s/epoch", "training pass (s)", "validation pass (s)"]
+    return (
+        f"<p>{r['training_clips']} training and {r['validation_clips']} validation clips "
+        f"({html.escape(r['protocol'])}), batches of {r['batch_size']} "
+        f"({r['batches_per_epoch']} per epoch), device {html.escape(r['device'])}, "
+        f"{r['torch_threads']} torch threads. Extrapolated: {html.escape(r['method'])}.</p>"
+        + _table([*header, "ms per training clip"], rows)
+    )
+
+
+def _heads(r: dict[str, Any]) -> str:
+    rows = [["backbone every epoch", r["backbone_epoch_s"], 1.0]]
+    rows += [
+        [f"head {name!r} on cache", h["head_epoch_s"], h["speedup_vs_backbone_epoch"]]
+        for name, h in r["heads"].items()
+    ]
+    cfg = r["config"]
+    backbone = r.get("backbone", {})
+    name = backbone.get("name", cfg["backbone"]) if isinstance(backbone, dict) else cfg["backbone"]
+    return (
+        f"<p>Backbone {html.escape(str(name))}, {cfg['clips']} clips of "
+        f"{cfg['clip_seconds']:g} s, batches of {cfg['batch_size']}. One-off feature extraction: "
+        f"{r['extraction']['clips_per_second']:.2f} clips/s; encoder "
+        f"{r['encoder_ms_per_1s_clip']:.1f} ms per 1-s clip.</p>"
+        + _table(["epoch", "s (median)", "speedup"], rows)
+    )
+
+
+def _inference(r: dict[str, Any]) -> str:
+    rows = []
+    for e in r["results"]:
+        long = e.get("long_file", {})
+        rows.append(
+            [
+                e["model"],
+                e["window_seconds"],
+                e["single_clip"]["x_realtime"],
+                e["batch"]["x_realtime"],
+                long.get("x_realtime"),
+                long.get("peak_rss_mb"),
+                long.get("rss_before_mb"),
+            ]
+        )
+    header = ["model", "window (s)", "single clip (x real time)", "batch (x real time)"]
+    header += ["long file (x real time)", "long file peak MB", "MB before scoring"]
+    settings = r["settings"]
+    return (
+        f"<p>Detectors: {html.escape(str(r.get('detectors', '')))}. Batch: "
+        f"{settings['batch_clips']} clips; long file: {settings['long_seconds'] / 60:g} minutes "
+        "scored from disk in a fresh process.</p>" + _table(header, rows)
+    )
+
+
+def _end_to_end(r: dict[str, Any]) -> str:
+    parts = []
+    reports = r.get("make_reports")
+    if reports:
+        rows = [[k, v] for k, v in reports["timings_s"].items()]
+        parts.append(
+            f"<p>From the last <code>make reports</code> run ({html.escape(str(reports['profile']))}"
+            f" profile, {html.escape(str(reports['created_utc']))}); {html.escape(reports['note'])}"
+            ".</p>" + _table(["step", "seconds"], rows)
+        )
+    else:
+        parts.append(
+            "<p>No <code>reports/run_record.json</code>: run <code>make reports</code>.</p>"
+        )
+    builds = r.get("corpus_build") or {}
+    if builds:
+        rows = [[k, b["seconds"], b["clips"], b["finished_utc"]] for k, b in builds.items()]
+        parts.append(_table(["corpus build", "seconds", "clips", "finished (UTC)"], rows))
+    return "".join(parts)
+
+
+def _history(entries: list[dict[str, Any]]) -> str:
+    rows = [
+        [e["stage"], e["change"], e["metric"], e["before"], e["after"], e.get("measured", "")]
+        for e in entries
+    ]
+    notes = "".join(
+        f"<li>{html.escape(e['change'])}: {html.escape(e['note'])}</li>"
+        for e in entries
+        if e.get("note")
+    )
+    header = ["stage", "change", "metric", "before", "after", "measured"]
+    return _table(header, rows) + (f"<ul>{notes}</ul>" if notes else "")
+
+
+def render_html(report: dict[str, Any]) -> str:
+    """Return the benchmark page for a ``bench.json`` record."""
+    m = report["machine"]
+    load_start = report.get("load_average_at_start") or []
+    load_end = report.get("load_average_at_end") or []
+    sections = [f"<h2>Targets</h2>{_targets(report)}"]
+    titles = {
+        "loading": ("1. Data loading", _loading),
+        "training": ("2. Training", _training),
+        "heads": ("3. Pretrained features", _heads),
+        "inference": ("4. Inference", _inference),
+        "end_to_end": ("5. End to end", _end_to_end),
+    }
+    for key, (title, render) in titles.items():
+        if report.get(key) is not None:
+            sections.append(f"<h2>{title}</h2>{render(report[key])}")
+    sections.append(f"<h2>History of speed changes</h2>{_history(report.get('history', []))}")
+    versions = ", ".join(f"{k} {v}" for k, v in report.get("packages", {}).items())
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>dfa speed benchmark</title><style>{STYLE}</style></head>
+<body>
+<h1>dfa speed benchmark</h1>
+<p>{html.escape(str(report.get("created_utc", "")))}, commit
+<code>{html.escape(str(report.get("git", {}).get("commit", "unknown"))[:12])}</code>.
+Machine: {m.get("cpu_count")} CPUs ({m.get("affinity_cpus")} usable),
+{m.get("torch_threads")} torch threads, GPU: {html.escape(str(m.get("gpu") or "none"))},
+{html.escape(str(m.get("platform")))}, Python {html.escape(str(m.get("python")))}.
+Load average (1, 5, 15 min) at start {", ".join(f"{v:.2f}" for v in load_start)},
+at end {", ".join(f"{v:.2f}" for v in load_end)}: other processes slow every figure down.</p>
+<p class="note">Every figure is the median of {report["config"]["repeats"]} runs after a warm-up,
+measured in the same run as the reference it is compared with. Versions: {html.escape(versions)}.
+</p>
+{"".join(sections)}
+<h2>Raw record</h2>
+<p><a href="bench.json">bench.json</a></p>
+</body></html>
+"""
+
+
+def write_html(json_path: str | os.PathLike, html_path: str | os.PathLike) -> Path:
+    """Read ``bench.json`` and write the page beside it; return the page's path."""
+    report = json.loads(Path(json_path).read_text())
+    out = Path(html_path)
+    out.write_text(render_html(report), encoding="utf-8")
+    return out

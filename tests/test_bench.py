@@ -1,0 +1,160 @@
+"""`make bench` on a tiny corpus made here: every stage runs and every figure is a real number.
+
+Speeds are never asserted: they depend on the machine and on what else runs on it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from dfa_lib.bench.__main__ import main as bench_main
+from dfa_lib.bench.report import render_html
+from dfa_lib.bench.stages import BenchConfig, figures, read_end_to_end
+from dfa_lib.reports import load_profile
+
+SR = 16000
+SPLIT_SIZES = {"training": 16, "validation": 8, "testing": 4}
+
+
+def _clip(label: str, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(1.5 * SR)) / SR
+    if label == "real":  # a gliding tone with a little noise
+        wave = 0.3 * np.sin(2 * np.pi * (150 + 50 * t) * t * rng.uniform(1, 2))
+        wave += 0.01 * rng.standard_normal(t.size)
+    else:  # band of noise
+        wave = 0.2 * rng.standard_normal(t.size)
+    return wave.astype(np.float32)
+
+
+def _make_corpus(data_dir):
+    """Write a FoR-layout corpus as `data_dir/offline-main` with its manifest."""
+    from dfa_lib.datasets import load_for_layout
+    from dfa_lib.manifest import write_manifest
+
+    root = data_dir / "offline-main"
+    seed = 0
+    for split, n in SPLIT_SIZES.items():
+        for label in ("real", "fake"):
+            folder = root / split / label
+            folder.mkdir(parents=True)
+            for i in range(n // 2):
+                seed += 1
+                sf.write(folder / f"{split}-{label}-{i}.wav", _clip(label, seed), SR)
+    df = load_for_layout(root, corpus="offline-main", hash_files=True, progress=False)
+    # One synthetic voice per split, so the in-domain protocol finds no voice in two splits.
+    df["speaker"] = df["split"] + "-" + df["label"]
+    write_manifest(df, root / "manifest.csv")
+    (root / ".complete.json").write_text(json.dumps({"clips": len(df), "seconds": 1.5}))
+    return root
+
+
+def _tiny_backbone(folder):
+    """Save a random-init wav2vec2 encoder (speed only: its weights do not matter)."""
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    config = Wav2Vec2Config(
+        conv_dim=(16, 16, 16),
+        conv_kernel=(10, 3, 3),
+        conv_stride=(5, 4, 4),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=48,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+    )
+    Wav2Vec2Model(config).save_pretrained(folder)
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SR).save_pretrained(folder)
+    return folder
+
+
+def _walk_numbers(obj):
+    if isinstance(obj, bool):
+        return
+    if isinstance(obj, (int, float)):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _walk_numbers(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _walk_numbers(v)
+
+
+@pytest.mark.slow
+def test_quick_bench_writes_every_stage(tmp_path):
+    data_dir = tmp_path / "data"
+    _make_corpus(data_dir)
+    out = tmp_path / "reports"
+    out.mkdir()
+    record = {"profile": "default", "timings_s": {"data": 10.0, "02_cnn": 50.0, "total": 70.0}}
+    (out / "run_record.json").write_text(json.dumps(record))
+    backbone = _tiny_backbone(tmp_path / "backbone")
+
+    argv = ["--data-dir", str(data_dir), "--runs-dir", str(tmp_path / "runs"), "--out", str(out)]
+    assert bench_main([*argv, "--quick", "--backbone", str(backbone)]) == 0
+
+    report = json.loads((out / "bench.json").read_text())
+    for key in ("machine", "packages", "loading", "training", "heads", "inference", "history"):
+        assert key in report
+    assert report["machine"]["cpu_count"] >= 1
+    assert report["loading"]["clips"] == SPLIT_SIZES["training"]
+    assert len(report["loading"]["dfa_loader"]["epoch_runs_s"]) == 3
+    assert len(report["loading"]["original_loader"]["epoch_runs_s"]) == 3
+    training = report["training"]
+    assert set(training["models"]) == {"original_cnn", "lcnn"}
+    assert training["extrapolated"] is True
+    lcnn_crop = next(n for n in load_profile("default")["notebooks"] if n["name"] == "02_cnn")
+    assert (
+        training["models"]["lcnn"]["clip_seconds"]
+        == lcnn_crop["parameters"]["spectral_clip_seconds"]
+    )
+    assert all(len(m["timed_epoch_runs_s"]) == 3 for m in training["models"].values())
+    assert report["heads"]["config"]["repeats"] == 3
+    models = {e["model"] for e in report["inference"]["results"]}
+    assert models == {"original_cnn", "lcnn"}
+    assert all("long_file" in e for e in report["inference"]["results"])
+    assert report["end_to_end"]["make_reports"]["timings_s"]["total"] == 70.0
+    assert report["end_to_end"]["corpus_build"]["offline-main"]["seconds"] == 1.5
+    stages = {e["stage"] for e in report["history"]}
+    assert {"data loading", "training", "pretrained features"} <= stages
+
+    headline = figures(report)
+    assert len(headline) >= 12
+    for name, value in headline.items():
+        assert math.isfinite(value) and value > 0, name
+    for value in _walk_numbers({k: report[k] for k in ("loading", "training", "inference")}):
+        assert math.isfinite(value), value
+
+    page = (out / "bench.html").read_text()
+    assert page.startswith("<!doctype html>") and page.rstrip().endswith("</html>")
+    for text in ("Targets", "1. Data loading", "4. Inference", "original_cnn", "History"):
+        assert text in page
+
+
+def test_end_to_end_without_records_and_bad_config(tmp_path):
+    config = BenchConfig(data_dir=tmp_path / "data", reports_dir=tmp_path / "reports")
+    assert read_end_to_end(config) == {"make_reports": None, "corpus_build": {}}
+    with pytest.raises(ValueError, match="at least 3"):
+        BenchConfig(repeats=2)
+    with pytest.raises(ValueError, match="unknown stage"):
+        BenchConfig(stages=("loading", "warp"))
+
+
+def test_html_renders_a_partial_record():
+    report = {
+        "machine": {"cpu_count": 2, "torch_threads": 2, "platform": "x", "python": "3.11"},
+        "config": {"repeats": 3},
+        "load_average_at_start": [1.0, 1.0, 1.0],
+        "load_average_at_end": [1.0, 1.0, 1.0],
+        "end_to_end": {"make_reports": None, "corpus_build": {}},
+        "history": [],
+    }
+    page = render_html(report)
+    assert "make reports" in page and "2. Training" not in page
