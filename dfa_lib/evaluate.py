@@ -33,6 +33,8 @@ TRAINED_ON = {
     "unseen-generator": "unseen-generator",
     "cross-source": "in-domain",
     "unseen-neural": "unseen-neural",
+    "unseen-neural-hifigan": "unseen-neural-hifigan",
+    "unseen-neural-lpcnet": "unseen-neural-lpcnet",
 }
 
 
@@ -68,7 +70,7 @@ def evaluate_scores(
     )
     predicted = labels_from_scores(scored["score"].to_numpy(), threshold)
     summary["classification"] = classification_summary(scored["label"].to_numpy(), predicted)
-    for col in ("generator", "language", "source"):
+    for col in ("generator", "family", "language", "source"):
         if col in scored.columns and scored[col].nunique() > 1:
             table = breakdown(scored, by=col)
             summary[f"by_{col}"] = table.replace({np.nan: None}).to_dict(orient="records")

@@ -10,6 +10,14 @@
   training never saw (default :data:`DEFAULT_HELD_OUT`).
 - ``cross-source``: training and validation are the main corpus's, testing is the
   cross-source set (other languages, other speakers, other voices).
+- ``unseen-neural-<family>`` (one per neural family, :data:`NEURAL_ROTATIONS`): testing holds
+  every fake of the held-out neural vocoder family, from whichever split the build put it
+  in, and the real clips of the same prompts (the clips those fakes copy); training and
+  validation are the rest of the in-domain training and validation splits, so they hold the
+  classical engines and the other neural families, and no prompt, voice or clip of the test
+  set. ``unseen-neural`` alone holds out :data:`DEFAULT_HELD_OUT_FAMILY` (``hifigan``: can a
+  detector that has seen classical engines and LPCNet catch the GAN vocoders behind most
+  current speech synthesis?). Needs the manifest's ``family`` column.
 """
 
 from __future__ import annotations
@@ -20,8 +28,16 @@ import pandas as pd
 
 from dfa_lib.labels import SPLITS
 
-PROTOCOLS: tuple[str, ...] = ("in-domain", "unseen-generator", "cross-source")
+UNSEEN_NEURAL = "unseen-neural"
+# The neural families of dfa_lib.corpus.synthesis.GENERATORS (a test keeps the two equal; the
+# registry is not imported here because it pulls in the whole corpus builder).
+NEURAL_FAMILIES: tuple[str, ...] = ("hifigan", "lpcnet")
+DEFAULT_HELD_OUT_FAMILY = "hifigan"
+NEURAL_ROTATIONS: tuple[str, ...] = tuple(f"{UNSEEN_NEURAL}-{f}" for f in NEURAL_FAMILIES)
+PROTOCOLS: tuple[str, ...] = ("in-domain", "unseen-generator", "cross-source", *NEURAL_ROTATIONS)
 DEFAULT_HELD_OUT: tuple[str, ...] = ("flite", "pico", "griffin-lim")
+# ``family`` values that are not a neural family.
+NOT_NEURAL: tuple[str, ...] = ("human", "classical")
 
 
 class ProtocolError(ValueError):
@@ -70,18 +86,72 @@ def _check(df: pd.DataFrame, name: str) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
+def neural_rotations(main: pd.DataFrame | None = None) -> list[str]:
+    """Return the ``unseen-neural-<family>`` protocol names, one per neural family.
+
+    With a manifest, only the families it has fakes of; without, :data:`NEURAL_ROTATIONS`.
+    """
+    if main is None:
+        return list(NEURAL_ROTATIONS)
+    _require_columns(main, ("label", "family"), "main")
+    fams = set(main.loc[main["label"] == "fake", "family"].astype(str)) - set(NOT_NEURAL)
+    return [f"{UNSEEN_NEURAL}-{f}" for f in sorted(fams)]
+
+
+def held_out_family_of(name: str, held_out_family: str | None = None) -> str:
+    """Return the family an ``unseen-neural`` protocol name holds out.
+
+    ``unseen-neural-<family>`` names it; plain ``unseen-neural`` takes ``held_out_family``,
+    else :data:`DEFAULT_HELD_OUT_FAMILY`.
+    """
+    if name == UNSEEN_NEURAL:
+        family = ""
+    elif name.startswith(f"{UNSEEN_NEURAL}-"):
+        family = name[len(UNSEEN_NEURAL) + 1 :]
+    else:
+        raise ProtocolError(f"{name!r} is not an {UNSEEN_NEURAL} protocol")
+    if family and held_out_family and family != held_out_family:
+        raise ProtocolError(
+            f"protocol {name!r} holds out {family!r}, not held_out_family={held_out_family!r}"
+        )
+    return family or held_out_family or DEFAULT_HELD_OUT_FAMILY
+
+
+def _unseen_neural(main: pd.DataFrame, name: str, family: str) -> pd.DataFrame:
+    _require_columns(main, ("family",), "main")
+    fakes = main["label"] == "fake"
+    present = sorted(set(main.loc[fakes, "family"].astype(str)) - set(NOT_NEURAL))
+    if family not in present:
+        raise ProtocolError(
+            f"{name}: the manifest has no fakes of neural family {family!r} (it has "
+            f"{present or 'none'}); rebuild the corpus with its generators (`make data`)"
+        )
+    is_held = main["family"] == family
+    # Every prompt a held-out vocoder copied goes to testing whole, so no prompt, voice or
+    # clip of the test set is seen in training, whatever split the build gave it.
+    moved = main["transcript_id"].isin(set(main.loc[is_held, "transcript_id"]))
+    test = main[moved & ((main["label"] == "real") | is_held)].copy()
+    test["split"] = "testing"
+    rest = main[~moved & (main["split"] != "testing")]
+    return _check(pd.concat([rest, test], ignore_index=True), name)
+
+
 def apply_protocol(
     main: pd.DataFrame,
     name: str,
     cross: pd.DataFrame | None = None,
     seed: int = 0,
     held_out_generators: Sequence[str] | None = None,
+    held_out_family: str | None = None,
 ) -> pd.DataFrame:
     """Return the rows a protocol uses, with ``split`` set to training|validation|testing.
 
     ``main`` is the main corpus manifest (its ``split`` column is the in-domain split, fixed
     when the corpus was built from its seed; ``seed`` is accepted for protocols that sample).
     ``cross`` is the cross-source manifest, needed by ``cross-source``.
+    ``held_out_generators`` are the engines ``unseen-generator`` tests on (default
+    :data:`DEFAULT_HELD_OUT`); ``held_out_family`` is the neural family plain
+    ``unseen-neural`` tests on (default :data:`DEFAULT_HELD_OUT_FAMILY`).
     """
     del seed  # no current protocol samples; the splits were drawn at build time
     _require_columns(
@@ -98,6 +168,8 @@ def apply_protocol(
         in_test = main["split"] == "testing"
         keep = (main["label"] == "real") | (is_held == in_test)
         return _check(main[keep].copy(), name)
+    if name == UNSEEN_NEURAL or name.startswith(f"{UNSEEN_NEURAL}-"):
+        return _unseen_neural(main, name, held_out_family_of(name, held_out_family))
     if name == "cross-source":
         if cross is None:
             raise ProtocolError(

@@ -13,10 +13,20 @@ import soundfile as sf
 
 from dfa_lib.corpus import build as corpus_build
 from dfa_lib.corpus import channel, sources, synthesis
-from dfa_lib.corpus.build import BuildConfig, assign_voice_splits, build_offline_corpus, main_voices
+from dfa_lib.corpus.build import (
+    BuildConfig,
+    Task,
+    assign_voice_splits,
+    build_offline_corpus,
+    main_voices,
+    neural_picks,
+    plan_main,
+    run_task,
+)
+from dfa_lib.corpus.neural import NEURAL_GENERATORS
 from dfa_lib.labels import SPLITS
 from dfa_lib.manifest import MANIFEST_COLUMNS, manifest_checksum, read_manifest
-from dfa_lib.protocols import apply_protocol, split_leaks
+from dfa_lib.protocols import NEURAL_ROTATIONS, apply_protocol, held_out_family_of, split_leaks
 
 SR = channel.SAMPLE_RATE
 HAVE_SOURCES = (
@@ -30,6 +40,9 @@ HAVE_SOURCES = (
 needs_sources = pytest.mark.skipif(
     not HAVE_SOURCES, reason="needs the Debian corpus packages (make setup installs them)"
 )
+HAVE_NEURAL = all(g.is_available() for g in NEURAL_GENERATORS.values())
+HAVE_PROMPTS = (sources.ASTERISK_SOUNDS / "en_US_f_Allison").is_dir()
+CLASSICAL_GENERATORS = ("espeak-ng", "flite", "festival", "pico", "world", "griffin-lim")
 
 
 def _speech_like(seconds: float, sr: int, seed: int = 0) -> np.ndarray:
@@ -233,9 +246,20 @@ def test_every_language_has_fake_voices_in_every_split():
         assert split_of["festival:msu_ru_nsh_clunits"] == "testing"
         for lang, members in voices.items():
             assert {split_of[synthesis.voice_id(*gv)] for gv in members} == set(SPLITS), lang
-        for gen in ("espeak-ng", "flite", "festival", "pico", "world", "griffin-lim"):
+        for gen in CLASSICAL_GENERATORS:
             splits = {s for vid, s in split_of.items() if vid.startswith(gen + ":")}
             assert {"training", "testing"} <= splits, (gen, seed)
+        for family in synthesis.neural_families():
+            splits = {
+                s
+                for vid, s in split_of.items()
+                if synthesis.GENERATORS[vid.split(":")[0]].family == family
+            }
+            assert {"training", "testing"} <= splits, (family, seed)
+        # Classical voices alone still cover every language in every split.
+        for lang, members in voices.items():
+            classical = [gv for gv in members if gv[0] in CLASSICAL_GENERATORS]
+            assert {split_of[synthesis.voice_id(*gv)] for gv in classical} == set(SPLITS), lang
     cross = {
         synthesis.voice_id(g, v)
         for g, by in synthesis.CROSS_VOICES.items()
@@ -251,13 +275,22 @@ def test_every_language_has_fake_voices_in_every_split():
 
 @pytest.fixture(scope="module")
 def smoke_root(tmp_path_factory):
-    if not HAVE_SOURCES:
-        pytest.skip("needs the Debian corpus packages (make setup installs them)")
+    if not HAVE_SOURCES or not HAVE_NEURAL:
+        pytest.skip("needs the Debian corpus packages and the neural vocoders (make setup)")
     root = tmp_path_factory.mktemp("corpus")
-    build_offline_corpus(
-        root, seed=0, workers=2, max_transcripts=1, cross_max_per_source=2, progress=False
-    )
+    build_offline_corpus(root, progress=False, **SMOKE_KWARGS)
     return root
+
+
+# One prompt per language and split; one clip per neural copy, one copy per family and split.
+SMOKE_KWARGS = dict(
+    seed=0,
+    workers=2,
+    max_transcripts=1,
+    cross_max_per_source=2,
+    neural_share=0.1,
+    neural_max_segments=1,
+)
 
 
 @needs_sources
@@ -265,7 +298,10 @@ def smoke_root(tmp_path_factory):
 def test_smoke_manifest_columns_values_and_files(smoke_root):
     for corpus in ("offline-main", "offline-cross"):
         df = read_manifest(smoke_root / corpus / "manifest.csv")
-        assert list(df.columns) == list(MANIFEST_COLUMNS)
+        assert list(df.columns) == [*MANIFEST_COLUMNS, "family"]
+        families = df.drop_duplicates("generator").set_index("generator")["family"]
+        assert families.pop("human") == "human"
+        assert all(synthesis.GENERATORS[g].family == f for g, f in families.items())
         assert set(df["label"]) == {"real", "fake"}
         assert (df["sample_rate"] == SR).all() and np.allclose(df["duration"], 1.5)
         assert set(df.loc[df["label"] == "real", "generator"]) == {"human"}
@@ -276,6 +312,7 @@ def test_smoke_manifest_columns_values_and_files(smoke_root):
             assert (info.samplerate, info.channels, info.frames) == (SR, 1, int(1.5 * SR))
         if corpus == "offline-main":
             assert set(df["split"]) == set(SPLITS)
+            assert set(df["family"]) == {"human", "classical", "hifigan", "lpcnet"}
             # Same sentences on both sides: every fake transcript also has real clips.
             assert set(df.loc[df.label == "fake", "transcript_id"]) <= set(
                 df.loc[df.label == "real", "transcript_id"]
@@ -297,9 +334,15 @@ def test_smoke_protocols_are_leak_free(smoke_root):
         "in-domain": apply_protocol(main, "in-domain"),
         "unseen-generator": apply_protocol(main, "unseen-generator", held_out_generators=held),
         "cross-source": apply_protocol(main, "cross-source", cross=cross),
+        **{name: apply_protocol(main, name) for name in NEURAL_ROTATIONS},
     }
     for name, df in runs.items():
         assert not any(split_leaks(df).values()), name
+    for name in NEURAL_ROTATIONS:
+        df = runs[name]
+        family = held_out_family_of(name)
+        assert set(df.query("split == 'testing' and label == 'fake'")["family"]) == {family}
+        assert family not in set(df.loc[df.split != "testing", "family"])
     test_fakes = runs["unseen-generator"].query("split == 'testing' and label == 'fake'")
     assert set(test_fakes["generator"]) == set(held)
     cross_run = runs["cross-source"]
@@ -314,7 +357,7 @@ def test_smoke_build_is_idempotent_resumable_and_deterministic(smoke_root, tmp_p
     manifest = main_dir / "manifest.csv"
     checksum = manifest_checksum(read_manifest(manifest))
     stamp = manifest.stat().st_mtime_ns
-    kwargs = dict(seed=0, workers=2, max_transcripts=1, cross_max_per_source=2, progress=False)
+    kwargs = dict(SMOKE_KWARGS, progress=False)
     # A second build finds the marker and every file: it writes nothing.
     build_offline_corpus(smoke_root, **kwargs)
     assert manifest.stat().st_mtime_ns == stamp
@@ -339,8 +382,115 @@ def test_smoke_build_is_idempotent_resumable_and_deterministic(smoke_root, tmp_p
     assert manifest_checksum(read_manifest(fresh / "offline-main" / "manifest.csv")) == checksum
 
 
+# --- neural generators ---------------------------------------------------------------------
+
+
+def test_neural_vocoders_are_registered_with_their_family():
+    for name in ("hifigan", "hifigan-16k", "lpcnet"):
+        gen = synthesis.GENERATORS[name]
+        assert gen.kind == "vocoder" and gen.vocode is NEURAL_GENERATORS[name].callable
+        assert gen.family == NEURAL_GENERATORS[name].family
+        assert synthesis.is_neural(name)
+    assert synthesis.neural_families() == ("hifigan", "lpcnet")
+    assert not any(synthesis.is_neural(g) for g in CLASSICAL_GENERATORS)
+
+
+def test_adding_neural_voices_keeps_the_classical_splits(monkeypatch):
+    utts = [
+        sources.Utterance(f"{lang}:1", f"asterisk-{lang}", spk, lang, f"{lang}:1", "x")
+        for lang, spk in (("en", "a"), ("es", "a"), ("fr", "b"), ("it", "c"), ("ru", "d"))
+    ]
+    with_neural = assign_voice_splits(main_voices(utts), 0)
+    classical = {n: g for n, g in synthesis.GENERATORS.items() if n in CLASSICAL_GENERATORS}
+    monkeypatch.setattr(corpus_build, "GENERATORS", classical)
+    without = assign_voice_splits(main_voices(utts), 0)
+    assert {v: with_neural[v] for v in without} == without
+    assert len(with_neural) == len(without) + 4 * len(NEURAL_GENERATORS)
+
+
+def _utt(i: int, lang: str) -> sources.Utterance:
+    return sources.Utterance(f"{lang}:{i}", f"asterisk-{lang}", "spk", lang, f"{lang}:{i}", "x")
+
+
+def test_neural_picks_give_each_family_its_share():
+    # hifigan has a voice in both languages, lpcnet only in Italian.
+    cells = {
+        "en": ([_utt(i, "en") for i in range(60)], [("espeak-ng", "en+m3"), ("hifigan", "a")]),
+        "it": (
+            [_utt(i, "it") for i in range(40)],
+            [("espeak-ng", "it+m2"), ("hifigan-16k", "b"), ("lpcnet", "b")],
+        ),
+    }
+    picks = neural_picks(cells, share=0.3)
+    families = [synthesis.GENERATORS[g].family for g, _ in picks.values()]
+    # 0.3 of 100 prompts, split evenly between the two families.
+    assert families.count("hifigan") == families.count("lpcnet") == 15
+    assert all(v == ("lpcnet", "b") for k, v in picks.items() if v[0] == "lpcnet")
+    assert all(k.startswith("it:") for k, v in picks.items() if v[0] == "lpcnet")
+    # Spread through the prompts, not the first ones only.
+    lpcnet_prompts = sorted(int(k[3:]) for k, v in picks.items() if v[0] == "lpcnet")
+    assert lpcnet_prompts[0] < 5 and lpcnet_prompts[-1] > 30
+    assert neural_picks(cells, share=0.0) == {}
+    # A tiny split still gets one prompt per family.
+    tiny = {lang: (members[:1], pool) for lang, (members, pool) in cells.items()}
+    tiny_picks = neural_picks(tiny, share=0.1)
+    assert {synthesis.GENERATORS[g].family for g, _ in tiny_picks.values()} == {"hifigan", "lpcnet"}
+
+
+@pytest.mark.skipif(not HAVE_PROMPTS, reason="needs asterisk-core-sounds-en-g722")
+def test_plan_gives_neural_vocoders_a_share_of_every_split():
+    config = BuildConfig()
+    tasks = plan_main(config)
+    for split in SPLITS:
+        mine = [t for t in tasks if t.split == split]
+        first = [synthesis.GENERATORS[t.voices[0][0]].family for t in mine]
+        neural = [f for f in first if f != "classical"]
+        assert len(neural) == pytest.approx(config.neural_share * len(mine), abs=2), split
+        assert abs(neural.count("hifigan") - neural.count("lpcnet")) <= 1, split
+    for t in tasks:
+        # A neural voice only ever leads; classical voices finish what it leaves.
+        assert not any(synthesis.is_neural(g) for g, _ in t.voices[1:])
+        assert t.neural_segments == config.neural_max_segments
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+def test_a_neural_copy_is_capped_and_classical_voices_fill_the_rest(monkeypatch, tmp_path):
+    registry = dict(synthesis.GENERATORS)
+    # A stand-in for a slow neural vocoder: what is tested is the cap, not the network.
+    calls: list[int] = []
+
+    def quiet_copy(wave: np.ndarray, sr: int) -> tuple[np.ndarray, int]:
+        calls.append(len(wave))
+        return (0.5 * wave).astype(np.float32), sr
+
+    registry["toy-neural"] = synthesis.Generator("toy-neural", "vocoder", "toy", vocode=quiet_copy)
+    monkeypatch.setattr(corpus_build, "GENERATORS", registry)
+    audio = tmp_path / "prompt.wav"
+    sf.write(audio, _speech_like(7.0, SR), SR)
+    utt = sources.Utterance("t:1", "asterisk-en", "spk", "en", "t:1", "x", str(audio))
+    task = Task(
+        "t-1", "offline-main", "training", (utt,), (("toy-neural", "spk"), ("world", "spk"))
+    )
+    cfg = channel.ChannelConfig()
+    capped = pd.DataFrame(run_task(Task(**{**task.__dict__, "neural_segments": 1}), tmp_path, cfg))
+    real = capped[capped.label == "real"]
+    fake = capped[capped.label == "fake"]
+    assert len(real) >= 3 and len(fake) == len(real)
+    assert (fake.generator == "toy-neural").sum() == 1
+    assert set(fake.generator) == {"toy-neural", "world"}
+    assert set(real.family) == {"human"}
+    assert set(fake.family) == {"toy", "classical"}
+    # The copy got only what one clip needs, not the whole prompt.
+    assert calls[-1] < 3.0 * SR
+    whole = pd.DataFrame(run_task(task, tmp_path / "whole", cfg))
+    assert set(whole.loc[whole.label == "fake", "generator"]) == {"toy-neural"}
+
+
 def test_build_config_fingerprint_tracks_settings():
     a = BuildConfig(seed=0).fingerprint()
     assert a == BuildConfig(seed=0).fingerprint()
     assert a != BuildConfig(seed=1).fingerprint()
     assert a != BuildConfig(channel=channel.ChannelConfig(segment_seconds=3.0)).fingerprint()
+    assert a != BuildConfig(neural_share=0.5).fingerprint()
+    with pytest.raises(ValueError, match="neural_share"):
+        BuildConfig(neural_share=1.5)

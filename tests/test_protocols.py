@@ -8,14 +8,20 @@ import pandas as pd
 import pytest
 
 from dfa_lib.corpus.build import assign_split, assign_voice_splits
-from dfa_lib.corpus.synthesis import voice_id
+from dfa_lib.corpus.synthesis import GENERATORS, neural_families, voice_id
+from dfa_lib.evaluate import TRAINED_ON
 from dfa_lib.labels import SPLITS
 from dfa_lib.protocols import (
     DEFAULT_HELD_OUT,
+    DEFAULT_HELD_OUT_FAMILY,
+    NEURAL_FAMILIES,
+    NEURAL_ROTATIONS,
     PROTOCOLS,
     ProtocolError,
     apply_protocol,
+    held_out_family_of,
     make_subset,
+    neural_rotations,
     split_leaks,
 )
 
@@ -42,6 +48,7 @@ def _sha(text: str) -> str:
 
 
 def _row(path, label, split, source, speaker, generator, lang, tid, corpus="offline-main"):
+    family = "human" if label == "real" else GENERATORS[generator].family
     return {
         "path": path,
         "label": label,
@@ -55,14 +62,16 @@ def _row(path, label, split, source, speaker, generator, lang, tid, corpus="offl
         "sample_rate": 16000,
         "sha256": _sha(path),
         "corpus": corpus,
+        "family": family,
     }
 
 
 def main_manifest(seed: int = 0, per_language: int = 40) -> pd.DataFrame:
     """A manifest laid out the way the build lays it out (transcript and voice splits)."""
     voices = {lang: list(v) for lang, v in VOICES.items()}
+    vocoders = ("world", "griffin-lim", "hifigan", "hifigan-16k", "lpcnet")
     for lang, spk in LANGS.items():
-        voices[lang] += [("world", f"asterisk-{spk}"), ("griffin-lim", f"asterisk-{spk}")]
+        voices[lang] += [(gen, f"asterisk-{spk}") for gen in vocoders]
     split_of_voice = assign_voice_splits(voices, seed)
     rows = []
     for lang, spk in LANGS.items():
@@ -214,3 +223,55 @@ def test_make_subset_is_stratified_and_seeded():
     assert (main.loc[capped.index, "path"] == capped["path"]).all()
     with pytest.raises(ValueError, match="fraction"):
         make_subset(main, fraction=1.5)
+
+
+# --- unseen-neural ---------------------------------------------------------------------------
+
+
+def test_neural_protocol_names_follow_the_registry():
+    assert neural_families() == NEURAL_FAMILIES
+    assert tuple(f"unseen-neural-{f}" for f in NEURAL_FAMILIES) == NEURAL_ROTATIONS
+    assert set(NEURAL_ROTATIONS) <= set(PROTOCOLS)
+    # Every protocol an evaluation loops over names the training run that answers it.
+    assert set(PROTOCOLS) <= set(TRAINED_ON)
+    assert DEFAULT_HELD_OUT_FAMILY in NEURAL_FAMILIES
+    assert held_out_family_of("unseen-neural") == DEFAULT_HELD_OUT_FAMILY
+    assert held_out_family_of("unseen-neural", "lpcnet") == "lpcnet"
+    assert held_out_family_of("unseen-neural-lpcnet") == "lpcnet"
+    with pytest.raises(ProtocolError, match="holds out"):
+        held_out_family_of("unseen-neural-lpcnet", "hifigan")
+
+
+@pytest.mark.parametrize("family", NEURAL_FAMILIES)
+def test_unseen_neural_tests_only_the_held_out_family(family):
+    main = main_manifest()
+    assert neural_rotations(main) == list(NEURAL_ROTATIONS)
+    df = apply_protocol(main, f"unseen-neural-{family}")
+    fakes = df[df.label == "fake"]
+    test = df[df.split == "testing"]
+    assert set(fakes.loc[fakes.split == "testing", "family"]) == {family}
+    seen = set(fakes.loc[fakes.split != "testing", "family"])
+    assert family not in seen and seen == {"classical", *NEURAL_FAMILIES} - {family}
+    # All of the family's clips are tested, beside the real clips of the prompts they copy.
+    assert (test.label == "fake").sum() == (main.family == family).sum()
+    assert set(test.transcript_id) == set(main.loc[main.family == family, "transcript_id"])
+    assert (test.label == "real").any()
+    # Nothing else moves: training and validation are in-domain's, less the tested prompts.
+    rest = df[df.split != "testing"].set_index("path")["split"]
+    assert (main.set_index("path").loc[rest.index, "split"] == rest).all()
+
+
+def test_unseen_neural_default_and_errors():
+    main = main_manifest()
+    default = apply_protocol(main, "unseen-neural")
+    assert default.equals(apply_protocol(main, f"unseen-neural-{DEFAULT_HELD_OUT_FAMILY}"))
+    other = apply_protocol(main, "unseen-neural", held_out_family="lpcnet")
+    assert other.equals(apply_protocol(main, "unseen-neural-lpcnet"))
+    with pytest.raises(ProtocolError, match="no fakes of neural family 'wavenet'"):
+        apply_protocol(main, "unseen-neural-wavenet")
+    classical_only = main[main.family.isin(["human", "classical"])]
+    assert neural_rotations(classical_only) == []
+    with pytest.raises(ProtocolError, match="make data"):
+        apply_protocol(classical_only, "unseen-neural")
+    with pytest.raises(ProtocolError, match="lacks column"):
+        apply_protocol(main.drop(columns="family"), "unseen-neural-lpcnet")

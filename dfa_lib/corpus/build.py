@@ -11,7 +11,15 @@ its own split:
 - festival's Russian voice is the festvox-ru speaker of the cross-source set, so it is
   pinned to ``testing``: no protocol trains or validates on it;
 - a transcript's real segments are matched by as many fake segments, spoken by the voices of
-  its split in rotation, so both classes have the same sentences, languages and lengths.
+  its split in rotation, so both classes have the same sentences, languages and lengths;
+- the neural vocoders (families other than ``classical``) copy a fixed share of each split's
+  prompts (``neural_share``, at most ``neural_max_segments`` clips of each: they are the slow
+  part of the build), shared equally between the families (:func:`neural_picks`); the
+  prompt's other fake segments, and every other prompt, come from the classical voices.
+  Classical and neural voices get their splits separately (:func:`assign_voice_splits`).
+
+Both manifests carry a ``family`` column beside ``generator``: ``human`` for real clips,
+``classical`` or the neural family for fakes (what the ``unseen-neural`` protocols hold out).
 
 ``offline-cross`` (all ``testing``) holds the Czech and Dutch game dialogue of Fish Fillets with
 the same lines from festival's Czech voices and espeak-ng's Dutch, and the festvox-ru
@@ -28,6 +36,7 @@ configuration and the manifest checksum) returns at once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -35,7 +44,7 @@ import re
 import shutil
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,8 +58,10 @@ from dfa_lib.corpus import sources
 from dfa_lib.corpus.channel import ChannelConfig, codec_many, prepare, segment, trim_silence
 from dfa_lib.corpus.sources import Utterance
 from dfa_lib.corpus.synthesis import (
+    CLASSICAL,
     CROSS_VOICES,
     GENERATORS,
+    HUMAN,
     SynthesisError,
     festival_synthesize_many,
     voice_id,
@@ -61,7 +72,7 @@ from dfa_lib.manifest import file_sha256, manifest_checksum, write_manifest
 MAIN = "offline-main"
 CROSS = "offline-cross"
 # Bump a corpus's version when the code changes what an unchanged configuration produces.
-BUILD_VERSIONS: dict[str, int] = {"offline-main": 2, "offline-cross": 1}
+BUILD_VERSIONS: dict[str, int] = {"offline-main": 3, "offline-cross": 2}
 
 # The festvox-ru speaker recorded the units festival's Russian voice concatenates, and his
 # recordings are in the cross-source set: keep that voice out of main training/validation.
@@ -83,13 +94,27 @@ class BuildConfig:
     cross_max_per_source: int | None = 400  # utterances per real source of offline-cross
     voices_per_transcript: int = 6  # voices tried in turn until the real segments are matched
     festival_batch: int = 12  # sentences per festival process for the text-only tasks
+    neural_share: float = 0.3  # share of each split's prompts copied by a neural vocoder
+    neural_max_segments: int | None = 2  # clips a neural vocoder makes of one prompt (None: all)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.neural_share <= 1.0:
+            raise ValueError(f"neural_share must be in [0, 1], got {self.neural_share}")
+        if self.neural_max_segments is not None and self.neural_max_segments < 1:
+            raise ValueError(
+                f"neural_max_segments must be at least 1 or None, got {self.neural_max_segments}"
+            )
 
     def fingerprint(self, corpus: str = "offline-main") -> str:
         """Return a short hash of the configuration, the generator registry and the code version."""
         data = asdict(self)
         data["channel"] = self.channel.describe()
         data["generators"] = {
-            n: {"kind": g.kind, "voices": {k: list(v) for k, v in g.voices.items()}}
+            n: {
+                "kind": g.kind,
+                "family": g.family,
+                "voices": {k: list(v) for k, v in g.voices.items()},
+            }
             for n, g in sorted(GENERATORS.items())
         }
         data["cross_voices"] = CROSS_VOICES
@@ -110,6 +135,7 @@ class Task:
     voices: tuple[tuple[str, str], ...]  # (generator, voice), tried in order
     write_real: bool = True
     fake_target: int | None = None  # fake segments wanted; None: as many as real ones
+    neural_segments: int | None = None  # at most this many fake segments per neural voice
 
 
 def _unit(seed: int, key: str) -> float:
@@ -119,6 +145,11 @@ def _unit(seed: int, key: str) -> float:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
+
+
+def _is_neural(gen_name: str) -> bool:
+    gen = GENERATORS.get(gen_name)
+    return gen is not None and gen.family != CLASSICAL
 
 
 def assign_split(seed: int, key: str, fractions: tuple[float, float, float]) -> str:
@@ -153,7 +184,23 @@ def assign_voice_splits(voices: dict[str, list[tuple[str, str]]], seed: int) -> 
     closest to a 60/20/20 share. Every language thus has fake voices in every split,
     and a generator with several voices has some in testing, which ``unseen-generator``
     needs. Pinned voices (:data:`PINNED_VOICE_SPLITS`) keep their split.
+
+    Classical and neural voices are spread separately, so each language has classical
+    voices in every split (they speak most prompts) and, where there are enough neural
+    voices, neural ones too; adding neural generators leaves the classical voices' splits
+    as they were.
     """
+    neural = {lang: [gv for gv in m if _is_neural(gv[0])] for lang, m in voices.items()}
+    classical = {lang: [gv for gv in m if not _is_neural(gv[0])] for lang, m in voices.items()}
+    assigned = _spread_voices(classical, seed, PINNED_VOICE_SPLITS)
+    assigned.update(_spread_voices({k: v for k, v in neural.items() if v}, seed, {}))
+    return assigned
+
+
+def _spread_voices(
+    voices: dict[str, list[tuple[str, str]]], seed: int, pinned: dict[str, str]
+) -> dict[str, str]:
+    """Assign splits to one group of voices (the rule of :func:`assign_voice_splits`)."""
     share = dict(zip(SPLITS, (0.6, 0.2, 0.2), strict=True))
     langs_of: dict[str, set[str]] = defaultdict(set)
     generator_of: dict[str, str] = {}
@@ -162,7 +209,7 @@ def assign_voice_splits(voices: dict[str, list[tuple[str, str]]], seed: int) -> 
             vid = voice_id(gen, voice)
             langs_of[vid].add(lang)
             generator_of[vid] = gen
-    assigned = {v: s for v, s in PINNED_VOICE_SPLITS.items() if v in langs_of}
+    assigned = {v: s for v, s in pinned.items() if v in langs_of}
     by_lang = {lang: {s: 0 for s in SPLITS} for lang in voices}
     by_gen = {g: {s: 0 for s in SPLITS} for g in generator_of.values()}
 
@@ -188,6 +235,45 @@ def assign_voice_splits(voices: dict[str, list[tuple[str, str]]], seed: int) -> 
     return assigned
 
 
+def neural_picks(
+    cells: dict[str, tuple[list[Utterance], list[tuple[str, str]]]], share: float
+) -> dict[str, tuple[str, str]]:
+    """Choose the prompts of one split that neural vocoders copy, and the voice of each.
+
+    ``cells`` maps a language to its prompts in this split (in their seeded order) and the
+    fake voices there. Every neural family with a voice in the split copies
+    ``round(share * prompts / families)`` prompts (at least one, so small builds have every
+    family), picked evenly through the prompts of the languages where it has a voice; the
+    family with the fewest such prompts picks first, and a family's voices in a language
+    take its prompts in turn. A family with a voice in only a few languages thus keeps its
+    share of the split. Returns utterance id -> (generator, voice).
+    """
+    voices_of: dict[str, dict[str, list[tuple[str, str]]]] = defaultdict(lambda: defaultdict(list))
+    for lang, (_, pool) in sorted(cells.items()):
+        for gv in pool:
+            if _is_neural(gv[0]):
+                voices_of[GENERATORS[gv[0]].family][lang].append(gv)
+    total = sum(len(members) for members, _ in cells.values())
+    if not voices_of or share == 0.0:
+        return {}
+    target = max(1, round(share * total / len(voices_of)))
+    eligible = {
+        fam: [(lang, u) for lang in sorted(by_lang) for u in cells[lang][0]]
+        for fam, by_lang in voices_of.items()
+    }
+    picks: dict[str, tuple[str, str]] = {}
+    for fam in sorted(eligible, key=lambda f: (len(eligible[f]), f)):
+        free = [(lang, u) for lang, u in eligible[fam] if u.utterance_id not in picks]
+        n = min(target, len(free))
+        turn: dict[str, int] = defaultdict(int)
+        for j in range(n):
+            lang, u = free[j * len(free) // n]
+            voices = voices_of[fam][lang]
+            picks[u.utterance_id] = voices[turn[lang] % len(voices)]
+            turn[lang] += 1
+    return picks
+
+
 def plan_main(config: BuildConfig) -> list[Task]:
     """Plan the tasks of the main corpus (one per Asterisk prompt)."""
     utts = sources.asterisk_prompts()
@@ -198,19 +284,40 @@ def plan_main(config: BuildConfig) -> list[Task]:
         groups[
             (u.language, assign_split(config.seed, u.transcript_id, config.split_fractions))
         ].append(u)
-    tasks: list[Task] = []
+    cells: dict[str, dict[str, tuple[list[Utterance], list[tuple[str, str]]]]] = defaultdict(dict)
     for (lang, split), members in sorted(groups.items()):
         members.sort(key=lambda u: _unit(config.seed, u.utterance_id))
         if config.max_transcripts is not None:
             members = members[: config.max_transcripts]
         pool = [gv for gv in voices[lang] if split_of_voice[voice_id(*gv)] == split]
         pool.sort(key=lambda gv: _unit(config.seed, voice_id(*gv)))
-        if not pool:
-            raise CorpusBuildError(f"no fake voice for {lang}/{split}: add voices to GENERATORS")
-        k = min(config.voices_per_transcript, len(pool))
-        for i, u in enumerate(members):
-            order = tuple(pool[(i + j) % len(pool)] for j in range(k))
-            tasks.append(Task(_slug(u.utterance_id), MAIN, split, (u,), order))
+        cells[split][lang] = (members, pool)
+    tasks: list[Task] = []
+    for split in SPLITS:
+        picks = neural_picks(cells[split], config.neural_share)
+        for lang, (members, pool) in sorted(cells[split].items()):
+            # Neural voices speak only the prompts picked for them; classical voices take the
+            # others in rotation and finish a prompt a capped neural copy leaves unmatched.
+            classical = [gv for gv in pool if not _is_neural(gv[0])]
+            if not classical:
+                raise CorpusBuildError(
+                    f"no fake voice for {lang}/{split}: add voices to GENERATORS"
+                )
+            k = min(config.voices_per_transcript, len(classical))
+            for i, u in enumerate(members):
+                order = tuple(classical[(i + j) % len(classical)] for j in range(k))
+                if u.utterance_id in picks:
+                    order = (picks[u.utterance_id], *order[: k - 1])
+                tasks.append(
+                    Task(
+                        _slug(u.utterance_id),
+                        MAIN,
+                        split,
+                        (u,),
+                        order,
+                        neural_segments=config.neural_max_segments,
+                    )
+                )
     return tasks
 
 
@@ -286,6 +393,7 @@ def _clip_row(
         "source": source,
         "speaker": speaker,
         "generator": generator,
+        "family": HUMAN if label == "real" else GENERATORS[generator].family,
         "language": utt.language,
         "transcript_id": utt.transcript_id,
         "duration": round(len(wave) / sample_rate, 6),
@@ -365,12 +473,19 @@ def run_task(task: Task, corpus_dir: str, config: ChannelConfig) -> list[dict[st
     for gen_name, voice in task.voices:
         if have >= target:
             break
+        wanted, source = target - have, raw
+        if task.neural_segments is not None and _is_neural(gen_name):
+            wanted = min(wanted, task.neural_segments)
+            # Neural vocoders are slow: copy only what the capped clips need, with room for
+            # the pauses the channel shortens.
+            need = 1.25 * wanted * config.segment_seconds + 0.5
+            source = (raw[0][: int(raw[1] * need)], raw[1])
         try:
-            wave, wsr = _synthesise(gen_name, voice, utt, raw)
+            wave, wsr = _synthesise(gen_name, voice, utt, source)
         except SynthesisError:
             continue  # deterministic: the same input fails the same way on every build
         prepared = prepare(wave, wsr, config, f"{task.task_id}:{gen_name}:{voice}")
-        take = min(target - have, len(prepared) // config.segment_samples)
+        take = min(wanted, len(prepared) // config.segment_samples)
         if take:
             fakes.append((gen_name, voice, prepared[: take * config.segment_samples]))
             have += take
@@ -412,11 +527,27 @@ def _task_done(corpus_dir: Path, record: Path) -> bool:
     return all((corpus_dir / r["path"]).is_file() for r in rows)
 
 
+@contextlib.contextmanager
+def _torch_threads(task: Task) -> Iterator[None]:
+    """Run a task with a neural voice on one torch thread (threadpoolctl does not reach torch)."""
+    if not any(_is_neural(gen) for gen, _ in task.voices):
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _run_and_record(task: Task, corpus_dir: str, config: ChannelConfig, record: str) -> int:
     # One thread per worker: the pool already uses every core.
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(1):
+    with threadpool_limits(1), _torch_threads(task):
         rows = run_task(task, corpus_dir, config)
     tmp = f"{record}.tmp-{os.getpid()}"
     Path(tmp).write_text(json.dumps(rows, ensure_ascii=False))
@@ -510,6 +641,8 @@ def _build_one(
 
 SMOKE_TRANSCRIPTS = 2  # prompts per language and split in a smoke build
 SMOKE_CROSS = 4  # utterances per real source of the cross-source set in a smoke build
+SMOKE_NEURAL_SHARE = 0.1  # gives one prompt per neural family and split in a smoke build
+SMOKE_NEURAL_SEGMENTS = 1  # clips per neural copy in a smoke build (each costs ~1-2 s of CPU)
 
 
 def build_offline_corpus(
@@ -522,23 +655,32 @@ def build_offline_corpus(
     channel: ChannelConfig | None = None,
     progress: bool = True,
     smoke: bool = False,
+    neural_share: float | None = None,
+    neural_max_segments: int | None = None,
 ) -> Path:
     """Build ``<root>/offline-main`` (and ``<root>/offline-cross``) and return the main manifest.
 
     Idempotent (a finished build returns at once), resumable (finished utterances are
     skipped) and deterministic (same seed, same manifest checksum). ``max_transcripts`` caps
     the prompts per language and split for quick builds; ``smoke`` sets both caps to a corpus
-    of about 200 clips that builds in seconds. ``workers`` defaults to all cores. A root holds
-    one configuration: building another one there replaces its clips.
+    of about 200 clips that builds in seconds, with one clip per neural copy.
+    ``neural_share`` and ``neural_max_segments`` override :class:`BuildConfig`'s (how many
+    prompts neural vocoders copy, and how many clips of each). ``workers`` defaults to all
+    cores. A root holds one configuration: building another one there replaces its clips.
     """
     root = Path(root)
+    defaults = BuildConfig()
     if smoke:
         max_transcripts, cross_max_per_source = SMOKE_TRANSCRIPTS, SMOKE_CROSS
+        neural_max_segments = neural_max_segments or SMOKE_NEURAL_SEGMENTS
+        neural_share = SMOKE_NEURAL_SHARE if neural_share is None else neural_share
     config = BuildConfig(
         seed=seed,
         channel=channel or ChannelConfig(),
         max_transcripts=max_transcripts,
         cross_max_per_source=cross_max_per_source,
+        neural_share=defaults.neural_share if neural_share is None else neural_share,
+        neural_max_segments=neural_max_segments or defaults.neural_max_segments,
     )
     workers = workers or os.cpu_count() or 1
     main_manifest = _build_one(MAIN, plan_main(config), root, config, workers, progress)

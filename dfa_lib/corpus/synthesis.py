@@ -4,7 +4,10 @@ A generator is either text-to-speech (``synthesize(text, language, voice) -> (wa
 or a vocoder that copies a real recording (``vocode(wave, sr) -> (wave, sr)``). Every entry
 of :data:`GENERATORS` is used by the main corpus: a TTS entry speaks the transcripts of the
 languages its ``voices`` lists, a vocoder entry copies the real clips of every speaker. Adding
-a generator (for example a neural vocoder from ``dfa_lib.corpus.neural``) is one entry here.
+a generator is one entry here. The neural vocoders of :mod:`dfa_lib.corpus.neural` are
+registered with their architecture family (``hifigan``, ``lpcnet``); everything else is
+``classical``. The builder gives the neural ones a fixed share of each split (they are slow)
+and the ``unseen-neural`` protocols hold one family out.
 
 Every function is deterministic: the same input gives the same samples, so a rebuild with the
 same seed gives the same manifest checksum.
@@ -23,6 +26,13 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from dfa_lib.corpus.neural import NEURAL_GENERATORS
+
+# The family of every generator that is not a neural network, and of no real clip.
+CLASSICAL = "classical"
+# The family written for real clips (whose generator is ``"human"``).
+HUMAN = "human"
+
 
 class SynthesisError(RuntimeError):
     """Raised when a synthesiser is missing or fails on an input."""
@@ -34,13 +44,15 @@ class Generator:
 
     ``kind`` is ``"tts"`` (needs ``synthesize`` and ``voices``: language -> voice names) or
     ``"vocoder"`` (needs ``vocode``; its voices are the real speakers it copies, named
-    ``"<generator>:<speaker>"``). ``family`` groups generators for protocols ("classical",
-    "neural").
+    ``"<generator>:<speaker>"``). ``family`` groups generators for protocols:
+    :data:`CLASSICAL` for rule-based, concatenative and signal-processing engines, otherwise
+    the neural architecture family (``"hifigan"``, ``"lpcnet"``) that ``unseen-neural`` holds
+    out.
     """
 
     name: str
     kind: str
-    family: str = "classical"
+    family: str = CLASSICAL
     voices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     synthesize: Callable[[str, str, str], tuple[np.ndarray, int]] | None = None
     vocode: Callable[[np.ndarray, int], tuple[np.ndarray, int]] | None = None
@@ -263,8 +275,27 @@ GENERATORS: dict[str, Generator] = {
         ),
         Generator("world", "vocoder", vocode=world_vocode),
         Generator("griffin-lim", "vocoder", vocode=griffin_lim_vocode),
+        # Neural copy synthesis: pretrained vocoders whose weights install offline.
+        *(
+            Generator(g.name, "vocoder", g.family, vocode=g.callable)
+            for g in NEURAL_GENERATORS.values()
+        ),
     )
 }
+
+
+def is_neural(generator: str) -> bool:
+    """Say whether a registered generator is a neural network (its family is not classical)."""
+    gen = GENERATORS.get(generator)
+    if gen is None:
+        raise KeyError(f"unknown generator {generator!r}: register it in GENERATORS")
+    return gen.family != CLASSICAL
+
+
+def neural_families() -> tuple[str, ...]:
+    """Return the neural families of the registered generators, sorted."""
+    return tuple(sorted({g.family for g in GENERATORS.values()} - {CLASSICAL}))
+
 
 # Voices of the cross-source set. None of them is a voice of GENERATORS except festival's
 # Russian voice, which the main corpus keeps out of its training and validation splits.
