@@ -72,7 +72,9 @@ def evaluate_scores(
     summary["classification"] = classification_summary(scored["label"].to_numpy(), predicted)
     for col in ("generator", "family", "language", "source"):
         if col in scored.columns and scored[col].nunique() > 1:
-            table = breakdown(scored, by=col)
+            # Each generator's or family's fakes against every real clip (ASVspoof per attack).
+            attack = col if col in ("generator", "family") else "generator"
+            table = breakdown(scored, by=col, generator_col=attack)
             summary[f"by_{col}"] = table.replace({np.nan: None}).to_dict(orient="records")
     return summary
 
