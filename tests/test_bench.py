@@ -54,26 +54,6 @@ def _make_corpus(data_dir):
     return root
 
 
-def _tiny_backbone(folder):
-    """Save a random-init wav2vec2 encoder (speed only: its weights do not matter)."""
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
-
-    config = Wav2Vec2Config(
-        conv_dim=(16, 16, 16),
-        conv_kernel=(10, 3, 3),
-        conv_stride=(5, 4, 4),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=48,
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=2,
-    )
-    Wav2Vec2Model(config).save_pretrained(folder)
-    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SR).save_pretrained(folder)
-    return folder
-
-
 def _walk_numbers(obj):
     if isinstance(obj, bool):
         return
@@ -88,14 +68,14 @@ def _walk_numbers(obj):
 
 
 @pytest.mark.slow
-def test_quick_bench_writes_every_stage(tmp_path):
+def test_quick_bench_writes_every_stage(tmp_path, tiny_wav2vec2_dir):
     data_dir = tmp_path / "data"
     _make_corpus(data_dir)
     out = tmp_path / "reports"
     out.mkdir()
     record = {"profile": "default", "timings_s": {"data": 10.0, "02_cnn": 50.0, "total": 70.0}}
     (out / "run_record.json").write_text(json.dumps(record))
-    backbone = _tiny_backbone(tmp_path / "backbone")
+    backbone = tiny_wav2vec2_dir  # a random-init encoder: speed only, weights do not matter
 
     argv = ["--data-dir", str(data_dir), "--runs-dir", str(tmp_path / "runs"), "--out", str(out)]
     assert bench_main([*argv, "--quick", "--backbone", str(backbone)]) == 0
