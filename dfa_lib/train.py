@@ -283,7 +283,8 @@ def _train_one(
 
 def _load_previous(folder: Path, fp: str, config: TrainConfig) -> RunResult | None:
     prov, cfg = folder / "provenance.json", folder / "config.json"
-    if not (prov.is_file() and cfg.is_file() and (folder / "model.safetensors").is_file()):
+    # Torch models keep model.safetensors, classical ones classifier.safetensors.
+    if not (prov.is_file() and cfg.is_file() and any(folder.glob("*.safetensors"))):
         return None
     try:
         record = json.loads(prov.read_text())

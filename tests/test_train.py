@@ -143,6 +143,16 @@ def test_classical_model_through_the_same_engine(tmp_path, toy):
         progress=False,
     )
     assert res.val_eer < 0.2 and (res.folder / "config.json").is_file()
+    again = train(
+        TrainConfig(name="gmm", model="lfcc_gmm", clip_seconds=1.0),
+        tr,
+        va,
+        trs,
+        vas,
+        tmp_path,
+        progress=False,
+    )[0]
+    assert again.reused and again.val_eer == res.val_eer
 
 
 def test_errors(tmp_path, toy):
