@@ -165,6 +165,16 @@ def _take(arrays: dict[str, Any], key: str, folder: str | Path) -> np.ndarray:
     return np.asarray(arrays[key])
 
 
+def _rebuild(cls, folder: str | Path):
+    """Read a classifier folder; return an unfitted ``cls`` with its settings, and its arrays."""
+    document, arrays = _read_folder(folder, cls.model_type)
+    try:
+        model = cls(**document["settings"], lfcc=LFCCConfig(**document["lfcc"]))
+    except (KeyError, TypeError) as error:
+        raise ClassicalModelError(f"{folder}: bad settings in {CONFIG_FILE} ({error})") from error
+    return model, arrays
+
+
 @dataclass
 class LFCCGMMClassifier:
     """Per-class Gaussian mixtures on frame-level LFCCs (ASVspoof LFCC-GMM baseline style).
@@ -254,13 +264,7 @@ class LFCCGMMClassifier:
     @classmethod
     def load(cls, folder: str | Path) -> LFCCGMMClassifier:
         """Load a folder written by :meth:`save`; raises ClassicalModelError if it is not one."""
-        document, arrays = _read_folder(folder, cls.model_type)
-        try:
-            model = cls(**document["settings"], lfcc=LFCCConfig(**document["lfcc"]))
-        except (KeyError, TypeError) as error:
-            raise ClassicalModelError(
-                f"{folder}: bad settings in {CONFIG_FILE} ({error})"
-            ) from error
+        model, arrays = _rebuild(cls, folder)
         for name in LABELS:
             gmm = GaussianMixture(
                 n_components=model.n_components,
@@ -359,13 +363,7 @@ class LFCCLogRegClassifier:
     @classmethod
     def load(cls, folder: str | Path) -> LFCCLogRegClassifier:
         """Load a folder written by :meth:`save`; raises ClassicalModelError if it is not one."""
-        document, arrays = _read_folder(folder, cls.model_type)
-        try:
-            model = cls(**document["settings"], lfcc=LFCCConfig(**document["lfcc"]))
-        except (KeyError, TypeError) as error:
-            raise ClassicalModelError(
-                f"{folder}: bad settings in {CONFIG_FILE} ({error})"
-            ) from error
+        model, arrays = _rebuild(cls, folder)
         n_stats = 2 * model.lfcc.n_features
         scaler = StandardScaler()
         scaler.mean_ = _take(arrays, "scaler.mean", folder)

@@ -153,7 +153,26 @@ class _PowerSpectrogram(nn.Module):
         return spec.real.square() + spec.imag.square()  # (batch, freq, frames)
 
 
-class LFCCFrontend(nn.Module):
+class _Frontend(nn.Module):
+    """Shared interface: ``n_features`` and a forward pass computed in full precision."""
+
+    config: LFCCConfig | LogMelConfig
+
+    @property
+    def n_features(self) -> int:
+        """Number of features per frame."""
+        return self.config.n_features
+
+    def forward(self, waves: torch.Tensor) -> torch.Tensor:
+        """Compute the features of a batch of waveforms (float32 even under autocast)."""
+        with _full_precision(waves.device):
+            return self._features(waves)
+
+    def _features(self, waves: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class LFCCFrontend(_Frontend):
     """Linear-frequency cepstral coefficients: (batch, samples) -> (batch, 1, n_feats, frames)."""
 
     def __init__(self, config: LFCCConfig | None = None, normalize: bool = False) -> None:
@@ -180,16 +199,6 @@ class LFCCFrontend(nn.Module):
         self.register_buffer("filterbank", filterbank, persistent=False)
         self.register_buffer("dct", dct, persistent=False)
 
-    @property
-    def n_features(self) -> int:
-        """Number of features per frame."""
-        return self.config.n_features
-
-    def forward(self, waves: torch.Tensor) -> torch.Tensor:
-        """Compute LFCCs (with deltas if configured) for a batch of waveforms."""
-        with _full_precision(waves.device):
-            return self._features(waves)
-
     def _features(self, waves: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         waves = _preemphasis(_as_batch(waves).float(), cfg.preemphasis)
@@ -205,7 +214,7 @@ class LFCCFrontend(nn.Module):
         return cepstra.unsqueeze(1)
 
 
-class LogMelFrontend(nn.Module):
+class LogMelFrontend(_Frontend):
     """Log mel filterbank energies: (batch, samples) -> (batch, 1, n_mels, frames)."""
 
     def __init__(self, config: LogMelConfig | None = None, normalize: bool = False) -> None:
@@ -229,16 +238,6 @@ class LogMelFrontend(nn.Module):
             mel_scale="slaney",
         )  # (freq, n_mels)
         self.register_buffer("filterbank", filterbank, persistent=False)
-
-    @property
-    def n_features(self) -> int:
-        """Number of features per frame."""
-        return self.config.n_features
-
-    def forward(self, waves: torch.Tensor) -> torch.Tensor:
-        """Compute log-mel energies for a batch of waveforms."""
-        with _full_precision(waves.device):
-            return self._features(waves)
 
     def _features(self, waves: torch.Tensor) -> torch.Tensor:
         cfg = self.config
