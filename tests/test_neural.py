@@ -90,6 +90,19 @@ def test_vocoders_accept_other_rates_and_silence() -> None:
     assert sr == 22050 and np.all(np.isfinite(out)) and np.max(np.abs(out)) < 0.05
 
 
+@pytest.mark.slow
+def test_lpcnet_is_a_pure_function_of_its_input() -> None:
+    # LPCNet samples from process-wide random generators; a clip's copy must not depend on
+    # what was decoded before it (a corpus build with a worker pool relies on this).
+    _require("lpcnet")
+    tone = make_tone(seconds=0.4, sr=16000, freq=220.0)
+    other = make_tone(seconds=0.3, sr=16000, freq=500.0)
+    first, _ = neural.lpcnet_vocode(tone, 16000)
+    neural.lpcnet_vocode(other, 16000)
+    again, _ = neural.lpcnet_vocode(tone, 16000)
+    np.testing.assert_array_equal(first, again)
+
+
 def test_log_mel_matches_the_training_analysis() -> None:
     pytest.importorskip("librosa")
     cfg = HIFIGAN_22K_MEL

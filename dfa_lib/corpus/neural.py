@@ -41,6 +41,8 @@ import numpy as np
 from dfa_lib.audio import resample
 
 if TYPE_CHECKING:  # torch is imported lazily so listing generators stays cheap
+    from collections.abc import Iterator
+
     import torch
 
 __all__ = [
@@ -267,12 +269,14 @@ def hifigan16k_vocode(wave: np.ndarray, sr: int) -> tuple[np.ndarray, int]:
     return _run_mel_vocoder(_load_hifigan16k(), wave, sr, HIFIGAN_16K_MEL)
 
 
-@functools.lru_cache(maxsize=1)
-def _load_codec2():
-    """Open Debian's libcodec2 and declare the FreeDV LPCNet functions (once per process)."""
-    name = ctypes.util.find_library("codec2") or "libcodec2.so.1.0"
+def _codec2_name() -> str:
+    return ctypes.util.find_library("codec2") or "libcodec2.so.1.0"
+
+
+def _open_codec2() -> ctypes.CDLL:
+    """Open Debian's libcodec2 and declare the FreeDV LPCNet functions."""
     try:
-        lib = ctypes.CDLL(name)
+        lib = ctypes.CDLL(_codec2_name())
         create = lib.lpcnet_freedv_create
     except (OSError, AttributeError) as err:
         raise NeuralGeneratorUnavailableError(
@@ -292,6 +296,34 @@ def _load_codec2():
     return lib
 
 
+def _check_codec2() -> None:
+    """Raise :class:`NeuralGeneratorUnavailableError` when LPCNet cannot be opened."""
+    with _codec2():
+        pass
+
+
+# LPCNet samples each output value from the network's distribution with two random sources
+# that live in the process, not in the decoder state: libc's ``rand()`` and a static
+# generator inside libcodec2 (``nnet_rand``). Left alone, a clip's resynthesis depends on
+# every clip decoded before it in the same process, so a corpus build with a worker pool is
+# not reproducible. Each clip therefore gets a freshly loaded library (its static generator
+# back at its initial value) and libc's generator at its documented default seed.
+LIBC_DEFAULT_SEED = 1
+
+
+@contextlib.contextmanager
+def _codec2() -> Iterator[ctypes.CDLL]:
+    """Yield libcodec2 with both of LPCNet's random sources at their start state."""
+    import _ctypes
+
+    lib = _open_codec2()
+    ctypes.CDLL(None).srand(LIBC_DEFAULT_SEED)
+    try:
+        yield lib
+    finally:
+        _ctypes.dlclose(lib._handle)
+
+
 # Samples by which LPCNet's output lags its input (55 ms: the lag that minimises the log-mel
 # distance between real prompts and their resynthesis); the output is advanced by it so a
 # vocoded clip stays aligned with its source.
@@ -304,9 +336,16 @@ def lpcnet_vocode(wave: np.ndarray, sr: int) -> tuple[np.ndarray, int]:
     The clip is resampled to 16 kHz, encoded frame by frame into LPCNet's quantised features
     and decoded by the network; the result is float32, as long as the input and at its level.
     """
-    lib = _load_codec2()
     x = resample(_as_wave(wave), sr, LPCNET_RATE)
     x, gain = _to_training_level(x)
+    with _codec2() as lib:
+        out = _lpcnet_copy(lib, x)
+    y = out[LPCNET_DELAY : LPCNET_DELAY + len(x)].astype(np.float32) / 32768.0 / gain
+    return np.clip(y, -1.0, 1.0).astype(np.float32), LPCNET_RATE
+
+
+def _lpcnet_copy(lib: ctypes.CDLL, x: np.ndarray) -> np.ndarray:
+    """Encode and decode ``x`` (16 kHz, at training level) frame by frame; int16 output."""
     # direct_split=1 is the quantiser FreeDV 2020 uses.
     state = lib.lpcnet_freedv_create(1)
     if not state:
@@ -327,8 +366,7 @@ def lpcnet_vocode(wave: np.ndarray, sr: int) -> tuple[np.ndarray, int]:
             out[i * step : (i + 1) * step] = frame_out
     finally:
         lib.lpcnet_freedv_destroy(state)
-    y = out[LPCNET_DELAY : LPCNET_DELAY + len(x)].astype(np.float32) / 32768.0 / gain
-    return np.clip(y, -1.0, 1.0).astype(np.float32), LPCNET_RATE
+    return out
 
 
 GeneratorKind = Literal["vocoder", "tts"]
@@ -418,7 +456,7 @@ _AVAILABILITY_CHECKS: dict[str, Callable[[], object]] = {
     "hifigan": lambda: _hifigan_checkpoint("universal"),
     "hifigan-ljspeech": lambda: _hifigan_checkpoint("LJSpeech"),
     "hifigan-16k": _hifigan16k_checkpoint,
-    "lpcnet": _load_codec2,
+    "lpcnet": _check_codec2,
 }
 
 
