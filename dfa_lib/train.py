@@ -116,8 +116,28 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-class _CropDataset(torch.utils.data.Dataset):
-    """Training items: a seeded random crop (and optional augmentation) of each decoded clip."""
+def uniform_draws(seed: int, epoch: int, rows: np.ndarray) -> np.ndarray:
+    """Return one float in [0, 1) per row, a hash of (seed, epoch, row) (SplitMix64).
+
+    The value of an item depends on nothing else, so batches, their order and the number of
+    DataLoader workers leave every crop unchanged, and a whole batch is drawn in one step.
+    """
+    with np.errstate(over="ignore"):
+        x = np.asarray(rows, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        x ^= np.uint64((seed * 1_000_003 + epoch) & 0xFFFFFFFFFFFFFFFF)
+        for shift, mult in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):
+            x = (x ^ (x >> np.uint64(shift))) * np.uint64(mult)
+        x ^= x >> np.uint64(31)
+    return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+class CropBatches(torch.utils.data.Dataset):
+    """Training batches of decoded clips: ``dataset[list_of_items]`` is ``(x, y)`` tensors.
+
+    Without augmentation a batch is one gather from the clip store (seeded random crops, see
+    :meth:`ClipStore.crops`), with no per-item Python work. With augmentation each item gets
+    its own generator, seeded by (seed, epoch, row), as the augmenter needs one.
+    """
 
     def __init__(
         self,
@@ -129,23 +149,74 @@ class _CropDataset(torch.utils.data.Dataset):
         pad_mode: str,
         augment: Callable | None,
     ):
-        self.store, self.rows, self.labels = store, rows, labels
+        self.store, self.rows = store, np.asarray(rows, dtype=np.int64)
+        self.labels = np.asarray(labels, dtype=np.int64)
         self.length, self.seed, self.pad_mode, self.augment = length, seed, pad_mode, augment
         self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, i: int):
-        from dfa_lib.audio import pad_or_crop
+    def __getitem__(self, items):
+        items = np.atleast_1d(np.asarray(items, dtype=np.int64))
+        rows = self.rows[items]
+        if self.augment is None:
+            draws = uniform_draws(self.seed, self.epoch, rows)
+            x = self.store.crops(rows, self.length, draws, pad_mode=self.pad_mode)
+        else:
+            from dfa_lib.audio import pad_or_crop
 
-        # The generator depends on (seed, epoch, item) only: workers and order do not matter.
-        rng = np.random.default_rng([self.seed, self.epoch, int(self.rows[i])])
-        wave = self.store[int(self.rows[i])]
-        if self.augment is not None:
-            wave = self.augment(wave, rng)
-        wave = pad_or_crop(wave, self.length, mode="random", rng=rng, pad_mode=self.pad_mode)
-        return torch.from_numpy(wave), int(self.labels[i])
+            x = np.empty((len(rows), self.length), dtype=np.float32)
+            for k, row in enumerate(rows):
+                rng = np.random.default_rng([self.seed, self.epoch, int(row)])
+                wave = self.augment(self.store[int(row)], rng)
+                x[k] = pad_or_crop(wave, self.length, "random", rng=rng, pad_mode=self.pad_mode)
+        return torch.from_numpy(x), torch.from_numpy(self.labels[items])
+
+
+class InlineBatches:
+    """Batches of a :class:`CropBatches` in the calling process, in a sampler's order.
+
+    What a ``DataLoader`` with ``num_workers=0`` does, without its per-batch bookkeeping,
+    which costs more than cropping a batch of decoded clips.
+    """
+
+    def __init__(self, data: CropBatches, sampler: torch.utils.data.Sampler, pin_memory: bool):
+        self.data, self.sampler, self.pin_memory = data, sampler, pin_memory
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self):
+        for items in self.sampler:
+            x, y = self.data[items]
+            yield (x.pin_memory(), y.pin_memory()) if self.pin_memory else (x, y)
+
+
+def batch_loader(
+    data: CropBatches,
+    batch_size: int,
+    seed: int,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+    drop_last: bool = False,
+) -> InlineBatches | torch.utils.data.DataLoader:
+    """Return shuffled batches of ``data`` (seeded order), in worker processes if asked."""
+    sampler = torch.utils.data.BatchSampler(
+        torch.utils.data.RandomSampler(data, generator=torch.Generator().manual_seed(seed)),
+        batch_size=batch_size,
+        drop_last=drop_last,
+    )
+    if num_workers == 0:
+        return InlineBatches(data, sampler, pin_memory)
+    return torch.utils.data.DataLoader(
+        data,
+        sampler=sampler,
+        batch_size=None,  # the dataset returns batches already
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        worker_init_fn=_seed_worker,
+    )
 
 
 def _labels_of(df: pd.DataFrame) -> np.ndarray:
@@ -350,19 +421,16 @@ def _fit_torch(
             seed=config.seed,
             noise_pool=[train_store[int(r)] for r in pool_rows],
         )
-    data = _CropDataset(
+    data = CropBatches(
         train_store, train_rows, train_labels, length, config.seed, config.pad_mode, augment
     )
-    generator = torch.Generator().manual_seed(config.seed)
-    loader = torch.utils.data.DataLoader(
+    loader = batch_loader(
         data,
-        batch_size=config.batch_size,
-        shuffle=True,
-        generator=generator,
+        config.batch_size,
+        config.seed,
         num_workers=config.num_workers,
         pin_memory=device.type == "cuda",
         drop_last=len(data) > config.batch_size,
-        worker_init_fn=_seed_worker,
     )
     counts = np.bincount(train_labels, minlength=2).astype(np.float64)
     weight = counts.sum() / (2.0 * counts) if config.class_weighted else np.ones(2)

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+import torch
 
 from dfa_lib.clips import ClipStore, decode_clips
 from dfa_lib.scoring import score_waves
@@ -196,3 +197,85 @@ def test_score_waves_mean_of_windows():
         Energy(), [quiet, np.concatenate([quiet, loud])], window=100, progress=False
     )
     np.testing.assert_allclose(scores, [-0.2, -(0.2 + 1.0) / 2], atol=1e-6)
+
+
+# --- batched random crops -------------------------------------------------------------------
+
+
+def _ramp_store(lengths: list[int]) -> ClipStore:
+    # Each clip is a ramp of distinct values, so a crop shows exactly where it was taken.
+    waves, value = [], 1
+    for n in lengths:
+        waves.append(np.arange(value, value + n, dtype=np.float32) / 32767.0)
+        value += n
+    return ClipStore.from_waves(waves, SR)
+
+
+def test_store_crops_match_pad_or_crop_for_the_same_draw():
+    from dfa_lib.audio import pad_or_crop
+
+    store = _ramp_store([50, 10, 20, 3])
+    rows = np.array([0, 1, 2, 3, 0])
+    draws = np.array([0.0, 0.5, 0.999, 0.2, 0.61])
+    for pad_mode in ("constant", "wrap"):
+        batch = store.crops(rows, 20, draws, pad_mode=pad_mode)
+        assert batch.shape == (5, 20) and batch.dtype == np.float32
+        for k, (row, draw) in enumerate(zip(rows, draws, strict=True)):
+            wave = store[int(row)]
+            start = int(np.floor(draw * (max(len(wave) - 20, 0) + 1)))
+            if len(wave) > 20:
+                expected = wave[start : start + 20]
+            else:
+                expected = pad_or_crop(wave, 20, "start", pad_mode=pad_mode)
+            np.testing.assert_array_equal(batch[k], expected)
+    # The last start a long clip can have is reached, and never passed.
+    last = store.crops(np.array([0]), 20, np.array([np.nextafter(1.0, 0.0)]))
+    np.testing.assert_array_equal(last[0], store[0][30:50])
+
+
+def test_store_crops_refuse_bad_arguments():
+    store = ClipStore.from_waves([np.ones(10, np.float32) * 0.1, np.zeros(0, np.float32)], SR)
+    with pytest.raises(ValueError, match="no samples"):
+        store.crops(np.array([0, 1]), 5, np.array([0.1, 0.2]))
+    with pytest.raises(ValueError, match="one draw per row"):
+        store.crops(np.array([0]), 5, np.array([0.1, 0.2]))
+    with pytest.raises(ValueError, match="pad_mode"):
+        store.crops(np.array([0]), 5, np.array([0.1]), pad_mode="reflect")
+
+
+def test_uniform_draws_depend_only_on_seed_epoch_and_row():
+    from dfa_lib.train import uniform_draws
+
+    rows = np.arange(20_000)
+    draws = uniform_draws(3, 1, rows)
+    assert draws.min() >= 0.0 and draws.max() < 1.0
+    assert abs(draws.mean() - 0.5) < 0.01 and abs(np.median(draws) - 0.5) < 0.01
+    np.testing.assert_array_equal(uniform_draws(3, 1, rows[::-7]), draws[::-7])
+    assert not np.allclose(uniform_draws(3, 2, rows), draws)
+    assert not np.allclose(uniform_draws(4, 1, rows), draws)
+
+
+def test_crop_batches_give_each_item_the_same_crop_in_any_batch_and_worker(toy):
+    from dfa_lib.train import CropBatches, batch_loader
+
+    (_, store), _ = toy
+    rows = np.arange(len(store))
+    labels = rows % 2
+    data = CropBatches(store, rows, labels, 4000, seed=5, pad_mode="wrap", augment=None)
+    data.epoch = 1
+    x_all, y_all = data[list(range(len(rows)))]
+    x_one, y_one = data[[7]]
+    np.testing.assert_array_equal(x_one[0].numpy(), x_all[7].numpy())
+    assert y_one.tolist() == [labels[7]] and y_all.dtype == torch.int64
+
+    def epoch(workers):
+        loader = batch_loader(data, 8, seed=1, num_workers=workers, drop_last=False)
+        return [(x.numpy(), y.numpy()) for x, y in loader]
+
+    alone, pooled = epoch(0), epoch(2)
+    assert len(alone) == -(-len(rows) // 8)
+    for (xa, ya), (xb, yb) in zip(alone, pooled, strict=True):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    seen = np.concatenate([y for _, y in alone])
+    assert sorted(seen.tolist()) == sorted(labels.tolist())

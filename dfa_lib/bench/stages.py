@@ -55,6 +55,19 @@ PAST_CHANGES: tuple[dict[str, Any], ...] = (
         "lower_is_better": True,
     },
     {
+        "stage": "data loading",
+        "change": "a batch of random crops cut in one call (ClipStore.crops, hashed draws "
+        "instead of a numpy Generator per clip) and served without DataLoader bookkeeping "
+        "when there are no workers (InlineBatches)",
+        "where": "dfa_lib/clips.py, dfa_lib/train.py CropBatches",
+        "metric": "clips per second through a training epoch, 400 clips of 1 s, batch 32",
+        "before": 37461.0,
+        "after": 116000.0,
+        "lower_is_better": False,
+        "note": "before: one numpy Generator, pad_or_crop and collate per clip (3.5x the "
+        "librosa loader); after: 12.5x on the same machine, quiet",
+    },
+    {
         "stage": "pretrained features",
         "change": "heads train on one torch thread by default (HeadConfig.num_threads = 1)",
         "where": "dfa_lib/heads.py HeadConfig",
@@ -211,15 +224,8 @@ class _LibrosaCropDataset(torch.utils.data.Dataset):
         return torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), int(self.labels[i])
 
 
-def _epoch_runs(dataset: Any, batch_size: int, repeats: int, seed: int) -> list[float]:
-    """Time full passes over a DataLoader of ``dataset`` (shuffled, as in training)."""
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=True,
-        generator=torch.Generator().manual_seed(seed),
-        num_workers=0,  # TrainConfig's default: the clips are already decoded
-    )
+def _epoch_runs(dataset: Any, loader: Any, repeats: int) -> list[float]:
+    """Time full passes over ``loader`` (shuffled, as in training), a new epoch each."""
 
     def one_epoch() -> None:
         dataset.epoch += 1
@@ -229,12 +235,22 @@ def _epoch_runs(dataset: Any, batch_size: int, repeats: int, seed: int) -> list[
     return _timed_runs(one_epoch, repeats)
 
 
+def _per_item_loader(dataset: Any, batch_size: int, seed: int) -> torch.utils.data.DataLoader:
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(seed),
+        num_workers=0,
+    )
+
+
 def measure_loading(config: BenchConfig, progress: bool = True) -> dict[str, Any]:
     """Clips per second through a training epoch: dfa_lib's loader against librosa per item."""
     import librosa
 
     from dfa_lib.clips import decode_clips
-    from dfa_lib.train import _CropDataset, _labels_of
+    from dfa_lib.train import CropBatches, _labels_of, batch_loader
 
     batch, _ = _training_settings(config)
     root, rows = _training_frames(config)
@@ -248,13 +264,16 @@ def measure_loading(config: BenchConfig, progress: bool = True) -> dict[str, Any
         start = time.perf_counter()
         store = decode_clips(df, root, tmp, progress=progress)
         decode_s = time.perf_counter() - start
-        ours = _CropDataset(
+        ours = CropBatches(
             store, np.arange(len(df)), labels, length, config.seed, "wrap", augment=None
         )
-        ours_runs = _epoch_runs(ours, batch, config.repeats, config.seed)
-        del store, ours  # the memory map must close before the folder goes
+        loader = batch_loader(ours, batch, config.seed)  # what train() uses
+        ours_runs = _epoch_runs(ours, loader, config.repeats)
+        del store, ours, loader  # the memory map must close before the folder goes
     original = _LibrosaCropDataset(paths, labels, length, config.seed)
-    original_runs = _epoch_runs(original, batch, config.repeats, config.seed)
+    original_runs = _epoch_runs(
+        original, _per_item_loader(original, batch, config.seed), config.repeats
+    )
 
     n = len(df)
     ours_cps = n / statistics.median(ours_runs)
@@ -267,8 +286,8 @@ def measure_loading(config: BenchConfig, progress: bool = True) -> dict[str, Any
         "batch_size": batch,
         "crop_seconds": config.loading_clip_seconds,
         "dfa_loader": {
-            "what": "ClipStore (decoded once, memory-mapped int16) + _CropDataset random crops "
-            "+ DataLoader(num_workers=0)",
+            "what": "ClipStore (decoded once, memory-mapped int16) + CropBatches (one gather "
+            "per batch of seeded random crops) through InlineBatches, as train() with num_workers=0",
             "clips_per_second": ours_cps,
             "epoch_runs_s": ours_runs,
             "one_off_decode_s": decode_s,
