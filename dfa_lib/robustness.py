@@ -1,12 +1,14 @@
 """The degradation sweep: every detector on the test split under each named degradation.
 
 Degraded audio is cached on disk keyed by clip content and degradation
-(:func:`dfa_lib.degrade.degrade_cached`), so a second sweep only scores. Clips are degraded in
-parallel over the cores.
+(:func:`dfa_lib.degrade.degrade_cached`), and so are a detector's scores, keyed by its run
+folder and weights, the degradation and the clips: a second sweep with nothing changed
+neither degrades nor scores. Clips are degraded in parallel over the cores.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -28,6 +30,18 @@ def _degrade_job(args: tuple[str, np.ndarray, int, str, str]) -> np.ndarray:
     return degrade_cached(name, wave, sr, key=key, cache_dir=Path(cache_dir))
 
 
+def _sweep_rows(data: ProtocolData, max_per_class: int | None, seed: int) -> list[int]:
+    """Positions of the decodable test clips the sweep uses (a seeded subset when capped)."""
+    frame, store = data.frames["testing"], data.stores["testing"]
+    rows = [i for i in range(len(frame)) if store.ok(i)]
+    if max_per_class:
+        from dfa_lib.protocols import make_subset
+
+        keep = set(make_subset(frame.iloc[rows], max_per_class=max_per_class, seed=seed).index)
+        rows = [i for i in rows if frame.index[i] in keep]
+    return rows
+
+
 def degraded_test_set(
     data: ProtocolData,
     name: str,
@@ -45,12 +59,7 @@ def degraded_test_set(
     if name not in DEGRADATIONS:
         raise KeyError(f"unknown degradation {name!r}; choose from {sorted(DEGRADATIONS)}")
     frame, store = data.frames["testing"], data.stores["testing"]
-    rows = [i for i in range(len(frame)) if store.ok(i)]
-    if max_per_class:
-        from dfa_lib.protocols import make_subset
-
-        keep = make_subset(frame.iloc[rows], max_per_class=max_per_class, seed=seed).index
-        rows = [i for i in rows if frame.index[i] in set(keep)]
+    rows = _sweep_rows(data, max_per_class, seed)
     keys = [
         str(frame["sha256"].iloc[i]) if "sha256" in frame.columns else str(frame["path"].iloc[i])
         for i in rows
@@ -85,15 +94,33 @@ def degradation_sweep(
     Columns: ``detector``, ``degradation``, ``family``, ``eer`` (fraction), ``auc``, ``n``.
     Each detector keeps its own scoring rule; the EER needs no threshold.
     """
+    from dfa_lib.evaluate import test_checksum
+
+    frame = data.frames["testing"].iloc[_sweep_rows(data, max_per_class, seed)]
+    clips = test_checksum(frame)
+    labels = frame["label"].to_numpy()
+    score_dir = Path(cache_dir) / "scores"
     rows = []
     for name in degradations:
-        frame, waves = degraded_test_set(
-            data, name, cache_dir, progress=progress, max_per_class=max_per_class, seed=seed
-        )
-        labels = frame["label"].to_numpy()
-        for det_name, detector in detectors.items():
-            scores = np.asarray(detector.score_waves(waves), dtype=np.float64)
-            bona, spoof = scores[labels == "real"], scores[labels == "fake"]
+        if name not in DEGRADATIONS:
+            raise KeyError(f"unknown degradation {name!r}; choose from {sorted(DEGRADATIONS)}")
+        paths = {d: _score_path(score_dir, det, name, clips) for d, det in detectors.items()}
+        scores = {d: np.load(p) for d, p in paths.items() if p is not None and p.is_file()}
+        if len(scores) < len(detectors):
+            _, waves = degraded_test_set(
+                data, name, cache_dir, progress=progress, max_per_class=max_per_class, seed=seed
+            )
+            for det_name, detector in detectors.items():
+                if det_name in scores:
+                    continue
+                scores[det_name] = np.asarray(detector.score_waves(waves), dtype=np.float64)
+                if paths[det_name] is not None:
+                    paths[det_name].parent.mkdir(parents=True, exist_ok=True)
+                    tmp = paths[det_name].with_suffix(f".tmp-{os.getpid()}.npy")
+                    np.save(tmp, scores[det_name])
+                    os.replace(tmp, paths[det_name])
+        for det_name in detectors:
+            bona, spoof = scores[det_name][labels == "real"], scores[det_name][labels == "fake"]
             rows.append(
                 {
                     "detector": det_name,
@@ -101,10 +128,27 @@ def degradation_sweep(
                     "family": DEGRADATIONS[name].family,
                     "eer": equal_error_rate(bona, spoof).eer,
                     "auc": roc_auc(bona, spoof),
-                    "n": len(scores),
+                    "n": len(labels),
                 }
             )
     return pd.DataFrame(rows)
+
+
+def _score_path(score_dir: Path, detector, degradation: str, clips: str) -> Path | None:
+    """Where a detector's scores under ``degradation`` are cached (None: not cacheable).
+
+    Only detectors loaded from a run folder are cached; the key holds the folder, the newest
+    weights file's modification time, the degradation and the clips' identity.
+    """
+    folder = getattr(detector, "folder", None)
+    if folder is None:
+        return None
+    weights = sorted(Path(folder).glob("*.safetensors"))
+    if not weights:
+        return None
+    stamp = max(w.stat().st_mtime_ns for w in weights)
+    key = f"{Path(folder).resolve()}|{stamp}|{degradation}|{clips}"
+    return score_dir / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npy"
 
 
 def sweep_summary(sweep: pd.DataFrame) -> pd.DataFrame:

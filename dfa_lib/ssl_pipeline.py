@@ -10,6 +10,8 @@ detector: the backbone is loaded by name and the head from the folder.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -25,6 +27,7 @@ from dfa_lib.heads import (
     HeadConfig,
     HeadHistory,
     bonafide_scores,
+    load_head,
     predict_logits,
     save_head,
     train_head,
@@ -48,6 +51,7 @@ class HeadRun:
     history: HeadHistory
     val_eer: float
     threshold: float
+    reused: bool = False  # True when an earlier run folder with the same fingerprint was kept
 
 
 def split_features(
@@ -88,6 +92,52 @@ def head_scores(head, fs: FeatureSet, config: HeadConfig) -> tuple[np.ndarray, n
     return bonafide_scores(predict_logits(head, x, config)), rows
 
 
+def head_fingerprint(
+    backbone, config: HeadConfig, data: ProtocolData, preprocessing: FeaturePreprocessing
+) -> str:
+    """Return the hash that decides whether a head's run folder can be reused.
+
+    It covers the head's settings, the backbone's identity, the preprocessing, the training
+    and validation clips (paths, labels and content hashes) and the package version.
+    """
+    from dfa_lib.train import split_checksum
+
+    blob = json.dumps(
+        {
+            "head": asdict(config),
+            "backbone": backbone.identity,
+            "preprocessing": asdict(preprocessing),
+            "training": split_checksum(data.frames["training"]),
+            "validation": split_checksum(data.frames["validation"]),
+            "dfa_version": __version__,
+        },
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def _reuse_head_run(name: str, folder: Path, config: HeadConfig, fingerprint: str):
+    """Return the finished run in ``folder`` when its fingerprint matches, else None."""
+    try:
+        saved = json.loads((folder / "config.json").read_text())
+        if saved.get("fingerprint") != fingerprint:
+            return None
+        head = load_head(folder, device=config.device)
+        log = pd.read_csv(folder / "train_log.csv")
+    except (OSError, ValueError, KeyError, RuntimeError):
+        return None  # missing, partial or from another version: train again
+    history = HeadHistory(
+        epochs=log.to_dict("records"),
+        best_epoch=int(saved["best_epoch"]),
+        best_val_eer=float(saved["val_eer"]),
+        config=asdict(config),
+    )
+    return HeadRun(
+        name, folder, head, config, history, history.best_val_eer, float(saved["threshold"]), True
+    )
+
+
 def train_heads(
     backbone,
     features: dict[str, FeatureSet],
@@ -95,13 +145,24 @@ def train_heads(
     head_configs: dict[str, HeadConfig],
     out_dir: str | os.PathLike,
     preprocessing: FeaturePreprocessing,
+    reuse: bool = True,
 ) -> list[HeadRun]:
-    """Train each named head on the training features, keep the best epoch, write its run folder."""
+    """Train each named head on the training features, keep the best epoch, write its run folder.
+
+    With ``reuse`` a folder already trained with the same fingerprint (see
+    :func:`head_fingerprint`) is loaded instead of trained again.
+    """
     runs = []
     labels = {
         s: np.array([label_to_index(v) for v in data.frames[s]["label"]]) for s in data.frames
     }
     for name, config in head_configs.items():
+        folder = Path(out_dir) / name
+        fingerprint = head_fingerprint(backbone, config, data, preprocessing)
+        previous = _reuse_head_run(name, folder, config, fingerprint) if reuse else None
+        if previous is not None:
+            runs.append(previous)
+            continue
         start = time.perf_counter()
         x_tr, rows_tr = head_inputs(features["training"], config)
         x_va, rows_va = head_inputs(features["validation"], config)
@@ -111,7 +172,6 @@ def train_heads(
         scores = bonafide_scores(predict_logits(head, x_va, config))
         y_va = labels["validation"][rows_va]
         eer = equal_error_rate(scores[y_va == REAL], scores[y_va == FAKE])
-        folder = Path(out_dir) / name
         write_head_run(
             folder,
             head,
@@ -125,6 +185,7 @@ def train_heads(
             val_ids=data.frames["validation"]["path"].iloc[rows_va].tolist(),
             val_scores=scores,
             seconds=time.perf_counter() - start,
+            fingerprint=fingerprint,
         )
         runs.append(HeadRun(name, folder, head, config, history, eer.eer, eer.threshold))
     return runs
@@ -143,6 +204,7 @@ def write_head_run(
     val_ids: list[str],
     val_scores: np.ndarray,
     seconds: float,
+    fingerprint: str | None = None,
 ) -> Path:
     """Write a head's run folder: a detector whose backbone is loaded by name."""
     from dfa_lib.detector import write_model_card
@@ -168,6 +230,7 @@ def write_head_run(
         "best_epoch": int(history.best_epoch),
         "training": {"head": asdict(config), "backbone": backbone.describe()},
         "dataset": dataset,
+        "fingerprint": fingerprint,
     }
     write_json(folder / "config.json", run_config)
     history.to_frame().to_csv(folder / "train_log.csv", index=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -13,11 +14,17 @@ from dfa_lib.backbones import load_backbone
 from dfa_lib.clips import ClipStore
 from dfa_lib.detector import load_detector
 from dfa_lib.experiment import ProtocolData
-from dfa_lib.heads import HeadConfig
+from dfa_lib.heads import HeadConfig, predict_logits
 from dfa_lib.models import build_model
 from dfa_lib.robustness import degradation_sweep, sweep_summary
 from dfa_lib.ssl_features import FeaturePreprocessing
-from dfa_lib.ssl_pipeline import evaluate_head, layer_table, split_features, train_heads
+from dfa_lib.ssl_pipeline import (
+    evaluate_head,
+    head_inputs,
+    layer_table,
+    split_features,
+    train_heads,
+)
 from dfa_lib.train import TrainConfig, train
 
 SR = 16000
@@ -89,6 +96,24 @@ def test_heads_become_loadable_detectors(tmp_path, tiny_encoder_dir, toy_data, m
         np.testing.assert_allclose(detector.score_waves(waves), scored["score"], atol=2e-3)
         assert 0.0 <= metrics["eer"] <= 1.0
 
+    # Nothing changed: both folders are kept as they are. A changed head trains again.
+    stamps = [(r.folder / "head.safetensors").stat().st_mtime_ns for r in runs]
+    configs["wasp"] = HeadConfig(head="weighted-asp", epochs=4, seed=0)
+    again = train_heads(encoder, feats, toy_data, configs, tmp_path / "runs", PRE)
+    assert [r.reused for r in again] == [True, False]
+    assert (again[0].folder / "head.safetensors").stat().st_mtime_ns == stamps[0]
+    assert (again[0].threshold, again[0].val_eer) == (runs[0].threshold, runs[0].val_eer)
+    assert again[0].history.best_epoch == runs[0].history.best_epoch
+    x_te, _ = head_inputs(feats["testing"], configs["head"])
+    np.testing.assert_allclose(
+        predict_logits(again[0].head, x_te, configs["head"]),
+        predict_logits(runs[0].head, x_te, configs["head"]),
+        atol=1e-6,
+    )
+    # A damaged folder is trained again, not trusted.
+    (again[0].folder / "train_log.csv").unlink()
+    assert not train_heads(encoder, feats, toy_data, configs, tmp_path / "runs", PRE)[0].reused
+
 
 def test_finetuning_runs_through_the_engine(tmp_path, tiny_encoder_dir, toy_data):
     config = TrainConfig(
@@ -137,3 +162,40 @@ def test_degradation_sweep_table(tmp_path, toy_data):
     assert (sweep["n"] == 8).all() and sweep["eer"].between(0, 1).all()
     summary = sweep_summary(sweep)
     assert summary.loc["loud", "mean_degraded_eer"] == pytest.approx(sweep["eer"].iloc[1:].mean())
+
+
+def test_sweep_scores_are_cached_per_detector_folder_and_weights(tmp_path, toy_data):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"weights v1")
+
+    class Loudness:
+        def __init__(self):
+            self.folder, self.calls = folder, 0
+
+        def score_waves(self, waves):
+            self.calls += 1
+            return [-float(np.mean(np.abs(w))) for w in waves]
+
+    class NoFolder(Loudness):
+        folder = None
+
+        def __init__(self):
+            self.calls = 0
+
+    def sweep(detectors):
+        return degradation_sweep(
+            detectors, toy_data, ("clean", "gsm"), cache_dir=tmp_path / "deg", progress=False
+        )
+
+    first, kept, loose = Loudness(), Loudness(), NoFolder()
+    table = sweep({"loud": first})
+    assert first.calls == 2
+    # Same folder and weights: the scores come from the cache, the table is the same.
+    again = sweep({"loud": kept, "loose": loose})
+    assert kept.calls == 0 and loose.calls == 2
+    pd.testing.assert_frame_equal(again[again["detector"] == "loud"].reset_index(drop=True), table)
+    # New weights in the folder: scored again.
+    os.utime(folder / "model.safetensors", ns=(1, 1))
+    sweep({"loud": kept})
+    assert kept.calls == 2
