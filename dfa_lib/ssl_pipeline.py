@@ -338,6 +338,18 @@ class SSLClassifier(torch.nn.Module):
         return self.classifier(pooled)
 
 
+def best_layer(table: pd.DataFrame) -> int:
+    """Return the layer whose linear probe (:func:`layer_table`) has the lowest validation EER.
+
+    Ties go to the lower layer. The choice uses training and validation clips only, so a head
+    on that layer is tuned the way any hyperparameter is, never on the test split.
+    """
+    if table.empty:
+        raise ValueError("the layer table is empty: no features to choose a layer from")
+    ordered = table.sort_values(["val_eer", "layer"], kind="stable")
+    return int(ordered["layer"].iloc[0])
+
+
 def load_head_detector(folder: str | os.PathLike) -> torch.nn.Module:
     """Rebuild a head run folder as one model: its backbone (loaded by name) and its head.
 

@@ -199,3 +199,13 @@ def test_sweep_scores_are_cached_per_detector_folder_and_weights(tmp_path, toy_d
     os.utime(folder / "model.safetensors", ns=(1, 1))
     sweep({"loud": kept})
     assert kept.calls == 2
+
+
+def test_best_layer_is_the_lowest_validation_eer_and_ties_go_low():
+    from dfa_lib.ssl_pipeline import best_layer
+
+    table = pd.DataFrame({"layer": [0, 1, 2, 3], "val_eer": [0.3, 0.1, 0.1, 0.2]})
+    assert best_layer(table) == 1
+    assert best_layer(table.iloc[::-1]) == 1
+    with pytest.raises(ValueError, match="empty"):
+        best_layer(table.iloc[:0])
