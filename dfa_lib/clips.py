@@ -76,11 +76,12 @@ class ClipStore:
         start = first + np.minimum(np.floor(draws * (span + 1)).astype(np.int64), span)
         # One contiguous copy per clip (converted to float32 as it lands): a memcpy-speed
         # loop beats a vectorised gather of batch x length indices several times over.
+        samples = np.asarray(self.samples)  # a plain view: slicing a memmap costs more
         out = np.zeros((len(rows), length), dtype=np.float32)
         for k, (a, m) in enumerate(
             zip(start.tolist(), np.minimum(n, length).tolist(), strict=True)
         ):
-            out[k, :m] = self.samples[a : a + m]
+            out[k, :m] = samples[a : a + m]
             if m < length and pad_mode == "wrap":
                 out[k] = np.resize(out[k, :m], length)
         out *= 1.0 / 32768.0

@@ -138,3 +138,24 @@ def test_html_renders_a_partial_record():
     }
     page = render_html(report)
     assert "make reports" in page and "2. Training" not in page
+
+
+def test_trained_detectors_finds_every_kind_of_detector_folder(tmp_path):
+    from dfa_lib.bench.stages import trained_detectors
+
+    split = tmp_path / "runs" / "default" / "offline" / "in-domain"
+    weights = {
+        "cnn": "model.safetensors",
+        "gmm": "classifier.safetensors",
+        "head": "head.safetensors",
+    }
+    for name, weight in weights.items():
+        (split / name).mkdir(parents=True)
+        (split / name / "config.json").write_text(json.dumps({"format": "dfa-detector"}))
+        (split / name / weight).write_bytes(b"")
+    (split / "notes").mkdir()
+    (split / "notes" / "config.json").write_text(json.dumps({"format": "something else"}))
+    (split / "stray.json").write_text("{}")
+    config = BenchConfig(runs_dir=tmp_path / "runs")
+    assert [p.name for p in trained_detectors(config)] == ["cnn", "gmm", "head"]
+    assert trained_detectors(BenchConfig(runs_dir=tmp_path / "none")) == []

@@ -439,9 +439,10 @@ def trained_detectors(config: BenchConfig) -> list[Path]:
     folder = Path(config.runs_dir) / config.profile / config.dataset / config.protocol
     if not folder.is_dir():
         return []
-    return sorted(
-        p.parent for p in folder.glob("*/config.json") if (p.parent / "model.safetensors").is_file()
-    )
+    from dfa_lib.detector import is_detector_folder
+
+    # Every kind: CNN weights, classical classifiers and encoder heads (head.safetensors).
+    return sorted(p for p in folder.iterdir() if p.is_dir() and is_detector_folder(p))
 
 
 def _model_name(folder: Path) -> str:
