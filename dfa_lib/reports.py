@@ -177,6 +177,43 @@ def build_data(data_dir: Path, smoke: bool) -> dict:
     return out
 
 
+HISTORY_FILE = "run_history.jsonl"
+
+
+def starting_state(data_dir: Path, run_root: Path, dataset: str) -> dict:
+    """Describe what a run finds before it starts: a built corpus, trained detector folders.
+
+    ``kind`` is ``"from nothing"`` when neither exists (the run builds and trains everything)
+    and ``"with earlier outputs"`` otherwise, so a timing can be read as cold or warm.
+    """
+    from dfa_lib.detector import is_detector_folder
+
+    corpus = dataset == "offline" and all(
+        (data_dir / c / ".complete.json").is_file() for c in ("offline-main", "offline-cross")
+    )
+    folders = sum(1 for p in run_root.glob("*/*") if p.is_dir() and is_detector_folder(p))
+    kind = "from nothing" if not corpus and folders == 0 else "with earlier outputs"
+    return {"corpus_built": corpus, "detector_folders": folders, "kind": kind}
+
+
+def append_history(reports_dir: Path, record: dict) -> Path:
+    """Append a run's summary (one JSON line) to ``reports/run_history.jsonl``."""
+    entry = {
+        "created_utc": record.get("created_utc"),
+        "profile": record.get("profile"),
+        "dataset": record.get("dataset"),
+        "git_commit": record.get("git", {}).get("commit"),
+        "git_dirty": record.get("git", {}).get("dirty"),
+        "start": record.get("start"),
+        "notebooks": record.get("notebooks_run"),
+        "timings_s": record.get("timings_s"),
+    }
+    path = reports_dir / HISTORY_FILE
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(entry, sort_keys=True) + "\n")
+    return path
+
+
 def run_reports(
     profile_name: str,
     kernel: str,
@@ -200,7 +237,12 @@ def run_reports(
     }
     # Detectors built on a pretrained encoder find its converted weights here.
     os.environ.setdefault("DFA_CACHE_DIR", str(data_dir / "cache" / "models"))
-    record = {"profile": profile_name, "dataset": dataset, "timings_s": {}}
+    record = {
+        "profile": profile_name,
+        "dataset": dataset,
+        "start": starting_state(data_dir, run_root, dataset),
+        "timings_s": {},
+    }
     start = time.perf_counter()
     if dataset == "offline" and profile.get("data", {}).get("build", True):
         t0 = time.perf_counter()
@@ -224,8 +266,10 @@ def run_reports(
         record["timings_s"][name] = run.seconds
         runs.append(run)
     record["timings_s"]["total"] = round(time.perf_counter() - start, 1)
+    record["notebooks_run"] = [r.name for r in runs if r.status != "skipped"]
     record.update(provenance_record(packages=package_versions()))
     write_json(reports_dir / "run_record.json", record)
+    append_history(reports_dir, record)
     write_index(reports_dir, runs, record, run_root, profile_name)
     failed = [r.name for r in runs if r.status == "failed"]
     if failed:

@@ -75,6 +75,22 @@ def test_quick_bench_writes_every_stage(tmp_path, tiny_wav2vec2_dir):
     out.mkdir()
     record = {"profile": "default", "timings_s": {"data": 10.0, "02_cnn": 50.0, "total": 70.0}}
     (out / "run_record.json").write_text(json.dumps(record))
+    runs = [
+        {"profile": "default", "start": {"kind": "from nothing"}, "timings_s": {"total": 1700.0}},
+        {"profile": "smoke", "start": {"kind": "from nothing"}, "timings_s": {"total": 60.0}},
+        {
+            "profile": "default",
+            "start": {"kind": "with earlier outputs"},
+            "timings_s": {"total": 250.0},
+        },
+        {
+            "profile": "default",
+            "start": {"kind": "with earlier outputs"},
+            "timings_s": {"total": 90.0},
+        },
+    ]
+    lines = [json.dumps(r) for r in runs] + ['{"profile": "default", "timi']  # a killed run
+    (out / "run_history.jsonl").write_text("\n".join(lines) + "\n")
     backbone = tiny_wav2vec2_dir  # a random-init encoder: speed only, weights do not matter
 
     argv = ["--data-dir", str(data_dir), "--runs-dir", str(tmp_path / "runs"), "--out", str(out)]
@@ -101,6 +117,17 @@ def test_quick_bench_writes_every_stage(tmp_path, tiny_wav2vec2_dir):
     assert models == {"original_cnn", "lcnn"}
     assert all("long_file" in e for e in report["inference"]["results"])
     assert report["end_to_end"]["make_reports"]["timings_s"]["total"] == 70.0
+    cold, warm = report["end_to_end"]["make_reports_runs"]
+    assert (cold["kind"], cold["timings_s"]["total"], cold["meets_target"]) == (
+        "from nothing",
+        1700.0,
+        True,
+    )
+    assert (warm["kind"], warm["timings_s"]["total"], warm["meets_target"]) == (
+        "with earlier outputs",
+        90.0,
+        True,
+    )
     assert report["end_to_end"]["corpus_build"]["offline-main"]["seconds"] == 1.5
     stages = {e["stage"] for e in report["history"]}
     assert {"data loading", "training", "pretrained features"} <= stages
@@ -116,11 +143,17 @@ def test_quick_bench_writes_every_stage(tmp_path, tiny_wav2vec2_dir):
     assert page.startswith("<!doctype html>") and page.rstrip().endswith("</html>")
     for text in ("Targets", "1. Data loading", "4. Inference", "original_cnn", "History"):
         assert text in page
+    for text in ("make reports, cold (from nothing)", "make reports, warm"):
+        assert text in page
 
 
 def test_end_to_end_without_records_and_bad_config(tmp_path):
     config = BenchConfig(data_dir=tmp_path / "data", reports_dir=tmp_path / "reports")
-    assert read_end_to_end(config) == {"make_reports": None, "corpus_build": {}}
+    assert read_end_to_end(config) == {
+        "make_reports": None,
+        "make_reports_runs": [],
+        "corpus_build": {},
+    }
     with pytest.raises(ValueError, match="at least 3"):
         BenchConfig(repeats=2)
     with pytest.raises(ValueError, match="unknown stage"):
@@ -159,3 +192,30 @@ def test_trained_detectors_finds_every_kind_of_detector_folder(tmp_path):
     config = BenchConfig(runs_dir=tmp_path / "runs")
     assert [p.name for p in trained_detectors(config)] == ["cnn", "gmm", "head"]
     assert trained_detectors(BenchConfig(runs_dir=tmp_path / "none")) == []
+
+
+def test_reports_record_whether_a_run_started_from_nothing(tmp_path):
+    from dfa_lib.reports import HISTORY_FILE, append_history, starting_state
+
+    data, root = tmp_path / "data", tmp_path / "runs" / "default" / "offline"
+    assert starting_state(data, root, "offline") == {
+        "corpus_built": False,
+        "detector_folders": 0,
+        "kind": "from nothing",
+    }
+    for corpus in ("offline-main", "offline-cross"):
+        (data / corpus).mkdir(parents=True)
+        (data / corpus / ".complete.json").write_text("{}")
+    (root / "in-domain" / "lcnn").mkdir(parents=True)
+    (root / "in-domain" / "lcnn" / "config.json").write_text(json.dumps({"format": "dfa-detector"}))
+    state = starting_state(data, root, "offline")
+    assert state == {"corpus_built": True, "detector_folders": 1, "kind": "with earlier outputs"}
+    # Another dataset has no offline corpus to find.
+    assert starting_state(data, root, "for-2sec")["corpus_built"] is False
+
+    record = {"profile": "default", "start": state, "timings_s": {"total": 12.0}}
+    append_history(tmp_path, record)
+    append_history(tmp_path, dict(record, timings_s={"total": 9.0}))
+    lines = (tmp_path / HISTORY_FILE).read_text().splitlines()
+    assert [json.loads(x)["timings_s"]["total"] for x in lines] == [12.0, 9.0]
+    assert json.loads(lines[0])["start"]["kind"] == "with earlier outputs"
