@@ -53,7 +53,7 @@ class ClipStore:
     def crops(
         self, rows: np.ndarray, length: int, draws: np.ndarray, pad_mode: str = "constant"
     ) -> np.ndarray:
-        """Return a ``(len(rows), length)`` float32 batch of windows, in one gather.
+        """Return a ``(len(rows), length)`` float32 batch of windows, in one call.
 
         ``draws`` (floats in [0, 1), one per row) place each window: a clip longer than
         ``length`` starts at ``floor(draw * (n - length + 1))``, as

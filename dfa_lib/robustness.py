@@ -105,7 +105,9 @@ def degradation_sweep(
         if name not in DEGRADATIONS:
             raise KeyError(f"unknown degradation {name!r}; choose from {sorted(DEGRADATIONS)}")
         paths = {d: _score_path(score_dir, det, name, clips) for d, det in detectors.items()}
-        scores = {d: np.load(p) for d, p in paths.items() if p is not None and p.is_file()}
+        scores = {
+            d: s for d, p in paths.items() if (s := _cached_scores(p, len(labels))) is not None
+        }
         if len(scores) < len(detectors):
             _, waves = degraded_test_set(
                 data, name, cache_dir, progress=progress, max_per_class=max_per_class, seed=seed
@@ -132,6 +134,17 @@ def degradation_sweep(
                 }
             )
     return pd.DataFrame(rows)
+
+
+def _cached_scores(path: Path | None, n: int) -> np.ndarray | None:
+    """Return cached scores when ``path`` holds ``n`` of them, else None (score again)."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        scores = np.load(path)
+    except (OSError, ValueError):
+        return None  # truncated or not an array: recomputed and rewritten
+    return scores if scores.shape == (n,) else None
 
 
 def _score_path(score_dir: Path, detector, degradation: str, clips: str) -> Path | None:

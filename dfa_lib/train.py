@@ -134,9 +134,10 @@ def uniform_draws(seed: int, epoch: int, rows: np.ndarray) -> np.ndarray:
 class CropBatches(torch.utils.data.Dataset):
     """Training batches of decoded clips: ``dataset[list_of_items]`` is ``(x, y)`` tensors.
 
-    Without augmentation a batch is one gather from the clip store (seeded random crops, see
-    :meth:`ClipStore.crops`), with no per-item Python work. With augmentation each item gets
-    its own generator, seeded by (seed, epoch, row), as the augmenter needs one.
+    Without augmentation a batch is one call to the clip store (seeded random crops, see
+    :meth:`ClipStore.crops`): a slice copy per clip and no random generator per clip. With
+    augmentation each item gets its own generator, seeded by (seed, epoch, row), as the
+    augmenter needs one.
     """
 
     def __init__(

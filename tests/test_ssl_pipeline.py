@@ -195,10 +195,15 @@ def test_sweep_scores_are_cached_per_detector_folder_and_weights(tmp_path, toy_d
     again = sweep({"loud": kept, "loose": loose})
     assert kept.calls == 0 and loose.calls == 2
     pd.testing.assert_frame_equal(again[again["detector"] == "loud"].reset_index(drop=True), table)
+    # A damaged cache file is scored again, not trusted.
+    for cached in (tmp_path / "deg" / "scores").glob("*.npy"):
+        cached.write_bytes(b"not an array")
+    sweep({"loud": kept})
+    assert kept.calls == 2
     # New weights in the folder: scored again.
     os.utime(folder / "model.safetensors", ns=(1, 1))
     sweep({"loud": kept})
-    assert kept.calls == 2
+    assert kept.calls == 4
 
 
 def test_best_layer_is_the_lowest_validation_eer_and_ties_go_low():

@@ -286,7 +286,7 @@ def measure_loading(config: BenchConfig, progress: bool = True) -> dict[str, Any
         "batch_size": batch,
         "crop_seconds": config.loading_clip_seconds,
         "dfa_loader": {
-            "what": "ClipStore (decoded once, memory-mapped int16) + CropBatches (one gather "
+            "what": "ClipStore (decoded once, memory-mapped int16) + CropBatches (one call "
             "per batch of seeded random crops) through InlineBatches, as train() with num_workers=0",
             "clips_per_second": ours_cps,
             "epoch_runs_s": ours_runs,
