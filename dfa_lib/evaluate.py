@@ -104,7 +104,7 @@ def evaluate_run(
     folder = Path(folder)
     checksum = test_checksum(data.frames["testing"])
     previous = read_metrics(folder).get(data.protocol)
-    fresh = previous and previous.get("weights_mtime") == _weights_mtime(folder)
+    fresh = previous and previous.get("weights_mtime") == weights_mtime(folder)
     if reuse and fresh and previous.get("test_checksum") == checksum:
         return previous
     detector = detector or load_detector(folder)
@@ -123,7 +123,8 @@ def evaluate_run(
     )
 
 
-def _weights_mtime(folder: Path) -> float | None:
+def weights_mtime(folder: Path) -> float | None:
+    """Modification time of a run folder's newest weights file (None: it has none)."""
     files = sorted(folder.glob("*.safetensors"))
     return max(f.stat().st_mtime for f in files) if files else None
 
@@ -149,7 +150,7 @@ def write_evaluation(
     folder = Path(folder)
     metrics = evaluate_scores(scored, threshold, n_boot=n_boot, seed=seed)
     metrics.update(extra or {})
-    metrics["weights_mtime"] = _weights_mtime(folder)
+    metrics["weights_mtime"] = weights_mtime(folder)
     scores_dir = folder / "scores"
     attack = (
         scored["generator"] if "generator" in scored.columns else pd.Series(["-"] * len(scored))
@@ -228,6 +229,7 @@ __all__ = [
     "evaluate_run",
     "evaluate_scores",
     "find_runs",
+    "weights_mtime",
     "headline_table",
     "results_table",
     "score_split",

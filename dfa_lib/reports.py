@@ -186,12 +186,12 @@ def starting_state(data_dir: Path, run_root: Path, dataset: str) -> dict:
     ``kind`` is ``"from nothing"`` when neither exists (the run builds and trains everything)
     and ``"with earlier outputs"`` otherwise, so a timing can be read as cold or warm.
     """
-    from dfa_lib.detector import is_detector_folder
+    from dfa_lib.evaluate import find_runs
 
     corpus = dataset == "offline" and all(
         (data_dir / c / ".complete.json").is_file() for c in ("offline-main", "offline-cross")
     )
-    folders = sum(1 for p in run_root.glob("*/*") if p.is_dir() and is_detector_folder(p))
+    folders = len(find_runs(run_root))
     kind = "from nothing" if not corpus and folders == 0 else "with earlier outputs"
     return {"corpus_built": corpus, "detector_folders": folders, "kind": kind}
 

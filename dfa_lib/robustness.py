@@ -153,13 +153,12 @@ def _score_path(score_dir: Path, detector, degradation: str, clips: str) -> Path
     Only detectors loaded from a run folder are cached; the key holds the folder, the newest
     weights file's modification time, the degradation and the clips' identity.
     """
+    from dfa_lib.evaluate import weights_mtime
+
     folder = getattr(detector, "folder", None)
-    if folder is None:
+    stamp = weights_mtime(Path(folder)) if folder is not None else None
+    if stamp is None:
         return None
-    weights = sorted(Path(folder).glob("*.safetensors"))
-    if not weights:
-        return None
-    stamp = max(w.stat().st_mtime_ns for w in weights)
     key = f"{Path(folder).resolve()}|{stamp}|{degradation}|{clips}"
     return score_dir / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npy"
 

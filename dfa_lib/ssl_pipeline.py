@@ -266,6 +266,20 @@ def evaluate_head(
     )
 
 
+def summary_row(protocol: str, run: HeadRun, metrics: dict) -> dict:
+    """One row of a heads summary table: validation and test EER (%), AUC, epochs, reuse."""
+    return {
+        "protocol": protocol,
+        "model": run.name,
+        "val_eer_%": 100 * run.val_eer,
+        "test_eer_%": 100 * metrics["eer"],
+        "test_auc": metrics["auc"],
+        "best_epoch": run.history.best_epoch,
+        "s_per_epoch": run.history.seconds_per_epoch,
+        "reused": run.reused,
+    }
+
+
 def layer_table(features: dict[str, FeatureSet], data: ProtocolData) -> pd.DataFrame:
     """Per-layer validation EER of a logistic regression on pooled statistics (layer signal)."""
     from dfa_lib.heads import layer_signal

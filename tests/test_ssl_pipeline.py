@@ -23,6 +23,7 @@ from dfa_lib.ssl_pipeline import (
     head_inputs,
     layer_table,
     split_features,
+    summary_row,
     train_heads,
 )
 from dfa_lib.train import TrainConfig, train
@@ -95,6 +96,10 @@ def test_heads_become_loadable_detectors(tmp_path, tiny_encoder_dir, toy_data, m
         scored = pd.read_csv(run.folder / "scores" / "in-domain.scored.csv")
         np.testing.assert_allclose(detector.score_waves(waves), scored["score"], atol=2e-3)
         assert 0.0 <= metrics["eer"] <= 1.0
+        row = summary_row("in-domain", run, metrics)
+        assert row["model"] == run.name and row["reused"] is False
+        assert row["test_eer_%"] == pytest.approx(100 * metrics["eer"])
+        assert row["val_eer_%"] == pytest.approx(100 * run.val_eer)
 
     # Nothing changed: both folders are kept as they are. A changed head trains again.
     stamps = [(r.folder / "head.safetensors").stat().st_mtime_ns for r in runs]

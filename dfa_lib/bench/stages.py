@@ -436,13 +436,10 @@ def measure_heads(config: BenchConfig, progress: bool = True) -> dict[str, Any]:
 
 def trained_detectors(config: BenchConfig) -> list[Path]:
     """Return the detector folders ``make reports`` trained for the profile's in-domain split."""
-    folder = Path(config.runs_dir) / config.profile / config.dataset / config.protocol
-    if not folder.is_dir():
-        return []
-    from dfa_lib.detector import is_detector_folder
+    from dfa_lib.evaluate import find_runs
 
     # Every kind: CNN weights, classical classifiers and encoder heads (head.safetensors).
-    return sorted(p for p in folder.iterdir() if p.is_dir() and is_detector_folder(p))
+    return find_runs(Path(config.runs_dir) / config.profile / config.dataset / config.protocol)
 
 
 def _model_name(folder: Path) -> str:
