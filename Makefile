@@ -15,6 +15,7 @@ LOCK := .setup/requirements.lock
 APT_LIST := .setup/debian-packages.txt
 APT_PACKAGES := $(shell grep -v '^\#' $(APT_LIST) | grep -v '^$$')
 SETUP_STAMP := $(VENV)/.dfa-setup
+FARGAN := $(BIN)/fargan_demo
 export HF_HUB_OFFLINE ?= 1
 export PYTHONHASHSEED ?= 0
 
@@ -27,7 +28,7 @@ help:
 	@echo "  Variables: PROFILE=default|smoke  DATASET=offline|for-2sec|<folder>|<csv>  DATA_DIR=$(DATA_DIR)"
 
 ## Install Debian packages (root + apt-get) and the pinned Python environment in .venv
-setup: system-deps $(SETUP_STAMP)
+setup: system-deps $(SETUP_STAMP) $(FARGAN)
 
 ## Install the Debian packages listed in .setup/debian-packages.txt (idempotent)
 system-deps:
@@ -49,6 +50,10 @@ $(SETUP_STAMP): $(LOCK) pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --no-deps -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (dfa)" >/dev/null
 	touch $@
+
+# FARGAN, the Opus 1.5 neural vocoder of the corpus, compiled from Debian's opus source.
+$(FARGAN): | $(SETUP_STAMP)
+	$(BIN)/python -m dfa_lib.corpus install-fargan --prefix $(VENV)
 
 ## Resolve .setup/requirements.in into the pinned lock file
 lock: | $(BIN)/python

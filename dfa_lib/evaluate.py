@@ -25,6 +25,7 @@ from dfa_lib.metrics import (
     write_scores_asvspoof2019,
     write_scores_asvspoof2021,
 )
+from dfa_lib.protocols import NEURAL_ROTATIONS
 from dfa_lib.provenance import write_json
 
 # Which training run answers each evaluation protocol.
@@ -33,8 +34,7 @@ TRAINED_ON = {
     "unseen-generator": "unseen-generator",
     "cross-source": "in-domain",
     "unseen-neural": "unseen-neural",
-    "unseen-neural-hifigan": "unseen-neural-hifigan",
-    "unseen-neural-lpcnet": "unseen-neural-lpcnet",
+    **{rotation: rotation for rotation in NEURAL_ROTATIONS},
 }
 
 

@@ -31,7 +31,7 @@ from dfa_lib.labels import SPLITS
 UNSEEN_NEURAL = "unseen-neural"
 # The neural families of dfa_lib.corpus.synthesis.GENERATORS (a test keeps the two equal; the
 # registry is not imported here because it pulls in the whole corpus builder).
-NEURAL_FAMILIES: tuple[str, ...] = ("hifigan", "lpcnet")
+NEURAL_FAMILIES: tuple[str, ...] = ("fargan", "hifigan", "lpcnet")
 DEFAULT_HELD_OUT_FAMILY = "hifigan"
 NEURAL_ROTATIONS: tuple[str, ...] = tuple(f"{UNSEEN_NEURAL}-{f}" for f in NEURAL_FAMILIES)
 PROTOCOLS: tuple[str, ...] = ("in-domain", "unseen-generator", "cross-source", *NEURAL_ROTATIONS)

@@ -312,7 +312,7 @@ def test_smoke_manifest_columns_values_and_files(smoke_root):
             assert (info.samplerate, info.channels, info.frames) == (SR, 1, int(1.5 * SR))
         if corpus == "offline-main":
             assert set(df["split"]) == set(SPLITS)
-            assert set(df["family"]) == {"human", "classical", "hifigan", "lpcnet"}
+            assert set(df["family"]) == {"human", "classical", "fargan", "hifigan", "lpcnet"}
             # Same sentences on both sides: every fake transcript also has real clips.
             assert set(df.loc[df.label == "fake", "transcript_id"]) <= set(
                 df.loc[df.label == "real", "transcript_id"]
@@ -386,12 +386,12 @@ def test_smoke_build_is_idempotent_resumable_and_deterministic(smoke_root, tmp_p
 
 
 def test_neural_vocoders_are_registered_with_their_family():
-    for name in ("hifigan", "hifigan-16k", "lpcnet"):
+    for name in ("hifigan", "hifigan-16k", "lpcnet", "fargan"):
         gen = synthesis.GENERATORS[name]
         assert gen.kind == "vocoder" and gen.vocode is NEURAL_GENERATORS[name].callable
         assert gen.family == NEURAL_GENERATORS[name].family
         assert synthesis.is_neural(name)
-    assert synthesis.neural_families() == ("hifigan", "lpcnet")
+    assert synthesis.neural_families() == ("fargan", "hifigan", "lpcnet")
     assert not any(synthesis.is_neural(g) for g in CLASSICAL_GENERATORS)
 
 
@@ -446,7 +446,8 @@ def test_plan_gives_neural_vocoders_a_share_of_every_split():
         first = [synthesis.GENERATORS[t.voices[0][0]].family for t in mine]
         neural = [f for f in first if f != "classical"]
         assert len(neural) == pytest.approx(config.neural_share * len(mine), abs=2), split
-        assert abs(neural.count("hifigan") - neural.count("lpcnet")) <= 1, split
+        counts = [neural.count(f) for f in synthesis.neural_families()]
+        assert max(counts) - min(counts) <= 1, split
     for t in tasks:
         # A neural voice only ever leads; classical voices finish what it leaves.
         assert not any(synthesis.is_neural(g) for g, _ in t.voices[1:])

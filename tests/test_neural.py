@@ -103,6 +103,20 @@ def test_lpcnet_is_a_pure_function_of_its_input() -> None:
     np.testing.assert_array_equal(first, again)
 
 
+@pytest.mark.slow
+def test_fargan_copies_are_deterministic_and_aligned(speech: np.ndarray) -> None:
+    _require("fargan")
+    first, sr = neural.fargan_vocode(speech, 16000)
+    again, _ = neural.fargan_vocode(speech, 16000)
+    np.testing.assert_array_equal(first, again)
+    # The copy lines up with its source: shifting it 20 ms either way moves it further off.
+    source, copy = _log_mel(speech, 16000), _log_mel(first, sr)
+    shift = 2  # frames of 10 ms
+    aligned = _mel_distance(source, copy)
+    assert aligned < _mel_distance(source[:, shift:], copy)
+    assert aligned < _mel_distance(source, copy[:, shift:])
+
+
 def test_log_mel_matches_the_training_analysis() -> None:
     pytest.importorskip("librosa")
     cfg = HIFIGAN_22K_MEL
@@ -126,9 +140,10 @@ def test_log_mel_matches_the_training_analysis() -> None:
     [np.zeros((2, 100), dtype=np.float32), np.array([], dtype=np.float32), np.full(100, np.nan)],
     ids=["stereo", "empty", "nan"],
 )
-def test_bad_waveforms_are_refused(wave: np.ndarray) -> None:
+@pytest.mark.parametrize("vocode", [neural.lpcnet_vocode, neural.fargan_vocode])
+def test_bad_waveforms_are_refused(wave: np.ndarray, vocode) -> None:
     with pytest.raises(ValueError):
-        neural.lpcnet_vocode(wave, 16000)
+        vocode(wave, 16000)
 
 
 def test_unknown_hifigan_model_is_refused() -> None:
@@ -142,11 +157,15 @@ def test_generators_are_loaded_once_per_process() -> None:
 
 
 def test_registry_describes_each_generator() -> None:
-    assert {"hifigan", "lpcnet"} <= {g.family for g in NEURAL_GENERATORS.values()}
+    assert {"fargan", "hifigan", "lpcnet"} <= {g.family for g in NEURAL_GENERATORS.values()}
     for name, generator in NEURAL_GENERATORS.items():
         assert generator.name == name
         assert generator.kind in ("vocoder", "tts")
-        assert generator.licence and generator.package.split(":")[0] in ("pypi", "debian")
+        assert generator.licence and generator.package.split(":")[0] in (
+            "pypi",
+            "debian",
+            "debian-source",
+        )
         assert callable(generator.callable)
     assert all(g in NEURAL_GENERATORS.values() for g in neural.available_generators())
 

@@ -69,7 +69,7 @@ def _row(path, label, split, source, speaker, generator, lang, tid, corpus="offl
 def main_manifest(seed: int = 0, per_language: int = 40) -> pd.DataFrame:
     """A manifest laid out the way the build lays it out (transcript and voice splits)."""
     voices = {lang: list(v) for lang, v in VOICES.items()}
-    vocoders = ("world", "griffin-lim", "hifigan", "hifigan-16k", "lpcnet")
+    vocoders = ("world", "griffin-lim", "hifigan", "hifigan-16k", "lpcnet", "fargan")
     for lang, spk in LANGS.items():
         voices[lang] += [(gen, f"asterisk-{spk}") for gen in vocoders]
     split_of_voice = assign_voice_splits(voices, seed)

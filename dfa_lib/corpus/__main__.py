@@ -1,4 +1,8 @@
-"""Command line: ``python -m dfa_lib.corpus build --root data --seed 0 [--smoke]``."""
+"""Command line: ``python -m dfa_lib.corpus build --root data --seed 0 [--smoke]``.
+
+``audit`` runs the shortcut audit on a built corpus; ``install-fargan`` builds the FARGAN
+vocoder from Debian's opus source into an environment (``make setup`` runs it).
+"""
 
 from __future__ import annotations
 
@@ -21,7 +25,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     audit = sub.add_parser("audit", help="run the shortcut audit on a built corpus")
     audit.add_argument("--root", default="data", help="folder that holds the corpora")
     audit.add_argument("--corpus", default="offline-main", help="corpus folder name")
+    fargan = sub.add_parser("install-fargan", help="build the FARGAN vocoder program")
+    fargan.add_argument("--prefix", default=None, help="environment folder (default: this one)")
     args = parser.parse_args(argv)
+
+    if args.command == "install-fargan":
+        from dfa_lib.corpus.fargan import FarganUnavailableError, install_fargan
+
+        try:
+            print(f"installed {install_fargan(args.prefix)}")
+        except FarganUnavailableError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        return 0
 
     if args.command == "build":
         from dfa_lib.corpus.build import build_offline_corpus

@@ -15,6 +15,9 @@ Where the weights come from (nothing is downloaded at run time):
   compiled into Debian's ``libcodec2-1.0`` (codec2 LGPL-2.1, LPCNet BSD-3-Clause), the library
   ffmpeg already depends on. It runs as FreeDV 2020 does: features quantised to 1.7 kbit/s,
   then synthesised by the network.
+- FARGAN (16 kHz, framewise autoregressive GAN driven by cepstral and pitch features): the
+  vocoder of Opus 1.5, compiled from Debian's ``opus`` source package (BSD-3-Clause) by
+  ``make setup``; see :mod:`dfa_lib.corpus.fargan`.
 
 :data:`NEURAL_GENERATORS` lists them with their family, licence and the package that brings
 them, so the corpus builder and the ``unseen-neural`` protocol can hold a family out.
@@ -39,6 +42,13 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from dfa_lib.audio import resample
+from dfa_lib.corpus.fargan import (
+    FARGAN_RATE,
+    OPUS_SOURCE,
+    FarganUnavailableError,
+    fargan_executable,
+    fargan_vocode,
+)
 
 if TYPE_CHECKING:  # torch is imported lazily so listing generators stays cheap
     from collections.abc import Iterator
@@ -54,6 +64,7 @@ __all__ = [
     "NeuralGenerator",
     "NeuralGeneratorUnavailableError",
     "available_generators",
+    "fargan_vocode",
     "hifigan16k_vocode",
     "hifigan_log_mel",
     "hifigan_vocode",
@@ -386,7 +397,8 @@ class NeuralGenerator:
     languages: tuple[str, ...]  # ISO 639-1; ("*",) for vocoders, which take any speech
     voices: tuple[str, ...]  # TTS voices; () for vocoders, which keep the input's speaker
     licence: str
-    package: str  # what installs the weights: "pypi:NAME==VERSION" or "debian:NAME"
+    # what installs the weights: "pypi:NAME==VERSION", "debian:NAME" or "debian-source:TARBALL"
+    package: str
     callable: Callable[..., tuple[np.ndarray, int]]
     sample_rate: int  # rate of the audio it returns
 
@@ -449,14 +461,35 @@ NEURAL_GENERATORS: dict[str, NeuralGenerator] = {
             callable=lpcnet_vocode,
             sample_rate=LPCNET_RATE,
         ),
+        NeuralGenerator(
+            name="fargan",
+            family="fargan",
+            kind="vocoder",
+            languages=("*",),
+            voices=(),
+            licence="BSD-3-Clause (Opus)",
+            package=f"debian-source:{OPUS_SOURCE.filename}",
+            callable=fargan_vocode,
+            sample_rate=FARGAN_RATE,
+        ),
     )
 }
+
+
+def _check_fargan() -> None:
+    """Raise :class:`NeuralGeneratorUnavailableError` when the FARGAN program is not built."""
+    try:
+        fargan_executable()
+    except FarganUnavailableError as err:
+        raise NeuralGeneratorUnavailableError(str(err)) from err
+
 
 _AVAILABILITY_CHECKS: dict[str, Callable[[], object]] = {
     "hifigan": lambda: _hifigan_checkpoint("universal"),
     "hifigan-ljspeech": lambda: _hifigan_checkpoint("LJSpeech"),
     "hifigan-16k": _hifigan16k_checkpoint,
     "lpcnet": _check_codec2,
+    "fargan": _check_fargan,
 }
 
 

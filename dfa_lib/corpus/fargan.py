@@ -1,0 +1,217 @@
+"""FARGAN, the neural vocoder of Opus 1.5, built from Debian's source package.
+
+FARGAN (framewise autoregressive GAN, Valin et al., 2023) is the vocoder Opus 1.5 uses for
+deep packet-loss concealment and for its DRED redundancy: a GAN-trained network that rebuilds
+16 kHz speech from 20 cepstral, pitch and voicing features per 10 ms frame. Its weights are
+C tables in the Opus release tarball, which Debian ships as the orig tarball of its ``opus``
+source package (BSD-3-Clause). Debian's binary ``libopus0`` is built without the tool that
+runs the vocoder on its own, so :func:`install_fargan` downloads that tarball (pinned by its
+SHA-256), compiles the upstream ``fargan_demo`` program with gcc and installs it as
+``<prefix>/bin/fargan_demo``; ``make setup`` does this once. :func:`fargan_vocode` then
+runs copy synthesis through it: features from the real clip, waveform from the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dfa_lib.audio import resample
+
+__all__ = [
+    "FARGAN_RATE",
+    "OPUS_SOURCE",
+    "FarganUnavailableError",
+    "SourceArchive",
+    "fargan_executable",
+    "fargan_vocode",
+    "install_fargan",
+]
+
+FARGAN_RATE = 16000
+EXECUTABLE = "fargan_demo"
+# The program reads 10 ms frames of 16-bit PCM, so an analysis frame is 160 samples. Its
+# synthesis spends the first five feature frames priming the network and the features look
+# ahead of the frame they describe: the output starts 560 samples (35 ms) into the input (the
+# shift that minimises the log-mel distance between real prompts and their copies). The input
+# is padded at the front by that much, so the copy lines up with its source.
+FRAME = 160
+LEAD_IN = 560
+
+
+class FarganUnavailableError(RuntimeError):
+    """The FARGAN program is not built here, or its source cannot be fetched or compiled."""
+
+
+@dataclass(frozen=True)
+class SourceArchive:
+    """A source tarball: where it is published, its checksum and the folder it unpacks to."""
+
+    url: str
+    sha256: str
+    folder: str
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+
+# Debian's orig tarball of opus 1.5.2 (trixie), identical to the upstream release tarball,
+# which carries the trained weights as dnn/*_data.c.
+OPUS_SOURCE = SourceArchive(
+    url="http://deb.debian.org/debian/pool/main/o/opus/opus_1.5.2.orig.tar.gz",
+    sha256="65c1d2f78b9f2fb20082c38cbe47c951ad5839345876e46941612ee87f9a7ce1",
+    folder="opus-1.5.2",
+)
+CONFIGURE_FLAGS = ("--enable-deep-plc", "--disable-doc", "--disable-shared", "--quiet")
+
+
+def fargan_executable() -> Path:
+    """Return the installed FARGAN program, or raise :class:`FarganUnavailableError`.
+
+    Looked up in ``$DFA_FARGAN`` (a file), then this environment's ``bin`` folder, then the
+    ``PATH``.
+    """
+    candidates = []
+    if os.environ.get("DFA_FARGAN"):
+        candidates.append(Path(os.environ["DFA_FARGAN"]))
+    candidates.append(Path(sys.prefix) / "bin" / EXECUTABLE)
+    found = shutil.which(EXECUTABLE)
+    if found:
+        candidates.append(Path(found))
+    for path in candidates:
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+    raise FarganUnavailableError(
+        f"{EXECUTABLE} not found (looked in $DFA_FARGAN, {Path(sys.prefix) / 'bin'} and PATH): "
+        "build it with `python -m dfa_lib.corpus install-fargan` (make setup does)"
+    )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch_source(source: SourceArchive, cache_dir: Path) -> Path:
+    """Return the verified tarball in ``cache_dir``, downloading it when it is not there.
+
+    A file whose checksum differs from the pinned one is an error (and a downloaded one is
+    removed), never a silent rebuild from other code.
+    """
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / source.filename
+    if not path.is_file():
+        partial = path.with_suffix(path.suffix + ".part")
+        try:
+            with (
+                urllib.request.urlopen(source.url, timeout=60) as response,  # noqa: S310
+                partial.open("wb") as out,
+            ):
+                shutil.copyfileobj(response, out)
+        except OSError as err:
+            partial.unlink(missing_ok=True)
+            raise FarganUnavailableError(
+                f"could not download {source.url} ({err}); fetch it by other means and put it "
+                f"at {path}"
+            ) from err
+        partial.replace(path)
+    actual = _sha256(path)
+    if actual != source.sha256:
+        raise FarganUnavailableError(
+            f"{path} has SHA-256 {actual}, expected {source.sha256}: not the pinned opus "
+            "source; delete it and run again"
+        )
+    return path
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "dfa"
+
+
+def install_fargan(
+    prefix: str | Path | None = None,
+    source: SourceArchive = OPUS_SOURCE,
+    cache_dir: str | Path | None = None,
+    jobs: int | None = None,
+) -> Path:
+    """Build ``fargan_demo`` from the pinned opus source and install it in ``<prefix>/bin``.
+
+    ``prefix`` defaults to this Python environment. Needs gcc and make; takes about 15 s on
+    two cores. Returns the installed program's path.
+    """
+    prefix = Path(prefix) if prefix is not None else Path(sys.prefix)
+    tarball = fetch_source(source, Path(cache_dir) if cache_dir else _cache_dir())
+    for tool in ("gcc", "make"):
+        if shutil.which(tool) is None:
+            raise FarganUnavailableError(
+                f"{tool} is needed to build FARGAN: apt-get install {tool}"
+            )
+    with tempfile.TemporaryDirectory(prefix="dfa-opus-") as tmp:
+        with tarfile.open(tarball) as tar:
+            tar.extractall(tmp, filter="data")
+        tree = Path(tmp) / source.folder
+        if not tree.is_dir():
+            raise FarganUnavailableError(f"{tarball} does not unpack to {source.folder}/")
+        steps = (
+            ["./configure", *CONFIGURE_FLAGS],
+            ["make", f"-j{jobs or os.cpu_count() or 1}", EXECUTABLE],
+        )
+        for step in steps:
+            done = subprocess.run(step, cwd=tree, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                tail = (done.stdout + done.stderr).strip().splitlines()[-15:]
+                raise FarganUnavailableError(
+                    f"building FARGAN failed at `{' '.join(step)}`:\n" + "\n".join(tail)
+                )
+        target = prefix / "bin" / EXECUTABLE
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(tree / EXECUTABLE, target)
+    return target
+
+
+def _run(exe: Path, *args: str) -> None:
+    done = subprocess.run([str(exe), *args], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{exe.name} {args[0]} failed ({done.returncode}): {done.stderr}")
+
+
+def fargan_vocode(wave: np.ndarray, sr: int) -> tuple[np.ndarray, int]:
+    """Resynthesise a clip through FARGAN and return (waveform, 16000).
+
+    The clip is resampled to 16 kHz and scaled to the training peak; FARGAN's own analysis
+    computes its features and the network rebuilds the waveform, which comes back as long as
+    the input and at its level. Deterministic: the network draws no random numbers.
+    """
+    from dfa_lib.corpus.neural import _as_wave, _fit_length, _to_training_level
+
+    exe = fargan_executable()
+    x = resample(_as_wave(wave), sr, FARGAN_RATE)
+    x, gain = _to_training_level(x)
+    # Whole frames, with the lead-in in front and two spare frames behind.
+    total = LEAD_IN + len(x) + 2 * FRAME
+    total += -total % FRAME
+    padded = np.zeros(total, dtype=np.int16)
+    padded[LEAD_IN : LEAD_IN + len(x)] = np.round(np.clip(x, -1.0, 32767 / 32768) * 32768)
+    with tempfile.TemporaryDirectory(prefix="dfa-fargan-") as tmp:
+        pcm, features, out = (str(Path(tmp) / n) for n in ("in.pcm", "in.f32", "out.pcm"))
+        padded.tofile(pcm)
+        _run(exe, "-features", pcm, features)
+        _run(exe, "-fargan-synthesis", features, out)
+        y = np.fromfile(out, dtype=np.int16)
+    y = _fit_length(y.astype(np.float32) / 32768.0 / gain, len(x))
+    return np.clip(y, -1.0, 1.0).astype(np.float32), FARGAN_RATE
