@@ -3,7 +3,8 @@
 Degraded audio is cached on disk keyed by clip content and degradation
 (:func:`dfa_lib.degrade.degrade_cached`), and so are a detector's scores, keyed by its run
 folder and weights, the degradation and the clips: a second sweep with nothing changed
-neither degrades nor scores. Clips are degraded in parallel over the cores.
+neither degrades nor scores. Clips are degraded in parallel over the cores. Detectors that
+are heads on the same frozen encoder share one run of it per batch (:func:`share_encoders`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from tqdm.auto import tqdm
 
 from dfa_lib.degrade import DEGRADATIONS, degrade_cached
@@ -23,6 +25,61 @@ from dfa_lib.metrics import equal_error_rate, roc_auc
 
 # Every named degradation, in the registry's order (clean first).
 SWEEP: tuple[str, ...] = tuple(DEGRADATIONS)
+
+
+class EncoderMemo(torch.nn.Module):
+    """A frozen encoder that answers a batch it has already seen from memory.
+
+    Called like the encoder (a ``(batch, samples)`` tensor in, its output out). Outputs are
+    kept until :meth:`clear`, keyed by the batch's shape and bytes, so several heads scoring
+    the same clips, batched the same way, run the encoder once.
+    """
+
+    def __init__(self, encoder: torch.nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.identity = getattr(encoder, "identity", None)
+        self._outputs: dict[tuple, object] = {}
+        self.hits = 0
+
+    def forward(self, waves):
+        """Return the encoder's output for ``waves``, from memory when seen before."""
+        data = waves.detach().cpu().contiguous().numpy() if torch.is_tensor(waves) else None
+        if data is None:  # a list of clips: not a batch the detectors send; run it
+            return self.encoder(waves)
+        key = (data.shape, str(data.dtype), hashlib.blake2b(data.tobytes()).hexdigest())
+        if key in self._outputs:
+            self.hits += 1
+            return self._outputs[key]
+        out = self._outputs[key] = self.encoder(waves)
+        return out
+
+    def clear(self) -> None:
+        """Forget every stored output (call between sets of clips to bound memory)."""
+        self._outputs.clear()
+
+
+def share_encoders(detectors: dict) -> list[EncoderMemo]:
+    """Let detectors whose models are heads on the same frozen encoder run it once per batch.
+
+    Each such model's encoder is replaced by one :class:`EncoderMemo` per encoder identity;
+    the detectors' scores do not change. Returns the memos, to :meth:`~EncoderMemo.clear`.
+    """
+    from dfa_lib.heads import BackboneWithHead
+
+    memos: dict[str, EncoderMemo] = {}
+    for detector in detectors.values():
+        model = getattr(detector, "model", None)
+        if not isinstance(model, BackboneWithHead):
+            continue
+        identity = getattr(model.backbone, "identity", None)
+        if identity is None:
+            continue
+        if identity not in memos:
+            encoder = model.backbone
+            memos[identity] = encoder if isinstance(encoder, EncoderMemo) else EncoderMemo(encoder)
+        model.backbone = memos[identity]
+    return list(memos.values())
 
 
 def _degrade_job(args: tuple[str, np.ndarray, int, str, str]) -> np.ndarray:
@@ -100,6 +157,7 @@ def degradation_sweep(
     clips = test_checksum(frame)
     labels = frame["label"].to_numpy()
     score_dir = Path(cache_dir) / "scores"
+    memos = share_encoders(detectors)
     rows = []
     for name in degradations:
         if name not in DEGRADATIONS:
@@ -121,6 +179,8 @@ def degradation_sweep(
                     tmp = paths[det_name].with_suffix(f".tmp-{os.getpid()}.npy")
                     np.save(tmp, scores[det_name])
                     os.replace(tmp, paths[det_name])
+            for memo in memos:
+                memo.clear()
         for det_name in detectors:
             bona, spoof = scores[det_name][labels == "real"], scores[det_name][labels == "fake"]
             rows.append(
@@ -171,3 +231,42 @@ def sweep_summary(sweep: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({"clean_eer": clean, "mean_degraded_eer": degraded, "worst_eer": worst})
     out["ratio"] = out["mean_degraded_eer"] / out["clean_eer"].where(out["clean_eer"] > 0)
     return out
+
+
+AUGMENTED_SUFFIX = "_aug"
+
+
+def augmentation_effect(
+    summary: pd.DataFrame,
+    results: pd.DataFrame,
+    protocols: tuple[str, ...] = ("in-domain", "unseen-generator", "cross-source"),
+) -> pd.DataFrame:
+    """Set each detector trained both ways (``X`` and ``X_aug``) side by side, in percent.
+
+    ``summary`` is :func:`sweep_summary`'s table, ``results`` is
+    :func:`dfa_lib.evaluate.results_table`'s. One row per (detector, training): the sweep's
+    clean EER, mean degraded EER and their ratio, then the test EER of each protocol (NaN
+    where that run was not trained or not swept).
+    """
+    models = set(summary.index) | (set(results["model"]) if not results.empty else set())
+    rows = []
+    for augmented in sorted(m for m in models if m.endswith(AUGMENTED_SUFFIX)):
+        base = augmented[: -len(AUGMENTED_SUFFIX)]
+        if base not in models:
+            continue
+        for training, name in (("clean", base), ("augmented", augmented)):
+            row: dict[str, object] = {"detector": base, "training": training}
+            swept = summary.loc[name] if name in summary.index else None
+            row["sweep_clean_%"] = 100 * swept["clean_eer"] if swept is not None else np.nan
+            row["sweep_mean_%"] = 100 * swept["mean_degraded_eer"] if swept is not None else np.nan
+            row["sweep_ratio"] = swept["ratio"] if swept is not None else np.nan
+            for protocol in protocols:
+                hit = (
+                    results[(results["model"] == name) & (results["protocol"] == protocol)]
+                    if not results.empty
+                    else results
+                )
+                row[f"{protocol}_%"] = float(hit["eer_%"].iloc[0]) if len(hit) else np.nan
+            rows.append(row)
+    columns = ["detector", "training", "sweep_clean_%", "sweep_mean_%", "sweep_ratio"]
+    return pd.DataFrame(rows, columns=[*columns, *(f"{p}_%" for p in protocols)])

@@ -1,7 +1,10 @@
 """Detectors on a frozen pretrained speech encoder: features per protocol, heads, run folders.
 
 The encoder runs once per clip (:func:`dfa_lib.ssl_features.extract_features` caches its
-pooled layer statistics and downsampled frames on disk); heads then train in seconds. Each
+pooled layer statistics and downsampled frames on disk); heads then train in seconds. A head
+can also train on augmented copies of training clips (:func:`augmented_training_features`):
+each chosen clip goes once through :class:`dfa_lib.augment.Augmenter` and the encoder, and the
+copies' features are cached with the augmentation settings in their key. Each
 trained head becomes a run folder like the CNNs' (``config.json`` with the model name
 ``ssl_head``, the backbone's name and the validation-EER threshold, plus ``head.safetensors``
 and ``head.json``), so ``load_detector``, ``dfa predict`` and the app use it as any other
@@ -22,6 +25,7 @@ import pandas as pd
 import torch
 
 from dfa_lib import __version__
+from dfa_lib.augment import AugmentConfig, Augmenter
 from dfa_lib.experiment import ProtocolData
 from dfa_lib.heads import (
     HeadConfig,
@@ -76,6 +80,133 @@ def split_features(
     }
 
 
+@dataclass(frozen=True)
+class AugmentedCopies:
+    """Pooled features of augmented copies of training clips, to add to a head's training set.
+
+    ``key`` names the augmentation settings, the seed, the backbone, the preprocessing and the
+    copied clips; it enters the fingerprint of every head trained with these copies.
+    """
+
+    pooled: np.ndarray  # (n_copies, layers, 2 * hidden), valid copies only
+    labels: np.ndarray  # class index of each copy
+    key: str
+    source_paths: tuple[str, ...]  # manifest path of the clip behind each copy
+
+    def restricted_to(self, frame: pd.DataFrame) -> AugmentedCopies:
+        """Keep the copies whose source clip is in ``frame`` (another protocol's training set).
+
+        The key changes with the kept clips, so heads trained on the subset get their own
+        fingerprint.
+        """
+        keep = np.flatnonzero(np.isin(np.array(self.source_paths), frame["path"].astype(str)))
+        kept_paths = tuple(self.source_paths[i] for i in keep)
+        key = hashlib.sha256(f"{self.key}|{'|'.join(kept_paths)}".encode()).hexdigest()[:20]
+        return AugmentedCopies(self.pooled[keep], self.labels[keep], key, kept_paths)
+
+
+def _seeded_rank(digests: pd.Series, seed: int) -> np.ndarray:
+    """Order clips by a seeded hash of their content hash (stable across protocols)."""
+    keys = [hashlib.sha256(f"{seed}|{d}".encode()).hexdigest() for d in digests.astype(str)]
+    return np.argsort(np.array(keys), kind="stable")
+
+
+def augmentation_rows(frame: pd.DataFrame, max_per_class: int | None, seed: int) -> np.ndarray:
+    """Choose the training rows that get an augmented copy: up to ``max_per_class`` per class.
+
+    Rows are ranked by a seeded hash of the clip's content hash (``sha256``, else ``path``), so
+    two protocols whose training sets overlap choose mostly the same clips and share the
+    cached copies.
+    """
+    ids = frame["sha256"] if "sha256" in frame.columns else frame["path"]
+    order = _seeded_rank(ids.fillna(frame["path"]), seed)
+    labels = frame["label"].to_numpy()[order]
+    chosen = [order[labels == label][: max_per_class or None] for label in ("real", "fake")]
+    return np.sort(np.concatenate(chosen))
+
+
+def augmented_training_features(
+    backbone,
+    data: ProtocolData,
+    cache_dir: str | os.PathLike,
+    preprocessing: FeaturePreprocessing,
+    augment: AugmentConfig,
+    max_per_class: int | None = None,
+    seed: int = 0,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> AugmentedCopies:
+    """Augment chosen training clips once each and return their encoder features.
+
+    Each copy is seeded by ``seed`` and the clip's content hash, so a clip gets the same copy
+    in every protocol. The result is stored under ``<cache_dir>/augmented/<key>.npz``; a later
+    call with the same settings and clips reads it without augmenting or running the encoder.
+    Clips that cannot be decoded or augmented are skipped.
+    """
+    frame, store = data.frames["training"], data.stores["training"]
+    rows = augmentation_rows(frame, max_per_class, seed)
+    digests = (frame["sha256"] if "sha256" in frame.columns else frame["path"]).astype(str)
+    settings = {k: v for k, v in augment.to_dict().items() if k != "codec_cache_dir"}
+    key = hashlib.sha256(
+        json.dumps(
+            {
+                "augment": settings,
+                "seed": seed,
+                "backbone": backbone.identity,
+                "preprocessing": asdict(preprocessing),
+                "clips": [digests.iloc[r] for r in rows],
+                "version": __version__,
+            },
+            sort_keys=True,
+            default=str,
+        ).encode()
+    ).hexdigest()[:20]
+    path = Path(cache_dir) / "augmented" / f"{key}.npz"
+    if path.is_file():
+        try:
+            with np.load(path) as saved:
+                return AugmentedCopies(
+                    saved["pooled"], saved["labels"], key, tuple(saved["paths"].tolist())
+                )
+        except (OSError, ValueError, KeyError):
+            pass  # damaged: made again below
+    pool_rows = np.random.default_rng(seed).permutation(len(frame))[:64]
+    augmenter = Augmenter(
+        augment, seed=seed, noise_pool=[store[int(r)] for r in pool_rows if store.ok(int(r))]
+    )
+    waves, kept = [], []
+    for r in rows:
+        if not store.ok(int(r)):
+            continue
+        rng = np.random.default_rng([seed, _clip_seed(digests.iloc[r])])
+        try:
+            waves.append(augmenter(store[int(r)], rng))
+        except (RuntimeError, ValueError):
+            continue  # e.g. a codec that fails on this clip: the copy is left out
+        kept.append(int(r))
+    fs = extract_features(
+        backbone, waves, cache_dir, preprocessing, batch_size=batch_size, progress=progress
+    )
+    good = np.flatnonzero(fs.valid)
+    chosen = frame.iloc[[kept[i] for i in good]]
+    copies = AugmentedCopies(
+        pooled=fs.pooled[good],
+        labels=np.array([label_to_index(v) for v in chosen["label"]], dtype=np.int64),
+        key=key,
+        source_paths=tuple(chosen["path"].astype(str)),
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp-{os.getpid()}.npz")
+    np.savez(tmp, pooled=copies.pooled, labels=copies.labels, paths=np.array(copies.source_paths))
+    os.replace(tmp, path)
+    return copies
+
+
+def _clip_seed(digest: str) -> int:
+    """A 60-bit integer from a clip's content hash: its augmentation seed beside the run's."""
+    return int(hashlib.sha256(digest.encode()).hexdigest()[:15], 16)
+
+
 def head_inputs(fs: FeatureSet, config: HeadConfig):
     """Return the valid clips' features in the form ``config.head`` takes, and their row indices."""
     rows = np.flatnonzero(fs.valid)
@@ -93,12 +224,17 @@ def head_scores(head, fs: FeatureSet, config: HeadConfig) -> tuple[np.ndarray, n
 
 
 def head_fingerprint(
-    backbone, config: HeadConfig, data: ProtocolData, preprocessing: FeaturePreprocessing
+    backbone,
+    config: HeadConfig,
+    data: ProtocolData,
+    preprocessing: FeaturePreprocessing,
+    augmented: str | None = None,
 ) -> str:
     """Return the hash that decides whether a head's run folder can be reused.
 
     It covers the head's settings, the backbone's identity, the preprocessing, the training
-    and validation clips (paths, labels and content hashes) and the package version.
+    and validation clips (paths, labels and content hashes), the key of the augmented copies
+    added to training (if any) and the package version.
     """
     from dfa_lib.train import split_checksum
 
@@ -109,6 +245,7 @@ def head_fingerprint(
             "preprocessing": asdict(preprocessing),
             "training": split_checksum(data.frames["training"]),
             "validation": split_checksum(data.frames["validation"]),
+            "augmented": augmented,
             "dfa_version": __version__,
         },
         sort_keys=True,
@@ -146,11 +283,14 @@ def train_heads(
     out_dir: str | os.PathLike,
     preprocessing: FeaturePreprocessing,
     reuse: bool = True,
+    augmented: AugmentedCopies | None = None,
 ) -> list[HeadRun]:
     """Train each named head on the training features, keep the best epoch, write its run folder.
 
     With ``reuse`` a folder already trained with the same fingerprint (see
-    :func:`head_fingerprint`) is loaded instead of trained again.
+    :func:`head_fingerprint`) is loaded instead of trained again. ``augmented`` copies (from
+    :func:`augmented_training_features`) are added to every head's training set; validation
+    stays clean. Only heads on pooled features can take them.
     """
     runs = []
     labels = {
@@ -158,17 +298,26 @@ def train_heads(
     }
     for name, config in head_configs.items():
         folder = Path(out_dir) / name
-        fingerprint = head_fingerprint(backbone, config, data, preprocessing)
+        fingerprint = head_fingerprint(
+            backbone, config, data, preprocessing, augmented.key if augmented else None
+        )
         previous = _reuse_head_run(name, folder, config, fingerprint) if reuse else None
         if previous is not None:
             runs.append(previous)
             continue
         start = time.perf_counter()
+        if augmented is not None and config.head == "weighted-asp":
+            raise ValueError(
+                "augmented copies carry pooled features only; head "
+                f"{name!r} ('weighted-asp') needs frames"
+            )
         x_tr, rows_tr = head_inputs(features["training"], config)
+        y_tr = labels["training"][rows_tr]
+        if augmented is not None:
+            x_tr = np.concatenate([x_tr, augmented.pooled])
+            y_tr = np.concatenate([y_tr, augmented.labels])
         x_va, rows_va = head_inputs(features["validation"], config)
-        head, history = train_head(
-            x_tr, labels["training"][rows_tr], x_va, labels["validation"][rows_va], config
-        )
+        head, history = train_head(x_tr, y_tr, x_va, labels["validation"][rows_va], config)
         scores = bonafide_scores(predict_logits(head, x_va, config))
         y_va = labels["validation"][rows_va]
         eer = equal_error_rate(scores[y_va == REAL], scores[y_va == FAKE])

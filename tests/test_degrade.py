@@ -145,3 +145,39 @@ def test_clean_is_never_cached(tmp_path) -> None:
     x = voiced(0.2)
     np.testing.assert_array_equal(D.degrade_cached("clean", x, SR, "k", tmp_path), x)
     assert not list(tmp_path.rglob("*.npy"))
+
+
+def test_augmentation_effect_pairs_each_detector_with_its_augmented_twin():
+    import pandas as pd
+
+    from dfa_lib.robustness import augmentation_effect
+
+    summary = pd.DataFrame(
+        {
+            "clean_eer": [0.10, 0.12, 0.3],
+            "mean_degraded_eer": [0.20, 0.13, 0.4],
+            "worst_eer": [0.3, 0.2, 0.5],
+            "ratio": [2.0, 13 / 12, 4 / 3],
+        },
+        index=["lcnn", "lcnn_aug", "gmm"],
+    )
+    results = pd.DataFrame(
+        {
+            "model": ["lcnn", "lcnn", "lcnn_aug", "gmm", "head_aug"],
+            "protocol": ["in-domain", "cross-source", "cross-source", "in-domain", "in-domain"],
+            "eer_%": [10.0, 40.0, 30.0, 30.0, 5.0],
+        }
+    )
+    table = augmentation_effect(summary, results)
+    # gmm has no twin and head_aug no clean run: only the LCNN pair is shown.
+    assert table[["detector", "training"]].values.tolist() == [
+        ["lcnn", "clean"],
+        ["lcnn", "augmented"],
+    ]
+    clean, aug = table.iloc[0], table.iloc[1]
+    assert (clean["sweep_mean_%"], aug["sweep_mean_%"]) == pytest.approx((20.0, 13.0))
+    assert (clean["cross-source_%"], aug["cross-source_%"]) == (40.0, 30.0)
+    assert clean["in-domain_%"] == 10.0 and np.isnan(aug["in-domain_%"])
+    assert np.isnan(aug["unseen-generator_%"])
+    empty = augmentation_effect(summary.iloc[:0], results.iloc[:0])
+    assert empty.empty and "sweep_ratio" in empty.columns

@@ -10,15 +10,18 @@ import pandas as pd
 import pytest
 import torch
 
+from dfa_lib.augment import AugmentConfig
 from dfa_lib.backbones import load_backbone
 from dfa_lib.clips import ClipStore
 from dfa_lib.detector import load_detector
 from dfa_lib.experiment import ProtocolData
 from dfa_lib.heads import HeadConfig, predict_logits
 from dfa_lib.models import build_model
-from dfa_lib.robustness import degradation_sweep, sweep_summary
+from dfa_lib.robustness import degradation_sweep, share_encoders, sweep_summary
 from dfa_lib.ssl_features import FeaturePreprocessing
 from dfa_lib.ssl_pipeline import (
+    augmentation_rows,
+    augmented_training_features,
     evaluate_head,
     head_inputs,
     layer_table,
@@ -219,3 +222,118 @@ def test_best_layer_is_the_lowest_validation_eer_and_ties_go_low():
     assert best_layer(table.iloc[::-1]) == 1
     with pytest.raises(ValueError, match="empty"):
         best_layer(table.iloc[:0])
+
+
+# --- heads trained with augmented copies ---------------------------------------------------
+
+
+def test_augmentation_rows_cap_each_class_and_agree_across_protocols():
+    frame = pd.DataFrame(
+        {
+            "path": [f"c{i}.wav" for i in range(40)],
+            "label": ["real", "fake"] * 20,
+            "sha256": [f"{i:064x}" for i in range(40)],
+        }
+    )
+    rows = augmentation_rows(frame, 5, seed=0)
+    assert sorted(frame.label.iloc[rows].value_counts().tolist()) == [5, 5]
+    np.testing.assert_array_equal(rows, augmentation_rows(frame, 5, seed=0))
+    assert set(rows) != set(augmentation_rows(frame, 5, seed=1))
+    assert len(augmentation_rows(frame, None, seed=0)) == 40
+    # A protocol whose training set drops some clips still picks the same kept clips.
+    subset = frame.drop(index=[r for r in rows if frame.label[r] == "fake"][:2])
+    picked = set(subset.path.iloc[augmentation_rows(subset, 5, seed=0)])
+    assert {frame.path[r] for r in rows} - picked == {
+        frame.path[r] for r in rows if frame.label[r] == "fake"
+    } - set(subset.path)
+
+
+def test_heads_train_on_augmented_copies_which_are_cached(
+    tmp_path, tiny_encoder_dir, toy_data, monkeypatch
+):
+    monkeypatch.setenv("DFA_CACHE_DIR", str(tmp_path / "models"))
+    encoder = load_backbone(tiny_encoder_dir)
+    augment = AugmentConfig.off(noise_p=1.0, noise_types=("white",), snr_db_range=(5.0, 10.0))
+    with torch.inference_mode():
+        feats = split_features(encoder, toy_data, tmp_path / "features", PRE, frames=False)
+        copies = augmented_training_features(
+            encoder, toy_data, tmp_path / "features", PRE, augment, max_per_class=6, seed=0
+        )
+    assert copies.pooled.shape == (12, encoder.num_layers + 1, 2 * encoder.hidden_size)
+    assert sorted(np.bincount(copies.labels).tolist()) == [6, 6]
+    # The copies differ from the clean clips' features (noise was added).
+    clean = feats["training"].pooled[
+        toy_data.frames["training"].path.isin(copies.source_paths).to_numpy()
+    ]
+    assert not np.allclose(np.sort(copies.pooled.ravel()), np.sort(clean.ravel()))
+
+    # A second call reads the stored copies: nothing is augmented again.
+    def refuse(*args, **kwargs):
+        raise AssertionError("augmented again")
+
+    monkeypatch.setattr("dfa_lib.ssl_pipeline.Augmenter.__call__", refuse)
+    again = augmented_training_features(
+        encoder, toy_data, tmp_path / "features", PRE, augment, max_per_class=6, seed=0
+    )
+    np.testing.assert_array_equal(again.pooled, copies.pooled)
+    assert again.key == copies.key
+    other = AugmentConfig.off(noise_p=1.0, noise_types=("pink",))
+    with pytest.raises(AssertionError, match="augmented again"):
+        augmented_training_features(
+            encoder, toy_data, tmp_path / "features", PRE, other, max_per_class=6, seed=0
+        )
+    monkeypatch.undo()
+
+    # Another protocol's training set keeps the copies of its own clips only.
+    fewer = toy_data.frames["training"].iloc[4:]
+    part = copies.restricted_to(fewer)
+    assert set(part.source_paths) == set(copies.source_paths) & set(fewer.path)
+    assert 0 < len(part.labels) < len(copies.labels) and part.key != copies.key
+    assert len(part.pooled) == len(part.labels) == len(part.source_paths)
+    assert copies.restricted_to(toy_data.frames["training"]).pooled.shape == copies.pooled.shape
+
+    configs = {"wpool": HeadConfig(head="weighted-pooled", epochs=3, seed=0)}
+    plain = train_heads(encoder, feats, toy_data, configs, tmp_path / "plain", PRE)[0]
+    aug = train_heads(encoder, feats, toy_data, configs, tmp_path / "aug", PRE, augmented=copies)[0]
+    fingerprint = json.loads((aug.folder / "config.json").read_text())["fingerprint"]
+    assert fingerprint != json.loads((plain.folder / "config.json").read_text())["fingerprint"]
+    # Same folder, same copies: reused; without the copies it is not the same run.
+    assert train_heads(encoder, feats, toy_data, configs, tmp_path / "aug", PRE, augmented=copies)[
+        0
+    ].reused
+    assert not train_heads(encoder, feats, toy_data, configs, tmp_path / "aug", PRE)[0].reused
+    wasp = {"wasp": HeadConfig(head="weighted-asp", epochs=1, seed=0)}
+    with pytest.raises(ValueError, match="pooled features only"):
+        train_heads(encoder, feats, toy_data, wasp, tmp_path / "w", PRE, augmented=copies)
+
+
+def test_heads_on_one_encoder_share_its_run_in_the_sweep(
+    tmp_path, tiny_encoder_dir, toy_data, monkeypatch
+):
+    monkeypatch.setenv("DFA_CACHE_DIR", str(tmp_path / "models"))
+    encoder = load_backbone(tiny_encoder_dir)
+    with torch.inference_mode():
+        feats = split_features(encoder, toy_data, tmp_path / "features", PRE, frames=False)
+    configs = {
+        "a": HeadConfig(head="weighted-pooled", epochs=2, seed=0),
+        "b": HeadConfig(head="original", epochs=2, seed=1),
+    }
+    runs = train_heads(encoder, feats, toy_data, configs, tmp_path / "runs", PRE)
+    waves = [toy_data.stores["testing"][i] for i in range(len(toy_data.frames["testing"]))]
+    alone = {r.name: load_detector(r.folder, device="cpu").score_waves(waves) for r in runs}
+
+    detectors = {r.name: load_detector(r.folder, device="cpu") for r in runs}
+    memos = share_encoders(detectors)
+    assert len(memos) == 1
+    calls = []
+    inner = memos[0].encoder.forward
+    monkeypatch.setattr(memos[0].encoder, "forward", lambda w: calls.append(1) or inner(w))
+    first = detectors["a"].score_waves(waves)
+    n_batches = len(calls)
+    second = detectors["b"].score_waves(waves)
+    assert n_batches >= 1 and len(calls) == n_batches  # b ran no encoder batch of its own
+    np.testing.assert_allclose(first, alone["a"], atol=1e-6)
+    np.testing.assert_allclose(second, alone["b"], atol=1e-6)
+    memos[0].clear()
+    detectors["b"].score_waves(waves)
+    assert len(calls) == 2 * n_batches
