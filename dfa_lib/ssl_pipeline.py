@@ -429,14 +429,42 @@ def summary_row(protocol: str, run: HeadRun, metrics: dict) -> dict:
     }
 
 
-def layer_table(features: dict[str, FeatureSet], data: ProtocolData) -> pd.DataFrame:
-    """Per-layer validation EER of a logistic regression on pooled statistics (layer signal)."""
+def layer_table(
+    features: dict[str, FeatureSet],
+    data: ProtocolData,
+    cache_dir: str | os.PathLike | None = None,
+) -> pd.DataFrame:
+    """Per-layer validation EER of a logistic regression on pooled statistics (layer signal).
+
+    With ``cache_dir`` the table is stored there, keyed by the training and validation
+    features and labels, and read back when they have not changed.
+    """
     from dfa_lib.heads import layer_signal
 
     tr, va = features["training"], features["validation"]
+    x_tr, x_va = tr.pooled[tr.valid], va.pooled[va.valid]
     y_tr = data.frames["training"]["label"].to_numpy()[tr.valid]
     y_va = data.frames["validation"]["label"].to_numpy()[va.valid]
-    return layer_signal(tr.pooled[tr.valid], y_tr, va.pooled[va.valid], y_va)
+    path = None
+    if cache_dir is not None:
+        digest = hashlib.sha256(f"{__version__}|{x_tr.shape}|{x_va.shape}".encode())
+        for part in (x_tr, x_va, y_tr.astype(str), y_va.astype(str)):
+            digest.update(np.ascontiguousarray(part).tobytes())
+        path = Path(cache_dir) / f"{digest.hexdigest()[:24]}.csv"
+        if path.is_file():
+            try:
+                table = pd.read_csv(path)
+                if list(table.columns) == ["layer", "val_eer", "val_auc"]:
+                    return table
+            except (OSError, ValueError, pd.errors.ParserError):
+                pass  # damaged: computed again
+    table = layer_signal(x_tr, y_tr, x_va, y_va)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp-{os.getpid()}")
+        table.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    return table
 
 
 class SSLClassifier(torch.nn.Module):

@@ -88,6 +88,27 @@ def test_heads_become_loadable_detectors(tmp_path, tiny_encoder_dir, toy_data, m
     assert [r.folder.name for r in runs] == ["head", "wasp"]
     table = layer_table(feats, toy_data)
     assert len(table) == encoder.num_layers + 1
+    # Cached: the same features read the stored table back; other labels compute a new one.
+    cached = layer_table(feats, toy_data, cache_dir=tmp_path / "tables")
+    pd.testing.assert_frame_equal(cached, table)
+    with monkeypatch.context() as m:
+        m.setattr("dfa_lib.heads.layer_signal", lambda *a, **k: pytest.fail("not cached"))
+        pd.testing.assert_frame_equal(layer_table(feats, toy_data, tmp_path / "tables"), table)
+    flipped = ProtocolData(
+        "toy",
+        "in-domain",
+        root=None,
+        frames={
+            **toy_data.frames,
+            "validation": toy_data.frames["validation"].assign(
+                label=lambda d: d.label.map({"real": "fake", "fake": "real"})
+            ),
+        },
+        stores=toy_data.stores,
+    )
+    other = layer_table(feats, flipped, tmp_path / "tables")
+    assert len(list((tmp_path / "tables").glob("*.csv"))) == 2
+    np.testing.assert_allclose(other["val_auc"], 1 - table["val_auc"], atol=1e-9)
     for run in runs:
         metrics = evaluate_head(run, feats["testing"], toy_data, n_boot=20)
         config = json.loads((run.folder / "config.json").read_text())
