@@ -11,6 +11,7 @@ PROFILE ?= default
 DATA_DIR ?= data
 RUNS_DIR ?= runs
 DATASET ?=
+STUDY ?= lcnn-specaugment
 LOCK := .setup/requirements.lock
 APT_LIST := .setup/debian-packages.txt
 APT_PACKAGES := $(shell grep -v '^\#' $(APT_LIST) | grep -v '^$$')
@@ -19,7 +20,7 @@ FARGAN := $(BIN)/fargan_demo
 export HF_HUB_OFFLINE ?= 1
 export PYTHONHASHSEED ?= 0
 
-.PHONY: help setup system-deps test test-fast lint format data reports bench app lock clean distclean
+.PHONY: help setup system-deps test test-fast lint format data reports bench ablation app lock clean distclean
 
 ## Show this list of targets
 help:
@@ -93,6 +94,10 @@ reports: setup
 ## Measure the speed of every stage into reports/bench.html and reports/bench.json
 bench: setup
 	$(BIN)/python -m dfa_lib.bench --data-dir $(DATA_DIR) --runs-dir $(RUNS_DIR) --out reports
+
+## Train and test the variants of one design choice into reports/ablation_STUDY.md (STUDY=...)
+ablation: data
+	$(BIN)/python -m dfa_lib.ablation $(STUDY) --data-dir $(DATA_DIR) --out reports
 
 ## Start the Streamlit app on the trained detectors in RUNS_DIR
 app: setup

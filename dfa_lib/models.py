@@ -115,11 +115,75 @@ def _stats_pool(frames: torch.Tensor) -> torch.Tensor:
     return torch.cat([mean, std], dim=1)
 
 
+class SpecAugment(nn.Module):
+    """Frequency and time masking of a feature map in training (SpecAugment, Park et al. 2019).
+
+    Each clip gets ``freq_masks`` bands of up to ``freq_width`` feature rows and
+    ``time_masks`` spans of up to ``time_width`` frames set to zero (the mean of utterance-
+    normalised features), drawn from torch's generator, so a seeded run repeats its masks. In
+    evaluation mode the input passes unchanged.
+    """
+
+    def __init__(
+        self, freq_masks: int = 2, freq_width: int = 8, time_masks: int = 2, time_width: int = 20
+    ) -> None:
+        super().__init__()
+        for name, value in (
+            ("freq_masks", freq_masks),
+            ("freq_width", freq_width),
+            ("time_masks", time_masks),
+            ("time_width", time_width),
+        ):
+            if int(value) != value or value < 0:
+                raise ModelConfigError(f"spec_augment {name} must be a whole number >= 0")
+        self.freq_masks, self.freq_width = int(freq_masks), int(freq_width)
+        self.time_masks, self.time_width = int(time_masks), int(time_width)
+
+    @staticmethod
+    def _spans(n: int, size: int, count: int, width: int, device) -> torch.Tensor:
+        """(n, size) boolean map of ``count`` random spans of up to ``width`` per row."""
+        hit = torch.zeros(n, size, dtype=torch.bool, device=device)
+        if count == 0 or width == 0 or size == 0:
+            return hit
+        index = torch.arange(size, device=device)
+        for _ in range(count):
+            w = torch.randint(0, min(width, size) + 1, (n, 1), device=device)
+            start = (torch.rand(n, 1, device=device) * (size - w + 1)).long()
+            hit |= (index >= start) & (index < start + w)
+        return hit
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        """Mask a ``(batch, 1, features, frames)`` map in training; identity otherwise."""
+        if not self.training:
+            return feats
+        n, _, n_feats, n_frames = feats.shape
+        rows = self._spans(n, n_feats, self.freq_masks, self.freq_width, feats.device)
+        cols = self._spans(n, n_frames, self.time_masks, self.time_width, feats.device)
+        masked = rows[:, None, :, None] | cols[:, None, None, :]
+        return feats.masked_fill(masked, 0.0)
+
+
 class _SpectralModel(nn.Module):
-    """Shared plumbing: a front end, a 2-D trunk, pooling over frequency then time, a head."""
+    """Shared plumbing: a front end, a 2-D trunk, pooling over frequency then time, a head.
+
+    ``spec_augment`` (set by the subclasses from a dict of :class:`SpecAugment` settings, or
+    None) masks the features between the front end and the trunk while training.
+    """
 
     input_samples: int | None = None
     frontend_name = "lfcc"
+    spec_augment: nn.Module | None = None
+
+    def _set_spec_augment(self, settings: dict[str, Any] | None) -> None:
+        if settings is None:
+            self.spec_augment = None
+            return
+        if not isinstance(settings, dict):
+            raise ModelConfigError("spec_augment must be a dict of SpecAugment settings or None")
+        try:
+            self.spec_augment = SpecAugment(**settings)
+        except TypeError as error:
+            raise ModelConfigError(f"bad spec_augment settings: {error}") from error
 
     def _trunk_output_dim(self) -> int:
         n_feats = self.frontend.n_features  # type: ignore[attr-defined]
@@ -135,7 +199,10 @@ class _SpectralModel(nn.Module):
     def embed(self, waves: torch.Tensor) -> torch.Tensor:
         """Return the utterance embedding (before the classification head)."""
         _check_waves(waves, type(self).__name__, None)
-        maps = self.trunk(self.frontend(waves))  # type: ignore[attr-defined]
+        feats = self.frontend(waves)  # type: ignore[attr-defined]
+        if self.spec_augment is not None:
+            feats = self.spec_augment(feats)
+        maps = self.trunk(feats)  # type: ignore[attr-defined]
         frames = maps.flatten(1, 2)  # (batch, channels * freq, time)
         return _stats_pool(frames)
 
@@ -165,10 +232,12 @@ class LCNN(_SpectralModel):
         embedding: int = 64,
         dropout: float = 0.5,
         frontend_settings: dict[str, Any] | None = None,
+        spec_augment: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.frontend_name = frontend
         self.frontend = build_frontend(frontend, normalize=normalize, **(frontend_settings or {}))
+        self._set_spec_augment(spec_augment)
         w = width
         w15 = (3 * w) // 2
         pool = nn.MaxPool2d(kernel_size=2, stride=2, ceil_mode=True)  # stateless, safe to share
@@ -245,10 +314,12 @@ class SmallResNet(_SpectralModel):
         width: int = 8,
         dropout: float = 0.3,
         frontend_settings: dict[str, Any] | None = None,
+        spec_augment: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.frontend_name = frontend
         self.frontend = build_frontend(frontend, normalize=normalize, **(frontend_settings or {}))
+        self._set_spec_augment(spec_augment)
         w = width
         self.trunk = nn.Sequential(
             nn.Conv2d(1, w, 3, stride=2, padding=1, bias=False),
@@ -278,9 +349,11 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
     ``lcnn``: ``frontend`` ("lfcc" | "mel", default "lfcc"), ``normalize`` (per-utterance
     mean/variance normalisation of the features, default True), ``width`` (16),
     ``embedding`` (64), ``dropout`` (0.5), ``frontend_settings`` (dict overriding
-    :class:`~dfa_lib.frontends.LFCCConfig` / :class:`~dfa_lib.frontends.LogMelConfig`).
+    :class:`~dfa_lib.frontends.LFCCConfig` / :class:`~dfa_lib.frontends.LogMelConfig`),
+    ``spec_augment`` (None, or a dict of :class:`SpecAugment` settings, ``{}`` for its
+    defaults: feature masking in training).
     ``resnet``: ``frontend`` (default "mel"), ``normalize`` (True), ``width`` (8),
-    ``dropout`` (0.3), ``frontend_settings``.
+    ``dropout`` (0.3), ``frontend_settings``, ``spec_augment``.
     """
     if name == "ssl_classifier":  # a pretrained encoder; imported only when asked for
         from dfa_lib.ssl_pipeline import SSLClassifier

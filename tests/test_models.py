@@ -216,3 +216,47 @@ def test_adam_steps_lower_the_loss_on_separable_data(name: str, lr: float, steps
         logits = model(x)
     score = logits[:, 0] - logits[:, 1]
     assert score[y == 0].mean() > score[y == 1].mean()
+
+
+# --- SpecAugment ---------------------------------------------------------------------------
+
+
+def test_spec_augment_masks_bands_and_spans_in_training_only():
+    from dfa_lib.models import SpecAugment
+
+    feats = torch.ones(4, 1, 40, 100)
+    masker = SpecAugment(freq_masks=1, freq_width=10, time_masks=1, time_width=30)
+    torch.manual_seed(0)
+    out = masker.train()(feats)
+    assert out.shape == feats.shape and set(out.unique().tolist()) <= {0.0, 1.0}
+    for clip in out[:, 0]:
+        zero_rows = (clip == 0).all(dim=1).sum().item()
+        zero_cols = (clip == 0).all(dim=0).sum().item()
+        assert zero_rows <= 10 and zero_cols <= 30
+        # Whatever is masked lies in whole feature rows or whole frames.
+        assert ((clip == 0) == ((clip == 0).all(1, keepdim=True) | (clip == 0).all(0))).all()
+    assert (out == 0).any()  # over four clips at least one mask has a non-zero width
+    torch.manual_seed(0)
+    torch.testing.assert_close(masker(feats), out)  # seeded: the same masks
+    assert torch.equal(masker.eval()(feats), feats)
+
+
+@pytest.mark.parametrize("name", ["lcnn", "resnet"])
+def test_spectral_models_take_spec_augment_without_new_weights(name):
+    plain = build_model(name, frontend="mel")
+    masked = build_model(name, frontend="mel", spec_augment={"freq_width": 4})
+    assert plain.state_dict().keys() == masked.state_dict().keys()
+    masked.load_state_dict(plain.state_dict())
+    waves = torch.randn(2, 16000) * 0.1
+    plain.eval(), masked.eval()
+    torch.testing.assert_close(masked(waves), plain(waves))  # evaluation: no masking
+    masked.train()
+    assert masked(waves).shape == (2, 2)
+
+
+@pytest.mark.parametrize(
+    "settings", [{"freq_masks": -1}, {"time_width": 2.5}, {"bands": 2}, "yes"], ids=str
+)
+def test_bad_spec_augment_settings_are_refused(settings):
+    with pytest.raises(ModelConfigError, match="spec_augment"):
+        build_model("lcnn", spec_augment=settings)

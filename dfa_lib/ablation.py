@@ -1,0 +1,192 @@
+"""Ablations: one detector trained in several variants on the same data, tested side by side.
+
+``python -m dfa_lib.ablation <study> --data-dir data`` trains every variant of a study on
+one protocol's training split (capped per class), keeps the best validation epoch, scores the
+complete test split and writes ``<out>/ablation_<study>.json`` and ``.md``: the table behind a
+design choice (which front end, which regularisation), reproducible from the repository.
+Variants of a study differ only in the settings they name; seed, data and budget are shared.
+
+Studies (:data:`STUDIES`):
+
+- ``lcnn-frontend``: the LCNN on LFCC or log-mel features, with filterbanks to 8 or 4 kHz;
+- ``lcnn-specaugment``: the log-mel LCNN without and with SpecAugment feature masking.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["STUDIES", "Variant", "main", "markdown_table", "run_study"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One trained variant: a name and the TrainConfig fields it sets."""
+
+    name: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def _lcnn(frontend: str, f_max: float, **model: Any) -> dict[str, Any]:
+    return {
+        "model": "lcnn",
+        "model_kwargs": {"frontend": frontend, "frontend_settings": {"f_max": f_max}, **model},
+    }
+
+
+STUDIES: dict[str, tuple[Variant, ...]] = {
+    "lcnn-frontend": (
+        Variant("lfcc-8k", _lcnn("lfcc", 8000.0)),
+        Variant("lfcc-4k", _lcnn("lfcc", 4000.0)),
+        Variant("mel-8k", _lcnn("mel", 8000.0)),
+        Variant("mel-4k", _lcnn("mel", 4000.0)),
+    ),
+    "lcnn-specaugment": (
+        Variant("mel-4k", _lcnn("mel", 4000.0)),
+        Variant("mel-4k+specaugment", _lcnn("mel", 4000.0, spec_augment={})),
+    ),
+}
+
+
+def run_study(
+    study: str,
+    data,
+    test,
+    out_dir: str | Path,
+    epochs: int = 15,
+    patience: int = 4,
+    clip_seconds: float = 1.5,
+    seed: int = 0,
+    device: str = "auto",
+    n_boot: int = 200,
+    variants: Sequence[Variant] | None = None,
+) -> pd.DataFrame:
+    """Train and test every variant of ``study``; return one row per variant.
+
+    ``data`` holds the training and validation splits, ``test`` the testing split (both
+    :class:`~dfa_lib.experiment.ProtocolData`). Run folders go to ``<out_dir>/runs/<study>/``.
+    """
+    from dfa_lib.evaluate import evaluate_run
+    from dfa_lib.train import TrainConfig, train
+
+    if variants is None:
+        if study not in STUDIES:
+            raise KeyError(f"unknown study {study!r}; choose from {sorted(STUDIES)}")
+        variants = STUDIES[study]
+    base = TrainConfig(
+        name="base",
+        model="lcnn",
+        clip_seconds=clip_seconds,
+        epochs=epochs,
+        patience=patience,
+        seed=seed,
+        device=device,
+    )
+    rows = []
+    for variant in variants:
+        config = replace(base, name=variant.name, **variant.settings)
+        start = time.perf_counter()
+        (result,) = train(
+            [config],
+            data.frames["training"],
+            data.frames["validation"],
+            data.stores["training"],
+            data.stores["validation"],
+            Path(out_dir) / "runs" / study,
+            dataset=data.info,
+        )
+        metrics = evaluate_run(result.folder, test, n_boot=n_boot, seed=seed)
+        rows.append(
+            {
+                "variant": variant.name,
+                "best_epoch": result.best_epoch,
+                "val_eer_%": 100 * result.val_eer,
+                "test_eer_%": 100 * metrics["eer"],
+                "test_eer_ci_%": f"{100 * metrics['eer_ci_low']:.1f}-"
+                f"{100 * metrics['eer_ci_high']:.1f}",
+                "test_auc": metrics["auc"],
+                "seconds": round(time.perf_counter() - start, 1),
+                "reused": result.reused,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """Render a table as GitHub Markdown (floats to two decimals)."""
+
+    def cell(value: Any) -> str:
+        return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+    lines = [
+        "| " + " | ".join(map(str, table.columns)) + " |",
+        "|" + "---|" * len(table.columns),
+        *("| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one study from the command line and write its JSON and Markdown tables."""
+    parser = argparse.ArgumentParser(prog="python -m dfa_lib.ablation", description=__doc__)
+    parser.add_argument("study", choices=sorted(STUDIES))
+    parser.add_argument("--dataset", default="offline")
+    parser.add_argument("--protocol", default="in-domain")
+    parser.add_argument("--data-dir", default="data")
+    parser.add_argument("--cache-dir", default=None, help="decoded audio (default: <data>/cache)")
+    parser.add_argument("--out", default="reports", help="folder for the tables and runs")
+    parser.add_argument("--max-per-class", type=int, default=1000, help="0 keeps every clip")
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--patience", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+
+    from dfa_lib.experiment import prepare_protocol
+
+    cache = args.cache_dir or str(Path(args.data_dir) / "cache")
+    common = {"data_dir": args.data_dir, "cache_dir": cache, "seed": args.seed}
+    data = prepare_protocol(
+        args.dataset,
+        args.protocol,
+        max_per_class=args.max_per_class or None,
+        splits=("training", "validation"),
+        **common,
+    )
+    test = prepare_protocol(args.dataset, args.protocol, splits=("testing",), **common)
+    table = run_study(
+        args.study,
+        data,
+        test,
+        args.out,
+        epochs=args.epochs,
+        patience=args.patience,
+        seed=args.seed,
+        device=args.device,
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    record = {
+        "study": args.study,
+        "arguments": vars(args),
+        "data": data.info,
+        "variants": {v.name: v.settings for v in STUDIES[args.study]},
+        "results": table.to_dict("records"),
+    }
+    (out / f"ablation_{args.study}.json").write_text(json.dumps(record, indent=2) + "\n")
+    (out / f"ablation_{args.study}.md").write_text(markdown_table(table))
+    print(table.to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
