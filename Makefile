@@ -97,7 +97,7 @@ bench: setup
 
 ## Train and test the variants of one design choice into reports/ablation_STUDY.md (STUDY=...)
 ablation: data
-	$(BIN)/python -m dfa_lib.ablation $(STUDY) --data-dir $(DATA_DIR) --out reports
+	$(BIN)/python -m dfa_lib.ablation $(STUDY) --data-dir $(DATA_DIR) --runs-dir $(RUNS_DIR)/ablation --out reports
 
 ## Start the Streamlit app on the trained detectors in RUNS_DIR
 app: setup

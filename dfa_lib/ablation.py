@@ -2,7 +2,8 @@
 
 ``python -m dfa_lib.ablation <study> --data-dir data`` trains every variant of a study on
 one protocol's training split (capped per class), keeps the best validation epoch, scores the
-complete test split and writes ``<out>/ablation_<study>.json`` and ``.md``: the table behind a
+complete test split and writes ``<out>/ablation_<study>.json`` and ``.md`` (run folders under
+``runs/ablation/<study>/``): the table behind a
 design choice (which front end, which regularisation), reproducible from the repository.
 Variants of a study differ only in the settings they name; seed, data and budget are shared.
 
@@ -61,7 +62,7 @@ def run_study(
     study: str,
     data,
     test,
-    out_dir: str | Path,
+    runs_dir: str | Path,
     epochs: int = 15,
     patience: int = 4,
     clip_seconds: float = 1.5,
@@ -73,7 +74,7 @@ def run_study(
     """Train and test every variant of ``study``; return one row per variant.
 
     ``data`` holds the training and validation splits, ``test`` the testing split (both
-    :class:`~dfa_lib.experiment.ProtocolData`). Run folders go to ``<out_dir>/runs/<study>/``.
+    :class:`~dfa_lib.experiment.ProtocolData`). Run folders go to ``<runs_dir>/<study>/``.
     """
     from dfa_lib.evaluate import evaluate_run
     from dfa_lib.train import TrainConfig, train
@@ -101,7 +102,7 @@ def run_study(
             data.frames["validation"],
             data.stores["training"],
             data.stores["validation"],
-            Path(out_dir) / "runs" / study,
+            Path(runs_dir) / study,
             dataset=data.info,
         )
         metrics = evaluate_run(result.folder, test, n_boot=n_boot, seed=seed)
@@ -143,7 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--protocol", default="in-domain")
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--cache-dir", default=None, help="decoded audio (default: <data>/cache)")
-    parser.add_argument("--out", default="reports", help="folder for the tables and runs")
+    parser.add_argument("--out", default="reports", help="folder for the tables")
+    parser.add_argument("--runs-dir", default="runs/ablation", help="folder for the run folders")
     parser.add_argument("--max-per-class", type=int, default=1000, help="0 keeps every clip")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--patience", type=int, default=4)
@@ -167,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.study,
         data,
         test,
-        args.out,
+        args.runs_dir,
         epochs=args.epochs,
         patience=args.patience,
         seed=args.seed,

@@ -60,7 +60,7 @@ def test_every_variant_is_trained_and_tested(tmp_path, toy):
     assert table["variant"].tolist() == ["plain", "masked"]
     assert table["test_eer_%"].between(0, 100).all() and table["val_eer_%"].between(0, 100).all()
     for name in ("plain", "masked"):
-        assert (tmp_path / "runs" / "toy-study" / name / "metrics.json").is_file()
+        assert (tmp_path / "toy-study" / name / "metrics.json").is_file()
     text = markdown_table(table)
     assert text.splitlines()[0].startswith("| variant | best_epoch |")
     assert len(text.splitlines()) == 4
