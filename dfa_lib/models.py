@@ -172,8 +172,9 @@ class _SpectralModel(nn.Module):
 
     input_samples: int | None = None
     frontend_name = "lfcc"
-    spec_augment: nn.Module | None = None
 
+    # No class-level ``spec_augment`` default: a class attribute would shadow the submodule
+    # that nn.Module keeps in ``_modules``, and the masking would silently never run.
     def _set_spec_augment(self, settings: dict[str, Any] | None) -> None:
         if settings is None:
             self.spec_augment = None

@@ -250,8 +250,18 @@ def test_spectral_models_take_spec_augment_without_new_weights(name):
     waves = torch.randn(2, 16000) * 0.1
     plain.eval(), masked.eval()
     torch.testing.assert_close(masked(waves), plain(waves))  # evaluation: no masking
-    masked.train()
+    masked.train(), plain.train()
     assert masked(waves).shape == (2, 2)
+    # In training the masks reach the trunk: same weights, different embeddings.
+    heavy = build_model(name, frontend="mel", spec_augment={"freq_masks": 2, "freq_width": 20})
+    state = {k: v.clone() for k, v in plain.state_dict().items()}
+    heavy.load_state_dict(state)
+    heavy.train()
+    assert not torch.allclose(heavy.embed(waves), plain.embed(waves))
+    # (Training-mode passes moved the BatchNorm statistics: compare from the same state.)
+    heavy.load_state_dict(state), plain.load_state_dict(state)
+    heavy.eval(), plain.eval()
+    torch.testing.assert_close(heavy.embed(waves), plain.embed(waves))
 
 
 @pytest.mark.parametrize(
