@@ -24,6 +24,34 @@ def make_tone(
     return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
+def make_toy_split(n: int, seed: int, name: str, seconds: float = 0.5, noise: float = 0.3):
+    """Return (manifest rows, ClipStore) of ``n`` real tones and ``n`` fake noise bursts.
+
+    An easy, separable split for tests of the training and evaluation plumbing; paths are
+    ``<name>/<i>.wav``, generators ``human`` and ``noise``.
+    """
+    import pandas as pd
+
+    from dfa_lib.clips import ClipStore
+
+    sr = 16000
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    waves, labels = [], []
+    for _ in range(n):
+        waves.append((0.3 * np.sin(2 * np.pi * rng.uniform(150, 400) * t)).astype(np.float32))
+        waves.append((noise * rng.standard_normal(t.size)).astype(np.float32))
+        labels += ["real", "fake"]
+    frame = pd.DataFrame(
+        {
+            "path": [f"{name}/{i}.wav" for i in range(len(waves))],
+            "label": labels,
+            "generator": ["human" if lab == "real" else "noise" for lab in labels],
+        }
+    )
+    return frame, ClipStore.from_waves(waves, sr)
+
+
 @pytest.fixture
 def tone() -> np.ndarray:
     """One second of 440 Hz at 16 kHz."""

@@ -2,33 +2,17 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
 import pytest
+from conftest import make_toy_split
 
 from dfa_lib.ablation import STUDIES, Variant, main, markdown_table, run_study
-from dfa_lib.clips import ClipStore
 from dfa_lib.experiment import ProtocolData
-
-SR = 16000
-
-
-def _split(n: int, seed: int, name: str) -> tuple[pd.DataFrame, ClipStore]:
-    rng = np.random.default_rng(seed)
-    t = np.arange(SR) / SR
-    waves, labels = [], []
-    for _ in range(n):
-        waves.append((0.3 * np.sin(2 * np.pi * rng.uniform(150, 400) * t)).astype(np.float32))
-        waves.append((0.1 * rng.standard_normal(t.size)).astype(np.float32))
-        labels += ["real", "fake"]
-    frame = pd.DataFrame({"path": [f"{name}/{i}.wav" for i in range(len(waves))], "label": labels})
-    return frame, ClipStore.from_waves(waves, SR)
 
 
 @pytest.fixture(scope="module")
 def toy():
     parts = {
-        s: _split(n, i, s)
+        s: make_toy_split(n, i, s, seconds=1.0, noise=0.1)
         for i, (s, n) in enumerate([("training", 12), ("validation", 6), ("testing", 6)])
     }
     frames = {s: p[0] for s, p in parts.items()}

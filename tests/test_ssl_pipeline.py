@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import make_toy_split
 
 from dfa_lib.augment import AugmentConfig
 from dfa_lib.backbones import load_backbone
-from dfa_lib.clips import ClipStore
 from dfa_lib.detector import load_detector
 from dfa_lib.experiment import ProtocolData
 from dfa_lib.heads import HeadConfig, predict_logits
@@ -40,29 +40,10 @@ def tiny_encoder_dir(tiny_wav2vec2_dir):
     return tiny_wav2vec2_dir
 
 
-def _split(n: int, seed: int, name: str) -> tuple[pd.DataFrame, ClipStore]:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(0.5 * SR)) / SR
-    waves, labels = [], []
-    for _ in range(n):
-        waves.append((0.3 * np.sin(2 * np.pi * rng.uniform(150, 400) * t)).astype(np.float32))
-        labels.append("real")
-        waves.append((0.3 * rng.standard_normal(t.size)).astype(np.float32))
-        labels.append("fake")
-    df = pd.DataFrame(
-        {
-            "path": [f"{name}/{i}.wav" for i in range(len(waves))],
-            "label": labels,
-            "generator": ["human" if lab == "real" else "noise" for lab in labels],
-        }
-    )
-    return df, ClipStore.from_waves(waves, SR)
-
-
 @pytest.fixture(scope="module")
 def toy_data():
     parts = {
-        s: _split(n, i, s)
+        s: make_toy_split(n, i, s)
         for i, (s, n) in enumerate([("training", 16), ("validation", 8), ("testing", 8)])
     }
     return ProtocolData(
