@@ -31,7 +31,6 @@ from dfa_lib.ssl_pipeline import (
 )
 from dfa_lib.train import TrainConfig, train
 
-SR = 16000
 PRE = FeaturePreprocessing(clip_seconds=0.5)
 
 
