@@ -669,6 +669,24 @@ class Augmenter:
                 "noise_types=('white', 'pink')"
             )
 
+    @classmethod
+    def for_training(
+        cls,
+        config: AugmentConfig,
+        store,
+        rows: Sequence[int],
+        seed: int = 0,
+        pool_size: int = 64,
+    ) -> Augmenter:
+        """An augmenter whose babble noise mixes a seeded pool of ``pool_size`` training clips.
+
+        ``store`` is the training :class:`~dfa_lib.clips.ClipStore` and ``rows`` the positions
+        the pool is drawn from; clips that failed to decode are left out.
+        """
+        picked = np.random.default_rng(seed).permutation(np.asarray(rows))[:pool_size]
+        pool = [store[int(r)] for r in picked if store.ok(int(r))]
+        return cls(config, seed=seed, noise_pool=pool)
+
     def rng_for(self, epoch: int, index: int) -> np.random.Generator:
         """Return the generator for item ``index`` in ``epoch`` (independent of the worker)."""
         return np.random.default_rng([self.seed, int(epoch), int(index)])

@@ -102,6 +102,20 @@ def write_manifest(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     return path
 
 
+def clip_ids(df: pd.DataFrame) -> pd.Series:
+    """Return one identity per row: its content hash (``sha256``) where known, else its path.
+
+    Caches keyed by clip (degraded audio, augmented copies) use it, so a clip keeps its key
+    when it moves between splits or protocols.
+    """
+    paths = df["path"].astype(str)
+    if "sha256" not in df.columns:
+        return paths
+    digests = df["sha256"]
+    known = digests.map(lambda v: isinstance(v, str) and bool(v))
+    return digests.where(known, paths).astype(str)
+
+
 def manifest_checksum(df: pd.DataFrame) -> str:
     """Return a SHA-256 over the manifest's canonical CSV form (independent of row order)."""
     ordered = [c for c in MANIFEST_COLUMNS if c in df.columns]

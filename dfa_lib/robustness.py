@@ -21,7 +21,9 @@ from tqdm.auto import tqdm
 
 from dfa_lib.degrade import DEGRADATIONS, degrade_cached
 from dfa_lib.experiment import ProtocolData
+from dfa_lib.manifest import clip_ids
 from dfa_lib.metrics import equal_error_rate, roc_auc
+from dfa_lib.ssl_features import save_array
 
 # Every named degradation, in the registry's order (clean first).
 SWEEP: tuple[str, ...] = tuple(DEGRADATIONS)
@@ -40,7 +42,6 @@ class EncoderMemo(torch.nn.Module):
         self.encoder = encoder
         self.identity = getattr(encoder, "identity", None)
         self._outputs: dict[tuple, object] = {}
-        self.hits = 0
 
     def forward(self, waves):
         """Return the encoder's output for ``waves``, from memory when seen before."""
@@ -48,11 +49,9 @@ class EncoderMemo(torch.nn.Module):
         if data is None:  # a list of clips: not a batch the detectors send; run it
             return self.encoder(waves)
         key = (data.shape, str(data.dtype), hashlib.blake2b(data.tobytes()).hexdigest())
-        if key in self._outputs:
-            self.hits += 1
-            return self._outputs[key]
-        out = self._outputs[key] = self.encoder(waves)
-        return out
+        if key not in self._outputs:
+            self._outputs[key] = self.encoder(waves)
+        return self._outputs[key]
 
     def clear(self) -> None:
         """Forget every stored output (call between sets of clips to bound memory)."""
@@ -117,10 +116,8 @@ def degraded_test_set(
         raise KeyError(f"unknown degradation {name!r}; choose from {sorted(DEGRADATIONS)}")
     frame, store = data.frames["testing"], data.stores["testing"]
     rows = _sweep_rows(data, max_per_class, seed)
-    keys = [
-        str(frame["sha256"].iloc[i]) if "sha256" in frame.columns else str(frame["path"].iloc[i])
-        for i in rows
-    ]
+    ids = clip_ids(frame)
+    keys = [ids.iloc[i] for i in rows]
     jobs = [
         (name, store[i], store.sample_rate, k, str(cache_dir))
         for i, k in zip(rows, keys, strict=True)
@@ -175,10 +172,7 @@ def degradation_sweep(
                     continue
                 scores[det_name] = np.asarray(detector.score_waves(waves), dtype=np.float64)
                 if paths[det_name] is not None:
-                    paths[det_name].parent.mkdir(parents=True, exist_ok=True)
-                    tmp = paths[det_name].with_suffix(f".tmp-{os.getpid()}.npy")
-                    np.save(tmp, scores[det_name])
-                    os.replace(tmp, paths[det_name])
+                    save_array(paths[det_name], scores[det_name])
             for memo in memos:
                 memo.clear()
         for det_name in detectors:

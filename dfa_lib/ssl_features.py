@@ -141,7 +141,8 @@ def _safe_name(identity: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.@" else "_" for c in identity)
 
 
-def _save_atomic(path: Path, array: np.ndarray) -> None:
+def save_array(path: Path, array: np.ndarray) -> None:
+    """Write an ``.npy`` file atomically (temporary name in the same folder, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".npy", dir=path.parent)
     try:
@@ -305,12 +306,12 @@ def extract_features(
                     for b, i in enumerate(batch_rows):
                         pooled_path, frames_path = paths(hashes[i])
                         pooled[i] = stats[:, b]
-                        _save_atomic(pooled_path, pooled[i])
+                        save_array(pooled_path, pooled[i])
                         if frames:
                             kept = states[list(layers), b]
                             small = downsample_frames(kept, int(out.lengths[b]), frame_stride)
                             frame_rows[i] = small.numpy().astype(np.float16)
-                            _save_atomic(frames_path, frame_rows[i])
+                            save_array(frames_path, frame_rows[i])
                         valid[i] = True
                 bar.update(len(rows))
     finally:

@@ -37,6 +37,7 @@ from dfa_lib.heads import (
     train_head,
 )
 from dfa_lib.labels import FAKE, REAL, label_to_index
+from dfa_lib.manifest import clip_ids
 from dfa_lib.metrics import equal_error_rate, write_scores_asvspoof2021
 from dfa_lib.provenance import provenance_record, write_json
 from dfa_lib.ssl_features import FeaturePreprocessing, FeatureSet, extract_features
@@ -118,8 +119,7 @@ def augmentation_rows(frame: pd.DataFrame, max_per_class: int | None, seed: int)
     two protocols whose training sets overlap choose mostly the same clips and share the
     cached copies.
     """
-    ids = frame["sha256"] if "sha256" in frame.columns else frame["path"]
-    order = _seeded_rank(ids.fillna(frame["path"]), seed)
+    order = _seeded_rank(clip_ids(frame), seed)
     labels = frame["label"].to_numpy()[order]
     chosen = [order[labels == label][: max_per_class or None] for label in ("real", "fake")]
     return np.sort(np.concatenate(chosen))
@@ -145,7 +145,7 @@ def augmented_training_features(
     """
     frame, store = data.frames["training"], data.stores["training"]
     rows = augmentation_rows(frame, max_per_class, seed)
-    digests = (frame["sha256"] if "sha256" in frame.columns else frame["path"]).astype(str)
+    digests = clip_ids(frame)
     settings = {k: v for k, v in augment.to_dict().items() if k != "codec_cache_dir"}
     key = hashlib.sha256(
         json.dumps(
@@ -170,10 +170,7 @@ def augmented_training_features(
                 )
         except (OSError, ValueError, KeyError):
             pass  # damaged: made again below
-    pool_rows = np.random.default_rng(seed).permutation(len(frame))[:64]
-    augmenter = Augmenter(
-        augment, seed=seed, noise_pool=[store[int(r)] for r in pool_rows if store.ok(int(r))]
-    )
+    augmenter = Augmenter.for_training(augment, store, np.arange(len(frame)), seed=seed)
     waves, kept = [], []
     for r in rows:
         if not store.ok(int(r)):

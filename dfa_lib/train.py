@@ -415,12 +415,8 @@ def _fit_torch(
     if config.augment:
         from dfa_lib.augment import AugmentConfig, Augmenter
 
-        # Babble noise is made from other training clips; a fixed, seeded pool of them.
-        pool_rows = np.random.default_rng(config.seed).permutation(train_rows)[:64]
-        augment = Augmenter(
-            AugmentConfig.from_dict(config.augment),
-            seed=config.seed,
-            noise_pool=[train_store[int(r)] for r in pool_rows],
+        augment = Augmenter.for_training(
+            AugmentConfig.from_dict(config.augment), train_store, train_rows, seed=config.seed
         )
     data = CropBatches(
         train_store, train_rows, train_labels, length, config.seed, config.pad_mode, augment

@@ -308,3 +308,17 @@ def test_augmenter_codec_stage_uses_the_cache(tmp_path) -> None:
     assert y.shape == x.shape and np.corrcoef(x, y)[0, 1] > 0.95
     assert len(list(tmp_path.rglob("*.npy"))) == 1
     np.testing.assert_array_equal(augmenter(x, 1), y)
+
+
+def test_training_augmenter_draws_its_babble_pool_from_decodable_training_clips():
+    from dfa_lib.clips import ClipStore
+
+    waves = [np.full(800, 0.01 * (i + 1), dtype=np.float32) for i in range(10)]
+    store = ClipStore.from_waves(waves, 16000)
+    store.errors[3] = "could not decode"
+    config = A.AugmentConfig.off(noise_p=1.0, noise_types=("babble",))
+    aug = A.Augmenter.for_training(config, store, [1, 2, 3, 4, 5], seed=0, pool_size=4)
+    levels = sorted(round(float(c[0]), 2) for c in aug.noise_pool)
+    assert len(levels) <= 4 and set(levels) <= {0.02, 0.03, 0.05, 0.06}  # rows 1, 2, 4, 5
+    again = A.Augmenter.for_training(config, store, [1, 2, 3, 4, 5], seed=0, pool_size=4)
+    assert [c[0] for c in again.noise_pool] == [c[0] for c in aug.noise_pool]

@@ -60,3 +60,13 @@ def test_file_sha256(tmp_path):
     p = tmp_path / "f.bin"
     p.write_bytes(b"abc")
     assert file_sha256(p).startswith("ba7816bf")
+
+
+def test_clip_ids_are_content_hashes_where_known_else_paths():
+    from dfa_lib.manifest import clip_ids
+
+    df = pd.DataFrame(
+        {"path": ["a.wav", "b.wav", "c.wav"], "sha256": ["f" * 64, None, ""], "label": "real"}
+    )
+    assert clip_ids(df).tolist() == ["f" * 64, "b.wav", "c.wav"]
+    assert clip_ids(df.drop(columns="sha256")).tolist() == ["a.wav", "b.wav", "c.wav"]

@@ -7,8 +7,8 @@ C tables in the Opus release tarball, which Debian ships as the orig tarball of 
 source package (BSD-3-Clause). Debian's binary ``libopus0`` is built without the tool that
 runs the vocoder on its own, so :func:`install_fargan` downloads that tarball (pinned by its
 SHA-256), compiles the upstream ``fargan_demo`` program with gcc and installs it as
-``<prefix>/bin/fargan_demo``; ``make setup`` does this once. :func:`fargan_vocode` then
-runs copy synthesis through it: features from the real clip, waveform from the network.
+``<prefix>/bin/fargan_demo``; ``make setup`` does this once. The copy synthesis that runs it
+(:func:`dfa_lib.corpus.neural.fargan_vocode`) lives beside the other vocoders.
 """
 
 from __future__ import annotations
@@ -24,29 +24,15 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from dfa_lib.audio import resample
-
 __all__ = [
-    "FARGAN_RATE",
     "OPUS_SOURCE",
     "FarganUnavailableError",
     "SourceArchive",
     "fargan_executable",
-    "fargan_vocode",
     "install_fargan",
 ]
 
-FARGAN_RATE = 16000
 EXECUTABLE = "fargan_demo"
-# The program reads 10 ms frames of 16-bit PCM, so an analysis frame is 160 samples. Its
-# synthesis spends the first five feature frames priming the network and the features look
-# ahead of the frame they describe: the output starts 560 samples (35 ms) into the input (the
-# shift that minimises the log-mel distance between real prompts and their copies). The input
-# is padded at the front by that much, so the copy lines up with its source.
-FRAME = 160
-LEAD_IN = 560
 
 
 class FarganUnavailableError(RuntimeError):
@@ -151,8 +137,8 @@ def install_fargan(
 ) -> Path:
     """Build ``fargan_demo`` from the pinned opus source and install it in ``<prefix>/bin``.
 
-    ``prefix`` defaults to this Python environment. Needs gcc and make; takes about 15 s on
-    two cores. Returns the installed program's path.
+    ``prefix`` defaults to this Python environment. Needs gcc and make; takes about 10 s on
+    two cores, download included. Returns the installed program's path.
     """
     prefix = Path(prefix) if prefix is not None else Path(sys.prefix)
     tarball = fetch_source(source, Path(cache_dir) if cache_dir else _cache_dir())
@@ -182,36 +168,3 @@ def install_fargan(
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(tree / EXECUTABLE, target)
     return target
-
-
-def _run(exe: Path, *args: str) -> None:
-    done = subprocess.run([str(exe), *args], capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"{exe.name} {args[0]} failed ({done.returncode}): {done.stderr}")
-
-
-def fargan_vocode(wave: np.ndarray, sr: int) -> tuple[np.ndarray, int]:
-    """Resynthesise a clip through FARGAN and return (waveform, 16000).
-
-    The clip is resampled to 16 kHz and scaled to the training peak; FARGAN's own analysis
-    computes its features and the network rebuilds the waveform, which comes back as long as
-    the input and at its level. Deterministic: the network draws no random numbers.
-    """
-    from dfa_lib.corpus.neural import _as_wave, _fit_length, _to_training_level
-
-    exe = fargan_executable()
-    x = resample(_as_wave(wave), sr, FARGAN_RATE)
-    x, gain = _to_training_level(x)
-    # Whole frames, with the lead-in in front and two spare frames behind.
-    total = LEAD_IN + len(x) + 2 * FRAME
-    total += -total % FRAME
-    padded = np.zeros(total, dtype=np.int16)
-    padded[LEAD_IN : LEAD_IN + len(x)] = np.round(np.clip(x, -1.0, 32767 / 32768) * 32768)
-    with tempfile.TemporaryDirectory(prefix="dfa-fargan-") as tmp:
-        pcm, features, out = (str(Path(tmp) / n) for n in ("in.pcm", "in.f32", "out.pcm"))
-        padded.tofile(pcm)
-        _run(exe, "-features", pcm, features)
-        _run(exe, "-fargan-synthesis", features, out)
-        y = np.fromfile(out, dtype=np.int16)
-    y = _fit_length(y.astype(np.float32) / 32768.0 / gain, len(x))
-    return np.clip(y, -1.0, 1.0).astype(np.float32), FARGAN_RATE

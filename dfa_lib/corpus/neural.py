@@ -32,7 +32,9 @@ import functools
 import importlib.util
 import io
 import json
+import subprocess
 import sys
+import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,13 +44,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from dfa_lib.audio import resample
-from dfa_lib.corpus.fargan import (
-    FARGAN_RATE,
-    OPUS_SOURCE,
-    FarganUnavailableError,
-    fargan_executable,
-    fargan_vocode,
-)
+from dfa_lib.corpus.fargan import OPUS_SOURCE, FarganUnavailableError, fargan_executable
 
 if TYPE_CHECKING:  # torch is imported lazily so listing generators stays cheap
     from collections.abc import Iterator
@@ -380,6 +376,57 @@ def _lpcnet_copy(lib: ctypes.CDLL, x: np.ndarray) -> np.ndarray:
     return out
 
 
+FARGAN_RATE = 16000
+# fargan_demo reads 10 ms frames of 16-bit PCM (160 samples). Its synthesis spends the first
+# five feature frames priming the network and the features look ahead of the frame they
+# describe: the output starts 560 samples (35 ms) into the input (the shift that minimises the
+# log-mel distance between real prompts and their copies). The input is padded at the front by
+# that much, so the copy lines up with its source.
+FARGAN_FRAME = 160
+FARGAN_LEAD_IN = 560
+
+
+def _run_fargan(exe: Path, *args: str) -> None:
+    done = subprocess.run([str(exe), *args], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{exe.name} {args[0]} failed ({done.returncode}): {done.stderr}")
+
+
+def fargan_vocode(wave: np.ndarray, sr: int) -> tuple[np.ndarray, int]:
+    """Resynthesise a clip through FARGAN and return (waveform, 16000).
+
+    The clip is resampled to 16 kHz and scaled to the training peak; FARGAN's own analysis
+    computes its features and the network rebuilds the waveform, which comes back as long as
+    the input and at its level. Deterministic: the network draws no random numbers.
+    """
+    x = resample(_as_wave(wave), sr, FARGAN_RATE)
+    exe = _fargan_program()
+    x, gain = _to_training_level(x)
+    # Whole frames, with the lead-in in front and two spare frames behind.
+    total = FARGAN_LEAD_IN + len(x) + 2 * FARGAN_FRAME
+    total += -total % FARGAN_FRAME
+    padded = np.zeros(total, dtype=np.int16)
+    padded[FARGAN_LEAD_IN : FARGAN_LEAD_IN + len(x)] = np.round(
+        np.clip(x, -1.0, 32767 / 32768) * 32768
+    )
+    with tempfile.TemporaryDirectory(prefix="dfa-fargan-") as tmp:
+        pcm, features, out = (str(Path(tmp) / n) for n in ("in.pcm", "in.f32", "out.pcm"))
+        padded.tofile(pcm)
+        _run_fargan(exe, "-features", pcm, features)
+        _run_fargan(exe, "-fargan-synthesis", features, out)
+        y = np.fromfile(out, dtype=np.int16)
+    y = _fit_length(y.astype(np.float32) / 32768.0 / gain, len(x))
+    return np.clip(y, -1.0, 1.0).astype(np.float32), FARGAN_RATE
+
+
+def _fargan_program() -> Path:
+    """The installed FARGAN program, or :class:`NeuralGeneratorUnavailableError`."""
+    try:
+        return fargan_executable()
+    except FarganUnavailableError as err:
+        raise NeuralGeneratorUnavailableError(str(err)) from err
+
+
 GeneratorKind = Literal["vocoder", "tts"]
 
 
@@ -478,10 +525,7 @@ NEURAL_GENERATORS: dict[str, NeuralGenerator] = {
 
 def _check_fargan() -> None:
     """Raise :class:`NeuralGeneratorUnavailableError` when the FARGAN program is not built."""
-    try:
-        fargan_executable()
-    except FarganUnavailableError as err:
-        raise NeuralGeneratorUnavailableError(str(err)) from err
+    _fargan_program()
 
 
 _AVAILABILITY_CHECKS: dict[str, Callable[[], object]] = {
