@@ -53,7 +53,7 @@ $(SETUP_STAMP): $(LOCK) pyproject.toml | $(BIN)/python
 	touch $@
 
 # FARGAN, the Opus 1.5 neural vocoder of the corpus, compiled from Debian's opus source.
-$(FARGAN): | $(SETUP_STAMP)
+$(FARGAN): dfa_lib/corpus/fargan.py | $(SETUP_STAMP)
 	$(BIN)/python -m dfa_lib.corpus install-fargan --prefix $(VENV)
 
 ## Resolve .setup/requirements.in into the pinned lock file

@@ -47,6 +47,35 @@ def test_install_fetches_verifies_builds_and_installs(tmp_path: Path) -> None:
     assert (tmp_path / "cache" / "opus_9.9.orig.tar.gz").is_file()
 
 
+def test_the_installed_program_must_carry_this_code_s_build_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = _tarball(tmp_path / "opus_9.9.orig.tar.gz")
+    target = install_fargan(tmp_path / "env", source=source, cache_dir=tmp_path / "cache", jobs=1)
+    stamp = target.with_name("fargan_demo.build")
+    assert stamp.read_text().strip() == fargan.build_id(source)
+    monkeypatch.delenv("DFA_FARGAN", raising=False)
+    monkeypatch.setattr(fargan.sys, "prefix", str(tmp_path / "env"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    # Built from another tarball than the pinned opus source: refused, with the way out.
+    with pytest.raises(FarganUnavailableError, match="another build .*install-fargan"):
+        fargan.fargan_executable()
+    stamp.unlink()  # a build from before the stamp existed is just as unknown
+    with pytest.raises(FarganUnavailableError, match="build id none"):
+        fargan.fargan_executable()
+    stamp.write_text(fargan.build_id() + "\n")
+    assert fargan.fargan_executable() == target
+
+
+def test_the_build_id_follows_the_configure_flags() -> None:
+    # A build with run-time CPU dispatch makes other waveforms, so it is another build.
+    dispatching = tuple(f for f in fargan.CONFIGURE_FLAGS if f != "--disable-rtcd")
+    assert "--disable-rtcd" in fargan.CONFIGURE_FLAGS
+    assert fargan.build_id(flags=dispatching) != fargan.build_id()
+    other = SourceArchive(url="file:///x", sha256="0" * 64, folder="opus")
+    assert fargan.build_id(other) != fargan.build_id()
+
+
 def test_a_tarball_with_another_checksum_is_refused(tmp_path: Path) -> None:
     source = _tarball(tmp_path / "opus_9.9.orig.tar.gz")
     cache = tmp_path / "cache"
@@ -85,6 +114,9 @@ def test_the_program_is_found_through_the_environment_variable(
     exe.chmod(0o755)
     monkeypatch.setenv("DFA_FARGAN", str(exe))
     assert fargan.fargan_executable() == exe
+    monkeypatch.setenv("DFA_FARGAN", str(tmp_path / "missing"))
+    with pytest.raises(FarganUnavailableError, match="not an executable file"):
+        fargan.fargan_executable()
 
 
 def test_a_missing_program_says_how_to_build_it(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:

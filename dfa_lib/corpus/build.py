@@ -56,6 +56,7 @@ from tqdm.auto import tqdm
 from dfa_lib.audio import save_audio
 from dfa_lib.corpus import sources
 from dfa_lib.corpus.channel import ChannelConfig, codec_many, prepare, segment, trim_silence
+from dfa_lib.corpus.neural import NEURAL_GENERATORS
 from dfa_lib.corpus.sources import Utterance
 from dfa_lib.corpus.synthesis import (
     CLASSICAL,
@@ -72,7 +73,7 @@ from dfa_lib.manifest import file_sha256, manifest_checksum, write_manifest
 MAIN = "offline-main"
 CROSS = "offline-cross"
 # Bump a corpus's version when the code changes what an unchanged configuration produces.
-BUILD_VERSIONS: dict[str, int] = {"offline-main": 5, "offline-cross": 2}
+BUILD_VERSIONS: dict[str, int] = {"offline-main": 6, "offline-cross": 2}
 
 # The festvox-ru speaker recorded the units festival's Russian voice concatenates, and his
 # recordings are in the cross-source set: keep that voice out of main training/validation.
@@ -117,6 +118,8 @@ class BuildConfig:
             }
             for n, g in sorted(GENERATORS.items())
         }
+        # The neural vocoders' code or build (FARGAN's build id among them) makes their clips.
+        data["neural_packages"] = {n: g.package for n, g in sorted(NEURAL_GENERATORS.items())}
         data["cross_voices"] = CROSS_VOICES
         data["corpus"] = corpus
         data["version"] = BUILD_VERSIONS.get(corpus, 1)

@@ -28,6 +28,7 @@ __all__ = [
     "OPUS_SOURCE",
     "FarganUnavailableError",
     "SourceArchive",
+    "build_id",
     "fargan_executable",
     "install_fargan",
 ]
@@ -59,19 +60,53 @@ OPUS_SOURCE = SourceArchive(
     sha256="65c1d2f78b9f2fb20082c38cbe47c951ad5839345876e46941612ee87f9a7ce1",
     folder="opus-1.5.2",
 )
-CONFIGURE_FLAGS = ("--enable-deep-plc", "--disable-doc", "--disable-shared", "--quiet")
+# --disable-rtcd: without it the build picks SSE4.1/AVX2 kernels by the CPU it runs on, and
+# FARGAN's autoregression turns their rounding differences into other waveforms (20 of 20
+# copies differed between an AVX2 machine's default build and this one). With it, every x86-64
+# CPU runs the same SSE2 code and the corpus does not depend on the machine that built it.
+CONFIGURE_FLAGS = (
+    "--enable-deep-plc",
+    "--disable-rtcd",
+    "--disable-doc",
+    "--disable-shared",
+    "--quiet",
+)
+
+
+def build_id(source: SourceArchive = OPUS_SOURCE, flags: tuple[str, ...] = CONFIGURE_FLAGS) -> str:
+    """Return the identity of a FARGAN build: its source tarball's checksum and configure flags."""
+    text = source.sha256 + "|" + " ".join(flags)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _stamp(program: Path) -> Path:
+    return program.with_name(program.name + ".build")
 
 
 def fargan_executable() -> Path:
     """Return the installed FARGAN program, or raise :class:`FarganUnavailableError`.
 
-    Looked up in ``$DFA_FARGAN`` (a file), then this environment's ``bin`` folder, then the
-    ``PATH``.
+    Looked up in ``$DFA_FARGAN`` (a file, taken as is), then this environment's ``bin`` folder,
+    where it must carry the :func:`build_id` of this code (an older build is an error, not a
+    silent source of other waveforms), then the ``PATH``.
     """
-    candidates = []
     if os.environ.get("DFA_FARGAN"):
-        candidates.append(Path(os.environ["DFA_FARGAN"]))
-    candidates.append(Path(sys.prefix) / "bin" / EXECUTABLE)
+        chosen = Path(os.environ["DFA_FARGAN"])
+        if chosen.is_file() and os.access(chosen, os.X_OK):
+            return chosen
+        raise FarganUnavailableError(f"$DFA_FARGAN={chosen} is not an executable file")
+    candidates = []
+    installed = Path(sys.prefix) / "bin" / EXECUTABLE
+    if installed.is_file():
+        stamp = _stamp(installed)
+        found_id = stamp.read_text().strip() if stamp.is_file() else "none"
+        if found_id != build_id():
+            raise FarganUnavailableError(
+                f"{installed} is another build (build id {found_id}, this code wants "
+                f"{build_id()}: other opus source or configure flags); rebuild it with "
+                "`python -m dfa_lib.corpus install-fargan` (make setup does)"
+            )
+        candidates.append(installed)
     found = shutil.which(EXECUTABLE)
     if found:
         candidates.append(Path(found))
@@ -167,4 +202,5 @@ def install_fargan(
         target = prefix / "bin" / EXECUTABLE
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(tree / EXECUTABLE, target)
+    _stamp(target).write_text(build_id(source) + "\n")
     return target

@@ -44,7 +44,12 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from dfa_lib.audio import resample
-from dfa_lib.corpus.fargan import OPUS_SOURCE, FarganUnavailableError, fargan_executable
+from dfa_lib.corpus.fargan import (
+    OPUS_SOURCE,
+    FarganUnavailableError,
+    build_id,
+    fargan_executable,
+)
 
 if TYPE_CHECKING:  # torch is imported lazily so listing generators stays cheap
     from collections.abc import Iterator
@@ -515,7 +520,7 @@ NEURAL_GENERATORS: dict[str, NeuralGenerator] = {
             languages=("*",),
             voices=(),
             licence="BSD-3-Clause (Opus)",
-            package=f"debian-source:{OPUS_SOURCE.filename}",
+            package=f"debian-source:{OPUS_SOURCE.filename} (build {build_id()})",
             callable=fargan_vocode,
             sample_rate=FARGAN_RATE,
         ),
