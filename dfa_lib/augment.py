@@ -393,7 +393,7 @@ def apply_codec(
     bitrate: str | int | None = None,
     cache_dir: Path | str | None = None,
 ) -> np.ndarray:
-    """Pass the clip through a lossy codec with ffmpeg (see :func:`dfa_lib.codecs.codec_round_trip`)."""
+    """Pass the clip through a lossy codec (see :func:`dfa_lib.codecs.codec_round_trip`)."""
     return codec_round_trip(_mono(wave), sr, codec, bitrate, cache_dir)
 
 

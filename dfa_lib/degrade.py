@@ -67,7 +67,7 @@ class Degradation:
     strength: float | None = None
     unit: str = ""
     changes_length: bool = False
-    needs_ffmpeg: bool = False
+    codec: tuple[str, str | None] | None = None  # the (codec, bitrate) round trip it is, if any
 
 
 def _clean(wave: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
@@ -127,7 +127,7 @@ def _registry() -> dict[str, Degradation]:
                 _codec("mp3", f"{k}k"),
                 k,
                 "kbit/s",
-                needs_ffmpeg=True,
+                codec=("mp3", f"{k}k"),
             )
             for k in (32, 64, 128)
         ),
@@ -139,7 +139,7 @@ def _registry() -> dict[str, Degradation]:
                 _codec("opus", f"{k}k"),
                 k,
                 "kbit/s",
-                needs_ffmpeg=True,
+                codec=("opus", f"{k}k"),
             )
             for k in (12, 24)
         ),
@@ -150,7 +150,7 @@ def _registry() -> dict[str, Degradation]:
             _codec("gsm", None),
             13.2,
             "kbit/s",
-            needs_ffmpeg=True,
+            codec=("gsm", None),
         ),
         Degradation(
             "telephone", "channel", "8 kHz, 300-3400 Hz band-pass, 8-bit mu-law", _telephone

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ import soundfile as sf
 from dfa_lib.bench.__main__ import main as bench_main
 from dfa_lib.bench.report import render_html
 from dfa_lib.bench.stages import BenchConfig, figures, read_end_to_end
+from dfa_lib.codecs import in_process_available
 from dfa_lib.reports import load_profile
 
 SR = 16000
@@ -97,7 +99,16 @@ def test_quick_bench_writes_every_stage(tmp_path, tiny_wav2vec2_dir):
     assert bench_main([*argv, "--quick", "--backbone", str(backbone)]) == 0
 
     report = json.loads((out / "bench.json").read_text())
-    for key in ("machine", "packages", "loading", "training", "heads", "inference", "history"):
+    for key in (
+        "machine",
+        "packages",
+        "loading",
+        "training",
+        "heads",
+        "codecs",
+        "inference",
+        "history",
+    ):
         assert key in report
     assert report["machine"]["cpu_count"] >= 1
     assert report["loading"]["clips"] == SPLIT_SIZES["training"]
@@ -129,6 +140,13 @@ def test_quick_bench_writes_every_stage(tmp_path, tiny_wav2vec2_dir):
         True,
     )
     assert report["end_to_end"]["corpus_build"]["offline-main"]["seconds"] == 1.5
+    codecs = {(c["codec"], c["bitrate"]): c for c in report["codecs"]["codecs"]}
+    assert report["codecs"]["config"]["clips"] == 2
+    assert {("mp3", "32k"), ("opus", "16k"), ("gsm", "fixed"), ("opus", "12k")} <= set(codecs)
+    for (codec, _), row in codecs.items():  # timed exactly where the backend has the codec
+        assert (row["av_ms_per_clip"] is not None) == in_process_available(codec)
+    if in_process_available("mp3") and shutil.which("ffmpeg"):
+        assert codecs[("mp3", "32k")]["speedup"] > 0
     stages = {e["stage"] for e in report["history"]}
     assert {"data loading", "training", "pretrained features"} <= stages
 
@@ -141,7 +159,14 @@ def test_quick_bench_writes_every_stage(tmp_path, tiny_wav2vec2_dir):
 
     page = (out / "bench.html").read_text()
     assert page.startswith("<!doctype html>") and page.rstrip().endswith("</html>")
-    for text in ("Targets", "1. Data loading", "4. Inference", "original_cnn", "History"):
+    for text in (
+        "Targets",
+        "1. Data loading",
+        "4. Codec",
+        "5. Inference",
+        "original_cnn",
+        "History",
+    ):
         assert text in page
     for text in ("make reports, cold (from nothing)", "make reports, warm"):
         assert text in page

@@ -1,4 +1,5 @@
-"""Codec round trips through ffmpeg: length, alignment, fidelity, caching and clear errors."""
+"""Codec round trips (PyAV in-process and the ffmpeg program): length, alignment, fidelity,
+caching and clear errors."""
 
 from __future__ import annotations
 
@@ -11,6 +12,13 @@ from dfa_lib import codecs as C
 
 SR = 16000
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
+
+
+def program_has(codec: str) -> bool:
+    return C.CODECS[codec].encoder in C.available_encoders()
+
+
+needs_av = pytest.mark.skipif(not C._av_encoders(), reason="PyAV not installed")
 
 
 def voiced(seconds: float = 1.5, seed: int = 0) -> np.ndarray:
@@ -34,9 +42,10 @@ CASES = [
 
 @needs_ffmpeg
 @pytest.mark.parametrize(("codec", "bitrate"), CASES)
-def test_round_trip_keeps_length_alignment_and_content(codec: str, bitrate) -> None:
+@pytest.mark.parametrize("backend", ["auto", "ffmpeg"])
+def test_round_trip_keeps_length_alignment_and_content(codec: str, bitrate, backend: str) -> None:
     x = voiced()
-    y = C.codec_round_trip(x, SR, codec, bitrate)
+    y = C.codec_round_trip(x, SR, codec, bitrate, backend=backend)
     assert y.dtype == np.float32 and y.shape == x.shape
     assert np.corrcoef(x, y)[0, 1] > 0.95
     # The codec delay has been removed: output and input line up to the sample.
@@ -45,11 +54,63 @@ def test_round_trip_keeps_length_alignment_and_content(codec: str, bitrate) -> N
 
 
 @needs_ffmpeg
-def test_round_trip_at_another_rate_returns_that_rate() -> None:
-    x = C.codec_round_trip(voiced()[::2].copy(), 8000, "mp3", "24k")
+@pytest.mark.parametrize("backend", ["auto", "ffmpeg"])
+def test_round_trip_at_another_rate_returns_that_rate(backend: str) -> None:
+    x = C.codec_round_trip(voiced()[::2].copy(), 8000, "mp3", "24k", backend=backend)
     assert x.shape == (12000,)
-    y = C.codec_round_trip(voiced(), 22050, "g722", None)  # G.722 only runs at 16 kHz
+    # G.722 only runs at 16 kHz: 22.05 kHz goes down and back up.
+    y = C.codec_round_trip(voiced(), 22050, "g722", None, backend=backend)
     assert y.shape == voiced().shape
+
+
+@needs_av
+@pytest.mark.parametrize(
+    ("codec", "bitrate"),
+    [("mp3", "32k"), ("opus", "16k"), ("aac", "48k"), ("g722", None), ("amr-nb", "12.2k")],
+)
+def test_in_process_round_trip_matches_the_ffmpeg_program_in_fidelity(codec, bitrate) -> None:
+    x = voiced()
+    fast = C.codec_round_trip(x, SR, codec, bitrate, backend="av")
+    assert fast.shape == x.shape and fast.dtype == np.float32
+    assert C.estimate_delay(x, fast, max_lag=2000) == 0
+    # AMR (CELP) keeps the spectral envelope, not the waveform: a looser bar.
+    assert np.corrcoef(x, fast)[0, 1] > (0.5 if codec == "amr-nb" else 0.9)
+    if not (shutil.which("ffmpeg") and program_has(codec)):
+        return
+    slow = C.codec_round_trip(x, SR, codec, bitrate, backend="ffmpeg")
+
+    def snr(y: np.ndarray) -> float:
+        return float(10 * np.log10(np.sum(x**2) / np.sum((y - x) ** 2)))
+
+    # Same codec, other library build and resampler: the same damage, within 1.5 dB.
+    assert abs(snr(fast) - snr(slow)) < 1.5, (snr(fast), snr(slow))
+
+
+@needs_av
+def test_auto_uses_pyav_where_it_has_the_encoder_and_the_program_elsewhere(monkeypatch) -> None:
+    def program(args, data):
+        raise C.CodecError("the ffmpeg program was asked")
+
+    monkeypatch.setattr(C, "_run_ffmpeg", program)
+    C.codec_round_trip(voiced(0.5), SR, "mp3", "32k")  # in-process: the program is not asked
+    monkeypatch.setattr(C, "_av_encoders", lambda: frozenset({"libmp3lame"}))
+    with pytest.raises(C.CodecError, match="program was asked"):
+        C.codec_round_trip(voiced(0.5), SR, "opus", "16k", backend="auto")
+    with pytest.raises(C.CodecUnavailableError, match="'libopus'.*backend='ffmpeg'"):
+        C.codec_round_trip(voiced(0.5), SR, "opus", "16k", backend="av")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        C.codec_round_trip(voiced(0.5), SR, "opus", "16k", backend="sox")
+
+
+@needs_av
+def test_in_process_cache_is_keyed_apart_from_the_program(tmp_path) -> None:
+    x = voiced(1.0)
+    first = C.codec_round_trip(x, SR, "aac", "48k", cache_dir=tmp_path, backend="av")
+    np.testing.assert_array_equal(first, C.codec_round_trip(x, SR, "aac", "48k", backend="av"))
+    assert len(list(tmp_path.rglob("*.npy"))) == 1
+    if shutil.which("ffmpeg"):
+        C.codec_round_trip(x, SR, "aac", "48k", cache_dir=tmp_path, backend="ffmpeg")
+        assert len(list(tmp_path.rglob("*.npy"))) == 2
 
 
 @needs_ffmpeg
@@ -73,18 +134,21 @@ def test_estimate_delay_finds_a_known_shift() -> None:
 def test_missing_encoder_is_a_clear_error(monkeypatch) -> None:
     if "libopencore_amrnb" not in C.available_encoders():
         with pytest.raises(C.CodecUnavailableError, match="libopencore_amrnb"):
-            C.codec_round_trip(voiced(0.3), SR, "amr-nb", "12.2k")
-        assert not C.codec_available("amr-nb")
+            C.codec_round_trip(voiced(0.3), SR, "amr-nb", "12.2k", backend="ffmpeg")
     # Whatever this ffmpeg has, an encoder it lacks gives the same error.
     monkeypatch.setattr(C, "available_encoders", lambda: frozenset({"libmp3lame"}))
     with pytest.raises(C.CodecUnavailableError, match=r"'libopus'.*\['mp3'\]"):
-        C.codec_round_trip(voiced(0.3), SR, "opus", "12k")
+        C.codec_round_trip(voiced(0.3), SR, "opus", "12k", backend="ffmpeg")
+    monkeypatch.setattr(C, "_av_encoders", lambda: frozenset())
+    assert C.codec_available("mp3") and not C.codec_available("opus")
 
 
 def test_ffmpeg_missing_is_a_clear_error(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(C.FFmpegNotFoundError, match="ffmpeg is not installed"):
-        C.codec_round_trip(voiced(0.3), SR, "mp3", "32k")
+        C.codec_round_trip(voiced(0.3), SR, "mp3", "32k", backend="ffmpeg")
+    if C._av_encoders():  # the in-process backend does not need the program
+        assert C.codec_round_trip(voiced(0.3), SR, "mp3", "32k").shape == (4800,)
 
 
 def test_bad_arguments() -> None:
@@ -112,6 +176,7 @@ def test_cache_hit_does_not_run_ffmpeg(monkeypatch, tmp_path) -> None:
 
     monkeypatch.setattr(C, "_run_ffmpeg", counting)
     x = voiced(1.0)
+    monkeypatch.setattr(C, "_av_encoders", lambda: frozenset())  # the program's backend
     first = C.codec_round_trip(x, SR, "opus", "24k", cache_dir=tmp_path)
     assert len(calls) == 2  # one encode, one decode
     files = list(tmp_path.rglob("*.npy"))

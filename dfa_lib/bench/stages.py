@@ -12,9 +12,12 @@ its own measurement, so both see the same machine load:
    corpus's in-domain training split, with :func:`dfa_lib.train.train` itself: a capped number
    of batches is timed and extrapolated to the whole split, plus the validation pass.
 3. :func:`measure_heads`: :func:`dfa_lib.bench.heads.run_head_benchmark`.
-4. :func:`measure_inference`: :func:`dfa_lib.bench.inference.run_benchmark` on the trained
+4. :func:`measure_codecs`: milliseconds per clip of the codec round trips that augmentation
+   and the degradation sweep draw from, in-process through PyAV against the ffmpeg program,
+   on real training clips and without the on-disk cache (what an epoch pays on a cache miss).
+5. :func:`measure_inference`: :func:`dfa_lib.bench.inference.run_benchmark` on the trained
    detectors of the profile (untrained ones of the same architectures when none exist).
-5. :func:`read_end_to_end`: the durations recorded by the last ``make reports`` and by the
+6. :func:`read_end_to_end`: the durations recorded by the last ``make reports`` and by the
    corpus build (read, never rerun).
 """
 
@@ -40,6 +43,7 @@ LOADING_TARGET = 10.0  # dfa_lib's loader against librosa per item, clips per se
 HEADS_TARGET = 50.0  # head epoch on cached features against the backbone every epoch
 REPORTS_COLD_TARGET_S = 30 * 60.0  # default `make reports` from nothing (set-up excluded)
 REPORTS_WARM_TARGET_S = 3 * 60.0  # the same with nothing changed
+STAGE_NAMES = ("loading", "training", "heads", "codecs", "inference", "end_to_end")
 
 # Speed changes made before this benchmark existed, with the figures measured at the time.
 # Figures of the current run are appended by :func:`history` (the decode-once loader and the
@@ -116,11 +120,13 @@ class BenchConfig:
     head_clips: int = 32
     head_clip_seconds: float = 4.0
     heads: tuple[str, ...] = ("original", "weighted-asp")
-    # 4. inference
+    # 4. codecs
+    codec_clips: int = 16
+    # 5. inference
     batch_clips: int = 64
     long_seconds: float = 3600.0
     long_file_models: tuple[str, ...] = ("original_cnn", "lcnn")  # the others skip the hour
-    stages: tuple[str, ...] = ("loading", "training", "heads", "inference", "end_to_end")
+    stages: tuple[str, ...] = STAGE_NAMES
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -135,6 +141,7 @@ class BenchConfig:
             head_clip_seconds=1.0,
             heads=("original",),
             backbone="whisper-tiny-offline",
+            codec_clips=2,
             batch_clips=2,
             long_seconds=5.0,
         )
@@ -144,7 +151,7 @@ class BenchConfig:
     def __post_init__(self) -> None:
         if self.repeats < 3:
             raise ValueError("repeats must be at least 3: figures are medians of 3 or more runs")
-        unknown = set(self.stages) - {"loading", "training", "heads", "inference", "end_to_end"}
+        unknown = set(self.stages) - {*STAGE_NAMES}
         if unknown:
             raise ValueError(f"unknown stage(s) {sorted(unknown)}")
 
@@ -434,6 +441,61 @@ def measure_heads(config: BenchConfig, progress: bool = True) -> dict[str, Any]:
     return run_head_benchmark(head_config, progress=progress)
 
 
+def measure_codecs(config: BenchConfig, progress: bool = True) -> dict[str, Any]:
+    """Time each codec of the augmentation mix and the sweep, per backend, per clip (no cache)."""
+    from dfa_lib.augment import AugmentConfig
+    from dfa_lib.clips import decode_clips
+    from dfa_lib.codecs import (
+        CODECS,
+        FFmpegNotFoundError,
+        available_encoders,
+        codec_round_trip,
+        in_process_available,
+    )
+    from dfa_lib.degrade import DEGRADATIONS
+
+    root, rows = _training_frames(config)
+    picked = _sample(rows[rows["split"] == "training"], config.codec_clips, config.seed)
+    store = decode_clips(picked, root, config.clip_cache, progress=False)
+    clips = [np.array(store[i]) for i in range(len(picked)) if store.ok(i)]
+    settings = {tuple(c) for c in AugmentConfig().codecs}
+    settings |= {d.codec for d in DEGRADATIONS.values() if d.codec is not None}
+    try:
+        program = available_encoders()
+    except FFmpegNotFoundError:
+        program = frozenset()
+    rows = []
+    for codec, bitrate in sorted(settings, key=lambda cb: (cb[0], str(cb[1]))):
+        row: dict[str, Any] = {"codec": codec, "bitrate": bitrate or "fixed"}
+        for backend in ("av", "ffmpeg"):
+            if backend == "av":
+                usable = in_process_available(codec)
+            else:
+                usable = CODECS[codec].encoder in program
+            if not usable:
+                row[f"{backend}_ms_per_clip"] = None
+                continue
+
+            def run(backend: str = backend, codec: str = codec, bitrate=bitrate) -> None:
+                for clip in clips:
+                    codec_round_trip(clip, SAMPLE_RATE, codec, bitrate, backend=backend)
+
+            times = _timed_runs(run, config.repeats)
+            row[f"{backend}_ms_per_clip"] = 1000.0 * statistics.median(times) / len(clips)
+        fast, slow = row["av_ms_per_clip"], row["ffmpeg_ms_per_clip"]
+        row["speedup"] = slow / fast if fast and slow else None
+        rows.append(row)
+        if progress:
+            print(f"codecs: {codec} {bitrate or ''}: {row}", flush=True)
+    return {
+        "config": {
+            "clips": len(clips),
+            "clip_seconds": float(np.median([c.size for c in clips])) / SAMPLE_RATE,
+        },
+        "codecs": rows,
+    }
+
+
 def trained_detectors(config: BenchConfig) -> list[Path]:
     """Return the detector folders ``make reports`` trained for the profile's in-domain split."""
     from dfa_lib.evaluate import find_runs
@@ -596,6 +658,23 @@ def history(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "measured": "this run",
             }
         )
+    codecs = results.get("codecs")
+    if codecs:
+        timed = [r for r in codecs["codecs"] if r.get("speedup")]
+        if timed:
+            entries.append(
+                {
+                    "stage": "augmentation",
+                    "change": "codec round trips in-process through PyAV instead of two ffmpeg "
+                    "program runs per clip",
+                    "where": "dfa_lib/codecs.py",
+                    "metric": "ms per clip, median over the codec settings both backends have",
+                    "before": statistics.median(r["ffmpeg_ms_per_clip"] for r in timed),
+                    "after": statistics.median(r["av_ms_per_clip"] for r in timed),
+                    "lower_is_better": True,
+                    "measured": "this run",
+                }
+            )
     return entries
 
 
@@ -620,6 +699,7 @@ STAGES: dict[str, Callable[..., dict[str, Any]]] = {
     "loading": measure_loading,
     "training": measure_training,
     "heads": measure_heads,
+    "codecs": measure_codecs,
     "inference": measure_inference,
 }
 
@@ -663,6 +743,12 @@ def figures(report: dict[str, Any]) -> dict[str, float]:
         for name, h in report["heads"]["heads"].items():
             out[f"heads: {name} head epoch s"] = h["head_epoch_s"]
             out[f"heads: {name} speedup"] = h["speedup_vs_backbone_epoch"]
+    if "codecs" in report:
+        for row in report["codecs"]["codecs"]:
+            name = f"codecs: {row['codec']} {row['bitrate']}"
+            for backend in ("av", "ffmpeg"):
+                if row.get(f"{backend}_ms_per_clip") is not None:
+                    out[f"{name} {backend} ms/clip"] = row[f"{backend}_ms_per_clip"]
     if "inference" in report:
         for entry in report["inference"]["results"]:
             model = entry["model"]

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal
 
+from dfa_lib.codecs import in_process_available, round_trip_in_process
+
 SAMPLE_RATE = 16000
 
 
@@ -116,39 +118,15 @@ def decode_file(path: str, sample_rate: int = SAMPLE_RATE, fmt: str | None = Non
     return from_pcm16(pcm)
 
 
-def _g722_roundtrip_av(pcm: np.ndarray, sample_rate: int) -> np.ndarray:
-    import av
-
-    encoder = av.CodecContext.create("g722", "w")
-    encoder.sample_rate, encoder.layout, encoder.format = sample_rate, "mono", "s16"
-    packets = []
-    block = 4096
-    for start in range(0, len(pcm), block):
-        frame = av.AudioFrame.from_ndarray(
-            pcm[None, start : start + block], format="s16", layout="mono"
-        )
-        frame.sample_rate, frame.pts = sample_rate, start
-        packets += encoder.encode(frame)
-    packets += encoder.encode(None)
-    decoder = av.CodecContext.create("g722", "r")
-    decoder.sample_rate, decoder.layout = sample_rate, "mono"
-    out = [f.to_ndarray().reshape(-1) for p in packets for f in decoder.decode(p)]
-    out += [f.to_ndarray().reshape(-1) for f in decoder.decode(None)]
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.int16)
-
-
 def g722_roundtrip(wave: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Encode a 16 kHz wave to G.722 and decode it again (what a G.722 phone line does).
 
     FFmpeg's codec runs in-process through PyAV when it is installed (starting the ffmpeg
     program costs about 0.1 s, more than coding the clip); both give identical samples.
     """
-    try:
-        import av  # noqa: F401
-
-        pcm = (np.clip(wave, -1.0, 1.0) * 32767.0).round().astype(np.int16)
-        out = _g722_roundtrip_av(pcm, sample_rate).astype(np.float32) / 32768.0
-    except ImportError:
+    if in_process_available("g722"):
+        out = round_trip_in_process(wave, sample_rate, "g722")
+    else:
         raw = ["-f", "s16le", "-ar", str(sample_rate), "-ac", "1"]
         encoded = _run_ffmpeg(
             [*raw, "-i", "pipe:0", "-c:a", "g722", "-f", "g722", "pipe:1"], to_pcm16(wave)
