@@ -2,7 +2,8 @@
 
 ``python -m dfa_lib.ablation <study> --data-dir data`` trains every variant of a study on
 one protocol's training split (capped per class), keeps the best validation epoch, scores the
-complete test split and writes ``<out>/ablation_<study>.json`` and ``.md`` (run folders under
+complete test split (and that of every protocol answered by the same training, such as
+``cross-source`` for ``in-domain``: a choice that helps in-domain can hurt elsewhere) and writes ``<out>/ablation_<study>.json`` and ``.md`` (run folders under
 ``runs/ablation/<study>/``): the table behind a
 design choice (which front end, which regularisation), reproducible from the repository.
 Variants of a study differ only in the settings they name; seed, data and budget are shared.
@@ -10,7 +11,10 @@ Variants of a study differ only in the settings they name; seed, data and budget
 Studies (:data:`STUDIES`):
 
 - ``lcnn-frontend``: the LCNN on LFCC or log-mel features, with filterbanks to 8 or 4 kHz;
-- ``lcnn-specaugment``: the log-mel LCNN without and with SpecAugment feature masking.
+- ``lcnn-specaugment``: the log-mel LCNN without and with SpecAugment feature masking;
+- ``lcnn-resolution``: 80 mel bands against 257 log-spectrogram bins (15.6 Hz apart) to 4 kHz,
+  each with and without per-utterance normalisation (which removes each bin's mean over time,
+  the long-term spectrum).
 """
 
 from __future__ import annotations
@@ -55,6 +59,12 @@ STUDIES: dict[str, tuple[Variant, ...]] = {
         Variant("mel-4k", _lcnn("mel", 4000.0)),
         Variant("mel-4k+specaugment", _lcnn("mel", 4000.0, spec_augment={})),
     ),
+    "lcnn-resolution": (
+        Variant("mel-4k", _lcnn("mel", 4000.0)),
+        Variant("mel-4k-unnormalised", _lcnn("mel", 4000.0, normalize=False)),
+        Variant("spec-4k", _lcnn("spec", 4000.0)),
+        Variant("spec-4k-unnormalised", _lcnn("spec", 4000.0, normalize=False)),
+    ),
 }
 
 
@@ -70,11 +80,13 @@ def run_study(
     device: str = "auto",
     n_boot: int = 200,
     variants: Sequence[Variant] | None = None,
+    also: Sequence = (),
 ) -> pd.DataFrame:
     """Train and test every variant of ``study``; return one row per variant.
 
     ``data`` holds the training and validation splits, ``test`` the testing split (both
-    :class:`~dfa_lib.experiment.ProtocolData`). Run folders go to ``<runs_dir>/<study>/``.
+    :class:`~dfa_lib.experiment.ProtocolData`); each of ``also`` (testing splits of other
+    protocols) adds a ``<protocol>_eer_%`` column. Run folders go to ``<runs_dir>/<study>/``.
     """
     from dfa_lib.evaluate import evaluate_run
     from dfa_lib.train import TrainConfig, train
@@ -115,6 +127,11 @@ def run_study(
                 "test_eer_ci_%": f"{100 * metrics['eer_ci_low']:.1f}-"
                 f"{100 * metrics['eer_ci_high']:.1f}",
                 "test_auc": metrics["auc"],
+                **{
+                    f"{other.protocol}_eer_%": 100
+                    * evaluate_run(result.folder, other, n_boot=n_boot, seed=seed)["eer"]
+                    for other in also
+                },
                 "seconds": round(time.perf_counter() - start, 1),
                 "reused": result.reused,
             }
@@ -153,7 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
 
-    from dfa_lib.experiment import prepare_protocol
+    from dfa_lib.evaluate import TRAINED_ON
+    from dfa_lib.experiment import prepare_protocol, protocols_for
 
     cache = args.cache_dir or str(Path(args.data_dir) / "cache")
     common = {"data_dir": args.data_dir, "cache_dir": cache, "seed": args.seed}
@@ -165,6 +183,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         **common,
     )
     test = prepare_protocol(args.dataset, args.protocol, splits=("testing",), **common)
+    also = [
+        prepare_protocol(args.dataset, other, splits=("testing",), **common)
+        for other in protocols_for(args.dataset)
+        if other != args.protocol and TRAINED_ON.get(other) == args.protocol
+    ]
     table = run_study(
         args.study,
         data,
@@ -174,6 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         patience=args.patience,
         seed=args.seed,
         device=args.device,
+        also=also,
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

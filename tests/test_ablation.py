@@ -40,8 +40,11 @@ def test_every_variant_is_trained_and_tested(tmp_path, toy):
         n_boot=10,
         device="cpu",
         variants=[Variant("plain", small), Variant("masked", masked)],
+        also=[ProtocolData("toy", "cross-source", None, test.frames, test.stores)],
     )
     assert table["variant"].tolist() == ["plain", "masked"]
+    # The same test clips under another protocol's name: the same EER, in its own column.
+    assert table["cross-source_eer_%"].tolist() == table["test_eer_%"].tolist()
     assert table["test_eer_%"].between(0, 100).all() and table["val_eer_%"].between(0, 100).all()
     for name in ("plain", "masked"):
         assert (tmp_path / "toy-study" / name / "metrics.json").is_file()
