@@ -215,12 +215,19 @@ BACKENDS = ("auto", "av", "ffmpeg")
 
 @lru_cache(maxsize=1)
 def _av_encoders() -> frozenset[str]:
-    """Encoder names of PyAV's own FFmpeg; empty when PyAV is not installed."""
+    """The encoders of :data:`CODECS` that PyAV's own FFmpeg has; empty without PyAV."""
     try:
         import av
     except ImportError:
         return frozenset()
-    return frozenset(av.codecs_available)
+    found = set()
+    for spec in CODECS.values():
+        try:
+            av.Codec(spec.encoder, "w")  # a name FFmpeg knows only as a decoder fails too
+        except ValueError:
+            continue
+        found.add(spec.encoder)
+    return frozenset(found)
 
 
 def _backend(spec: CodecSpec, backend: str) -> str:

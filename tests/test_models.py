@@ -50,6 +50,22 @@ def test_frontend_shapes(name: str, n_feats: int) -> None:
     assert torch.isfinite(feats).all()
 
 
+def test_spectrogram_front_end_keeps_the_bins_of_its_band() -> None:
+    frontend = build_frontend("spec", f_max=4000.0)
+    # 1,024-point FFT at 16 kHz: 15.625 Hz per bin, bins 0..256 up to 4 kHz, a frame every 20 ms.
+    assert frontend.n_features == 257
+    feats = frontend(torch.randn(2, 24000) * 0.1)
+    assert feats.shape == (2, 1, 257, 1 + 24000 // 320)
+    # A 1 kHz tone peaks in bin 64 of the band, and a 1,500-Hz band starting at 500 Hz has
+    # 97 bins (500 Hz is bin 32, 2,000 Hz bin 128).
+    t = torch.arange(16000) / 16000
+    tone = frontend(torch.sin(2 * torch.pi * 1000.0 * t)[None])[0, 0]
+    assert int(tone.mean(-1).argmax()) == 64
+    assert build_frontend("spec", f_min=500.0, f_max=2000.0).n_features == 97
+    with pytest.raises(FrontendError, match="f_min < f_max"):
+        build_frontend("spec", f_min=5000.0, f_max=4000.0)
+
+
 def test_lfcc_settings_are_asvspoof_like() -> None:
     cfg = LFCCConfig()
     assert (cfg.win_length, cfg.hop_length, cfg.n_fft) == (320, 160, 512)  # 20 ms / 10 ms
@@ -78,7 +94,7 @@ def test_utterance_normalisation_gives_zero_mean_unit_variance_and_gain_invarian
     assert torch.allclose(frontend(4.0 * wave), frontend(wave), atol=1e-2)
 
 
-@pytest.mark.parametrize("name", ["lfcc", "mel"])
+@pytest.mark.parametrize("name", ["lfcc", "mel", "spec"])
 def test_frontend_stays_float32_under_mixed_precision(name: str) -> None:
     frontend = build_frontend(name)
     wave = torch.randn(2, 8000) * 0.1
