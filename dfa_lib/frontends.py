@@ -190,9 +190,30 @@ class _PowerSpectrogram(nn.Module):
 
 
 class _Frontend(nn.Module):
-    """Shared interface: ``n_features`` and a forward pass computed in full precision."""
+    """Shared part: band check, power spectrogram, full precision, normalisation, channel axis.
+
+    A front end only says how a power spectrogram ``(batch, freq, frames)`` becomes its
+    features ``(batch, n_features, frames)`` (:meth:`_from_power`).
+    """
 
     config: LFCCConfig | LogMelConfig | LogSpecConfig
+
+    def __init__(self, config: LFCCConfig | LogMelConfig | LogSpecConfig, normalize: bool) -> None:
+        super().__init__()
+        self.config = config
+        self.normalize = normalize
+        if not 0 <= config.f_min < self.f_max <= config.sample_rate / 2:
+            raise FrontendError(
+                f"need 0 <= f_min < f_max <= {config.sample_rate / 2} Hz, "
+                f"got {config.f_min}, {self.f_max}"
+            )
+        self.spectrogram = _PowerSpectrogram(config.n_fft, config.win_length, config.hop_length)
+
+    @property
+    def f_max(self) -> float:
+        """Top of the band in Hz (the config's ``f_max``, else Nyquist)."""
+        cfg = self.config
+        return cfg.f_max if cfg.f_max is not None else cfg.sample_rate / 2
 
     @property
     def n_features(self) -> int:
@@ -202,9 +223,13 @@ class _Frontend(nn.Module):
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
         """Compute the features of a batch of waveforms (float32 even under autocast)."""
         with _full_precision(waves.device):
-            return self._features(waves)
+            waves = _preemphasis(_as_batch(waves).float(), self.config.preemphasis)
+            feats = self._from_power(self.spectrogram(waves))
+            if self.normalize:
+                feats = _utterance_normalize(feats)
+            return feats.unsqueeze(1)
 
-    def _features(self, waves: torch.Tensor) -> torch.Tensor:
+    def _from_power(self, power: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
 
@@ -212,22 +237,14 @@ class LFCCFrontend(_Frontend):
     """Linear-frequency cepstral coefficients: (batch, samples) -> (batch, 1, n_feats, frames)."""
 
     def __init__(self, config: LFCCConfig | None = None, normalize: bool = False) -> None:
-        super().__init__()
-        self.config = config or LFCCConfig()
+        super().__init__(config or LFCCConfig(), normalize)
         cfg = self.config
-        f_max = cfg.f_max if cfg.f_max is not None else cfg.sample_rate / 2
-        if not 0 <= cfg.f_min < f_max <= cfg.sample_rate / 2:
-            raise FrontendError(
-                f"need 0 <= f_min < f_max <= {cfg.sample_rate / 2} Hz, got {cfg.f_min}, {f_max}"
-            )
         if not 0 < cfg.n_lfcc <= cfg.n_filter:
             raise FrontendError(f"n_lfcc must be in 1..n_filter={cfg.n_filter}, got {cfg.n_lfcc}")
-        self.normalize = normalize
-        self.spectrogram = _PowerSpectrogram(cfg.n_fft, cfg.win_length, cfg.hop_length)
         filterbank = AF.linear_fbanks(
             n_freqs=cfg.n_fft // 2 + 1,
             f_min=cfg.f_min,
-            f_max=f_max,
+            f_max=self.f_max,
             n_filter=cfg.n_filter,
             sample_rate=cfg.sample_rate,
         )  # (freq, n_filter)
@@ -235,39 +252,27 @@ class LFCCFrontend(_Frontend):
         self.register_buffer("filterbank", filterbank, persistent=False)
         self.register_buffer("dct", dct, persistent=False)
 
-    def _features(self, waves: torch.Tensor) -> torch.Tensor:
+    def _from_power(self, power: torch.Tensor) -> torch.Tensor:
         cfg = self.config
-        waves = _preemphasis(_as_batch(waves).float(), cfg.preemphasis)
-        power = self.spectrogram(waves)  # (batch, freq, frames)
         energies = torch.matmul(power.transpose(1, 2), self.filterbank)  # (batch, frames, filt)
         cepstra = torch.matmul(torch.log(energies + cfg.log_floor), self.dct).transpose(1, 2)
         if cfg.with_deltas:
             delta = AF.compute_deltas(cepstra, win_length=cfg.delta_win)
             delta2 = AF.compute_deltas(delta, win_length=cfg.delta_win)
             cepstra = torch.cat([cepstra, delta, delta2], dim=1)
-        if self.normalize:
-            cepstra = _utterance_normalize(cepstra)
-        return cepstra.unsqueeze(1)
+        return cepstra
 
 
 class LogMelFrontend(_Frontend):
     """Log mel filterbank energies: (batch, samples) -> (batch, 1, n_mels, frames)."""
 
     def __init__(self, config: LogMelConfig | None = None, normalize: bool = False) -> None:
-        super().__init__()
-        self.config = config or LogMelConfig()
+        super().__init__(config or LogMelConfig(), normalize)
         cfg = self.config
-        f_max = cfg.f_max if cfg.f_max is not None else cfg.sample_rate / 2
-        if not 0 <= cfg.f_min < f_max <= cfg.sample_rate / 2:
-            raise FrontendError(
-                f"need 0 <= f_min < f_max <= {cfg.sample_rate / 2} Hz, got {cfg.f_min}, {f_max}"
-            )
-        self.normalize = normalize
-        self.spectrogram = _PowerSpectrogram(cfg.n_fft, cfg.win_length, cfg.hop_length)
         filterbank = AF.melscale_fbanks(
             n_freqs=cfg.n_fft // 2 + 1,
             f_min=cfg.f_min,
-            f_max=f_max,
+            f_max=self.f_max,
             n_mels=cfg.n_mels,
             sample_rate=cfg.sample_rate,
             norm="slaney",
@@ -275,40 +280,20 @@ class LogMelFrontend(_Frontend):
         )  # (freq, n_mels)
         self.register_buffer("filterbank", filterbank, persistent=False)
 
-    def _features(self, waves: torch.Tensor) -> torch.Tensor:
-        cfg = self.config
-        waves = _preemphasis(_as_batch(waves).float(), cfg.preemphasis)
-        power = self.spectrogram(waves)
+    def _from_power(self, power: torch.Tensor) -> torch.Tensor:
         mel = torch.matmul(power.transpose(1, 2), self.filterbank).transpose(1, 2)
-        feats = torch.log(mel + cfg.log_floor)
-        if self.normalize:
-            feats = _utterance_normalize(feats)
-        return feats.unsqueeze(1)
+        return torch.log(mel + self.config.log_floor)
 
 
 class LogSpecFrontend(_Frontend):
     """Log power spectrogram bins: (batch, samples) -> (batch, 1, n_bins, frames)."""
 
     def __init__(self, config: LogSpecConfig | None = None, normalize: bool = False) -> None:
-        super().__init__()
-        self.config = config or LogSpecConfig()
-        cfg = self.config
-        f_max = cfg.f_max if cfg.f_max is not None else cfg.sample_rate / 2
-        if not 0 <= cfg.f_min < f_max <= cfg.sample_rate / 2:
-            raise FrontendError(
-                f"need 0 <= f_min < f_max <= {cfg.sample_rate / 2} Hz, got {cfg.f_min}, {f_max}"
-            )
-        self.normalize = normalize
-        self.spectrogram = _PowerSpectrogram(cfg.n_fft, cfg.win_length, cfg.hop_length)
+        super().__init__(config or LogSpecConfig(), normalize)
 
-    def _features(self, waves: torch.Tensor) -> torch.Tensor:
-        cfg = self.config
-        low, high = cfg.bins()
-        waves = _preemphasis(_as_batch(waves).float(), cfg.preemphasis)
-        feats = torch.log(self.spectrogram(waves)[:, low:high] + cfg.log_floor)
-        if self.normalize:
-            feats = _utterance_normalize(feats)
-        return feats.unsqueeze(1)
+    def _from_power(self, power: torch.Tensor) -> torch.Tensor:
+        low, high = self.config.bins()
+        return torch.log(power[:, low:high] + self.config.log_floor)
 
 
 def build_frontend(name: str, normalize: bool = False, **settings: Any) -> nn.Module:

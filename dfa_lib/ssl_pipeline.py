@@ -40,7 +40,12 @@ from dfa_lib.labels import FAKE, REAL, label_to_index
 from dfa_lib.manifest import clip_ids
 from dfa_lib.metrics import equal_error_rate, write_scores_asvspoof2021
 from dfa_lib.provenance import provenance_record, write_json
-from dfa_lib.ssl_features import FeaturePreprocessing, FeatureSet, extract_features
+from dfa_lib.ssl_features import (
+    FeaturePreprocessing,
+    FeatureSet,
+    extract_features,
+    write_atomically,
+)
 
 SSL_MODEL = "ssl_head"
 
@@ -192,10 +197,12 @@ def augmented_training_features(
         key=key,
         source_paths=tuple(chosen["path"].astype(str)),
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp-{os.getpid()}.npz")
-    np.savez(tmp, pooled=copies.pooled, labels=copies.labels, paths=np.array(copies.source_paths))
-    os.replace(tmp, path)
+    write_atomically(
+        path,
+        lambda handle: np.savez(
+            handle, pooled=copies.pooled, labels=copies.labels, paths=np.array(copies.source_paths)
+        ),
+    )
     return copies
 
 
@@ -457,10 +464,7 @@ def layer_table(
                 pass  # damaged: computed again
     table = layer_signal(x_tr, y_tr, x_va, y_va)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp-{os.getpid()}")
-        table.to_csv(tmp, index=False)
-        os.replace(tmp, path)
+        write_atomically(path, lambda handle: handle.write(table.to_csv(index=False).encode()))
     return table
 
 
