@@ -12,13 +12,14 @@ import io
 import os
 import shutil
 import subprocess
-import tempfile
 from math import gcd
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
+
+from dfa_lib.atomic import atomic_path
 
 __all__ = [
     "AudioDecodeError",
@@ -309,13 +310,6 @@ def frame_windows(wave: np.ndarray, window: int, hop: int, pad_last: bool = True
 def save_audio(path: str | os.PathLike, wave: np.ndarray, sr: int, subtype: str = "PCM_16") -> Path:
     """Write a WAV/FLAC file atomically: to a temporary name first, then renamed into place."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        sf.write(tmp, np.clip(wave, -1.0, 1.0), sr, subtype=subtype)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary:
+        sf.write(temporary, np.clip(wave, -1.0, 1.0), sr, subtype=subtype)
     return path

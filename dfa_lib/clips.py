@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from dfa_lib.atomic import save_array, write_json_atomically
 from dfa_lib.audio import AudioError, load_audio
 
 CACHE_VERSION = 1
@@ -160,11 +161,8 @@ def decode_clips(
     if cache_dir is not None:
         folder.mkdir(parents=True, exist_ok=True)
         for name, arr in (("samples.npy", samples), ("offsets.npy", offsets)):
-            tmp = folder / f".{name}.tmp.npy"
-            np.save(tmp, arr)
-            os.replace(tmp, folder / name)
+            save_array(folder / name, arr)
         meta = {"sample_rate": sample_rate, "errors": errors, "n_clips": len(parts)}
-        tmp = folder / ".meta.json.tmp"
-        tmp.write_text(json.dumps(meta))
-        os.replace(tmp, meta_path)  # written last: its presence marks a complete cache
+        # Written last: its presence marks a complete cache.
+        write_json_atomically(meta_path, meta, indent=None)
     return ClipStore(samples=samples, offsets=offsets, sample_rate=sample_rate, errors=errors)

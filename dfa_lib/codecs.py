@@ -31,11 +31,9 @@ round trip once per clip and setting; delete the folder after changing ffmpeg or
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -44,6 +42,7 @@ import numpy as np
 from scipy import signal
 from scipy.fft import irfft, next_fast_len, rfft
 
+from dfa_lib.atomic import write_atomically
 from dfa_lib.audio import pad_or_crop
 
 __all__ = [
@@ -470,15 +469,8 @@ def store_cached_wave(path: Path, wave: np.ndarray) -> None:
 
     Atomic so that DataLoader workers racing on the same entry never read half a file.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, np.asarray(wave).astype(np.float16), allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    data = np.asarray(wave).astype(np.float16)
+    write_atomically(path, lambda handle: np.save(handle, data, allow_pickle=False))
 
 
 def codec_round_trip(

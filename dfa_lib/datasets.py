@@ -49,6 +49,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from dfa_lib.atomic import write_json_atomically
 from dfa_lib.audio import AudioError, audio_info
 from dfa_lib.labels import LABELS, SPLITS, label_to_index
 from dfa_lib.manifest import (
@@ -386,18 +387,6 @@ def _version_of_member(rel: PurePosixPath) -> tuple[str, PurePosixPath] | None:
     return None
 
 
-def _write_json_atomic(path: Path, payload: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _marked_versions(marker: Path) -> set[str]:
     """Return the versions a completion marker records (none when absent or unreadable)."""
     try:
@@ -493,7 +482,7 @@ def download_for(
         "versions": sorted(previous | set(versions)),
         "completed": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    _write_json_atomic(marker, payload)
+    write_json_atomically(marker, payload)
     return data_dir
 
 

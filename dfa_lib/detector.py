@@ -57,6 +57,7 @@ from typing import Any
 import numpy as np
 
 from dfa_lib import __version__
+from dfa_lib.atomic import atomic_path, write_text_atomically
 from dfa_lib.audio import (
     AudioError,
     InvalidAudioError,
@@ -937,15 +938,14 @@ def export_detector(
 
         # Cloned so that tensors sharing storage can still be written one by one.
         state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-        tmp = folder / f".{WEIGHTS_FILE}.tmp"
-        save_file(state, str(tmp), metadata={"format": FORMAT_NAME})
-        os.replace(tmp, folder / WEIGHTS_FILE)
-    _write_text(folder / CONFIG_FILE, json.dumps(full, indent=2) + "\n")
+        with atomic_path(folder / WEIGHTS_FILE) as temporary:
+            save_file(state, str(temporary), metadata={"format": FORMAT_NAME})
+    write_text_atomically(folder / CONFIG_FILE, json.dumps(full, indent=2) + "\n")
     if metrics is not None:
-        _write_text(folder / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+        write_text_atomically(folder / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
     else:
         (folder / METRICS_FILE).unlink(missing_ok=True)
-    _write_text(folder / MODEL_CARD_FILE, model_card(full, metrics))
+    write_text_atomically(folder / MODEL_CARD_FILE, model_card(full, metrics))
     return folder
 
 
@@ -959,11 +959,5 @@ def write_model_card(folder: str | os.PathLike) -> Path:
     metrics_path = folder / METRICS_FILE
     metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
     path = folder / MODEL_CARD_FILE
-    _write_text(path, model_card(config, metrics))
+    write_text_atomically(path, model_card(config, metrics))
     return path
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
+from dfa_lib.atomic import atomic_path
 from dfa_lib.labels import LABELS, SPLITS
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
@@ -91,14 +91,8 @@ def write_manifest(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     ordered = [c for c in MANIFEST_COLUMNS if c in df.columns]
     ordered += [c for c in df.columns if c not in ordered]
     out = df[ordered].sort_values("path", kind="stable").reset_index(drop=True)
-    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".csv", dir=path.parent)
-    os.close(fd)
-    try:
-        out.to_csv(tmp, index=False, float_format="%.6f", lineterminator="\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary:
+        out.to_csv(temporary, index=False, float_format="%.6f", lineterminator="\n")
     return path
 
 

@@ -17,8 +17,6 @@ FRR = FAR; see :func:`equal_error_rate` for how the crossing is located.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dfa_lib.atomic import write_text_atomically
 from dfa_lib.labels import FAKE, LABELS, REAL, label_to_index
 
 # ASVspoof score-file keys for each project label.
@@ -617,21 +616,7 @@ def breakdown(
 
 def _atomic_write_lines(path: str | Path, lines: Iterable[str]) -> Path:
     """Write lines to ``path`` through a temporary file in the same folder, then rename."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # A unique name opened with "x" keeps the usual permissions (mkstemp would give 0600),
-    # and the same folder keeps os.replace a rename on one file system.
-    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with temporary.open("x", encoding="utf-8", newline="\n") as handle:
-            for line in lines:
-                handle.write(line)
-                handle.write("\n")
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return target
+    return write_text_atomically(path, "".join(f"{line}\n" for line in lines))
 
 
 def _as_tokens(values: Iterable[Any], name: str, path: str | Path) -> list[str]:

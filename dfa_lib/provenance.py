@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
+from dfa_lib.atomic import write_text_atomically
+
 KEY_PACKAGES: tuple[str, ...] = (
     "dfa-lib",
     "numpy",
@@ -86,12 +88,9 @@ def provenance_record(**extra) -> dict:
 
 def write_json(path: str | os.PathLike, obj) -> Path:
     """Write JSON atomically (temp file then rename), pretty-printed and key-sorted."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomically(
+        path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
+    )
 
 
 @contextmanager

@@ -19,11 +19,11 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from dfa_lib.atomic import save_array
 from dfa_lib.degrade import DEGRADATIONS, degrade_cached
 from dfa_lib.experiment import ProtocolData
 from dfa_lib.manifest import clip_ids
 from dfa_lib.metrics import equal_error_rate, roc_auc
-from dfa_lib.ssl_features import save_array
 
 # Every named degradation, in the registry's order (clean first).
 SWEEP: tuple[str, ...] = tuple(DEGRADATIONS)

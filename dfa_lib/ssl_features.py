@@ -25,18 +25,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from dfa_lib.atomic import save_array
 from dfa_lib.audio import pad_or_crop, peak_normalize, rms_normalize
 
 FEATURE_CACHE_VERSION = 1
@@ -140,25 +138,6 @@ def preprocessing_key(
 
 def _safe_name(identity: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.@" else "_" for c in identity)
-
-
-def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Create ``path`` through ``write(binary_handle)`` on a temporary name in the same folder,
-    then rename it: a reader never sees half a file, and a failed write leaves nothing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def save_array(path: Path, array: np.ndarray) -> None:
-    """Write an ``.npy`` file atomically (see :func:`write_atomically`)."""
-    write_atomically(path, lambda handle: np.save(handle, array))
 
 
 def pool_mean_std(states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 
 from dfa_lib import __version__
+from dfa_lib.atomic import write_atomically
 from dfa_lib.augment import AugmentConfig, Augmenter
 from dfa_lib.experiment import ProtocolData
 from dfa_lib.heads import (
@@ -40,12 +41,7 @@ from dfa_lib.labels import FAKE, REAL, label_to_index
 from dfa_lib.manifest import clip_ids
 from dfa_lib.metrics import equal_error_rate, write_scores_asvspoof2021
 from dfa_lib.provenance import provenance_record, write_json
-from dfa_lib.ssl_features import (
-    FeaturePreprocessing,
-    FeatureSet,
-    extract_features,
-    write_atomically,
-)
+from dfa_lib.ssl_features import FeaturePreprocessing, FeatureSet, extract_features
 
 SSL_MODEL = "ssl_head"
 

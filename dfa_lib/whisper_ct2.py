@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dfa_lib.atomic import atomic_path, write_atomically, write_json_atomically
+
 # Bump when the conversion's output changes, so stale cached conversions are not reused.
 CONVERTER_VERSION = 1
 SUPPORTED_BINARY_VERSION = 6
@@ -488,21 +490,14 @@ def _join_parts(parts: list[Path], target: Path) -> Path:
                 return target
         except json.JSONDecodeError:
             pass  # rewritten below
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}-", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for part in parts:
-                with open(part, "rb") as source:
-                    shutil.copyfileobj(source, out, length=1 << 22)
-        os.replace(tmp_name, target)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-    fd, tmp_record = tempfile.mkstemp(prefix=f".{record_path.name}-", dir=target.parent)
-    with os.fdopen(fd, "w") as out:
-        json.dump(record, out, indent=2)
-    os.replace(tmp_record, record_path)
+
+    def concatenate(out) -> None:
+        for part in parts:
+            with open(part, "rb") as source:
+                shutil.copyfileobj(source, out, length=1 << 22)
+
+    write_atomically(target, concatenate)
+    write_json_atomically(record_path, record)
     return target
 
 
@@ -536,9 +531,8 @@ def offline_whisper_ct2_dir(name: str, cache_dir: str | Path | None = None) -> P
         if source.is_file() and (
             not destination.is_file() or destination.stat().st_size != source.stat().st_size
         ):
-            tmp = destination.with_name(f".{extra}.tmp")
-            shutil.copyfile(source, tmp)
-            os.replace(tmp, destination)
+            with atomic_path(destination) as temporary:
+                shutil.copyfile(source, temporary)
     return target_dir
 
 

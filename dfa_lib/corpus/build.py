@@ -53,6 +53,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from dfa_lib.atomic import write_json_atomically
 from dfa_lib.audio import save_audio
 from dfa_lib.corpus import sources
 from dfa_lib.corpus.channel import ChannelConfig, codec_many, prepare, segment, trim_silence
@@ -552,9 +553,7 @@ def _run_and_record(task: Task, corpus_dir: str, config: ChannelConfig, record: 
 
     with threadpool_limits(1), _torch_threads(task):
         rows = run_task(task, corpus_dir, config)
-    tmp = f"{record}.tmp-{os.getpid()}"
-    Path(tmp).write_text(json.dumps(rows, ensure_ascii=False))
-    os.replace(tmp, record)
+    write_json_atomically(record, rows, indent=None)
     return len(rows)
 
 
@@ -636,9 +635,7 @@ def _build_one(
         "channel": config.channel.describe(),
         "seconds": round(time.perf_counter() - start, 1),
     }
-    tmp = marker.with_name(".complete.json.tmp")
-    tmp.write_text(json.dumps(info, indent=2))
-    os.replace(tmp, marker)
+    write_json_atomically(marker, info)
     return manifest_path
 
 
