@@ -14,7 +14,10 @@ Studies (:data:`STUDIES`):
 - ``lcnn-specaugment``: the log-mel LCNN without and with SpecAugment feature masking;
 - ``lcnn-resolution``: 80 mel bands against 257 log-spectrogram bins (15.6 Hz apart) to 4 kHz,
   each with and without per-utterance normalisation (which removes each bin's mean over time,
-  the long-term spectrum).
+  the long-term spectrum);
+- ``lcnn-phase``: log-mel against the same STFT's log power bins alone and with their
+  instantaneous-frequency deviation (the ``ifd`` front end: phase, which magnitude features
+  discard), with and without per-utterance normalisation.
 """
 
 from __future__ import annotations
@@ -41,11 +44,18 @@ class Variant:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-def _lcnn(frontend: str, f_max: float, **model: Any) -> dict[str, Any]:
+def _lcnn(
+    frontend: str, f_max: float, framing: dict[str, int] | None = None, **model: Any
+) -> dict[str, Any]:
+    settings = {"f_max": f_max, **(framing or {})}
     return {
         "model": "lcnn",
-        "model_kwargs": {"frontend": frontend, "frontend_settings": {"f_max": f_max}, **model},
+        "model_kwargs": {"frontend": frontend, "frontend_settings": settings, **model},
     }
+
+
+# The ifd front end's STFT grid: 32 ms windows every 10 ms, 129 bins to 4 kHz.
+_IFD_GRID = {"n_fft": 512, "win_length": 512, "hop_length": 160}
 
 
 STUDIES: dict[str, tuple[Variant, ...]] = {
@@ -64,6 +74,12 @@ STUDIES: dict[str, tuple[Variant, ...]] = {
         Variant("mel-4k-unnormalised", _lcnn("mel", 4000.0, normalize=False)),
         Variant("spec-4k", _lcnn("spec", 4000.0)),
         Variant("spec-4k-unnormalised", _lcnn("spec", 4000.0, normalize=False)),
+    ),
+    "lcnn-phase": (
+        Variant("mel-4k", _lcnn("mel", 4000.0)),
+        Variant("spec512-4k", _lcnn("spec", 4000.0, _IFD_GRID)),
+        Variant("ifd-4k", _lcnn("ifd", 4000.0)),
+        Variant("ifd-4k-unnormalised", _lcnn("ifd", 4000.0, normalize=False)),
     ),
 }
 
@@ -168,7 +184,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--patience", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--variants", default=None, help="comma-separated subset of the study's variants"
+    )
     args = parser.parse_args(argv)
+    variants = STUDIES[args.study]
+    if args.variants:
+        names = [name.strip() for name in args.variants.split(",") if name.strip()]
+        known = {variant.name: variant for variant in variants}
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            parser.error(f"study {args.study!r} has no variant {unknown}; it has {sorted(known)}")
+        variants = tuple(known[name] for name in names)
 
     from dfa_lib.evaluate import TRAINED_ON
     from dfa_lib.experiment import prepare_protocol, protocols_for
@@ -197,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         patience=args.patience,
         seed=args.seed,
         device=args.device,
+        variants=variants,
         also=also,
     )
     out = Path(args.out)
@@ -205,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "study": args.study,
         "arguments": vars(args),
         "data": data.info,
-        "variants": {v.name: v.settings for v in STUDIES[args.study]},
+        "variants": {v.name: v.settings for v in variants},
         "results": table.to_dict("records"),
     }
     (out / f"ablation_{args.study}.json").write_text(json.dumps(record, indent=2) + "\n")

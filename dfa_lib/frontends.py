@@ -1,7 +1,8 @@
-"""Spectral front ends (LFCC, log-mel, log spectrogram) as torch modules on the model's device.
+"""Spectral front ends (LFCC, log-mel, log spectrogram, phase) as torch modules on the model's device.
 
-Every front end maps a batch of 16 kHz waveforms ``(batch, samples)`` to a one-channel
-"image" ``(batch, 1, n_feats, frames)`` for a 2-D CNN. They hold no trainable parameters;
+Every front end maps a batch of 16 kHz waveforms ``(batch, samples)`` to an "image"
+``(batch, n_channels, n_feats, frames)`` for a 2-D CNN: one channel of magnitude features,
+and for the ``ifd`` front end two more that carry the phase the others throw away. They hold no trainable parameters;
 their filterbanks and windows are buffers, so ``model.to(device)`` moves them with the model.
 No augmentation happens here (that lives in ``dfa_lib.augment``), so training and inference
 see the same features.
@@ -17,6 +18,7 @@ baselines see identical LFCCs.
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -26,7 +28,7 @@ from torch import nn
 
 SAMPLE_RATE = 16000
 
-FRONTEND_NAMES: tuple[str, ...] = ("lfcc", "mel", "spec")
+FRONTEND_NAMES: tuple[str, ...] = ("lfcc", "mel", "spec", "ifd")
 
 
 class FrontendError(ValueError):
@@ -120,6 +122,25 @@ class LogSpecConfig:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class IFDConfig(LogSpecConfig):
+    """Log power and instantaneous-frequency deviation of each spectrogram bin.
+
+    The deviation is how far a bin's phase advance from one frame to the next departs from
+    that of a steady sinusoid at the bin's centre frequency (``2 pi k hop / n_fft``), wrapped to
+    ``(-pi, pi]``: the frequency of the component that dominates the bin, relative to the bin.
+    A harmonic of a voiced sound gives a deviation that is steady across neighbouring bins and
+    frames, noise one that is uniformly random. A vocoder generates the phase that a
+    magnitude spectrogram leaves open, so its deviations need not follow a real voice's
+    even where its magnitudes do. 32 ms windows every 10 ms keep the cost of the log-mel
+    LCNN's frames; 129 bins reach 4 kHz.
+    """
+
+    n_fft: int = 512  # FFT points
+    win_length: int = 512  # samples: 32 ms at 16 kHz
+    hop_length: int = 160  # samples: 10 ms at 16 kHz
+
+
 def _check_framing(n_fft: int, win_length: int, hop_length: int) -> None:
     if not 0 < win_length <= n_fft:
         raise FrontendError(f"win_length must be in 1..n_fft={n_fft}, got {win_length}")
@@ -160,8 +181,8 @@ def _utterance_normalize(feats: torch.Tensor, eps: float = 1e-5) -> torch.Tensor
     return (feats - mean) / (std + eps)
 
 
-class _PowerSpectrogram(nn.Module):
-    """Power spectrogram with a fixed Hamming window, padded at both ends (centred frames)."""
+class _Spectrogram(nn.Module):
+    """Complex STFT with a fixed Hamming window, padded at both ends (centred frames)."""
 
     def __init__(self, n_fft: int, win_length: int, hop_length: int) -> None:
         super().__init__()
@@ -186,17 +207,20 @@ class _PowerSpectrogram(nn.Module):
             pad_mode="constant",
             return_complex=True,
         )
-        return spec.real.square() + spec.imag.square()  # (batch, freq, frames)
+        return spec  # (batch, freq, frames), complex
 
 
 class _Frontend(nn.Module):
-    """Shared part: band check, power spectrogram, full precision, normalisation, channel axis.
+    """Shared part: band check, spectrogram, full precision, normalisation, channel axis.
 
-    A front end only says how a power spectrogram ``(batch, freq, frames)`` becomes its
-    features ``(batch, n_features, frames)`` (:meth:`_from_power`).
+    A front end says how a power spectrogram ``(batch, freq, frames)`` becomes its magnitude
+    features ``(batch, n_features, frames)`` (:meth:`_from_power`); one with more channels
+    also builds them from the complex spectrogram (:meth:`_channels`). Per-utterance
+    normalisation applies to the magnitude features only.
     """
 
     config: LFCCConfig | LogMelConfig | LogSpecConfig
+    n_channels = 1  # channels of the output image
 
     def __init__(self, config: LFCCConfig | LogMelConfig | LogSpecConfig, normalize: bool) -> None:
         super().__init__()
@@ -207,7 +231,7 @@ class _Frontend(nn.Module):
                 f"need 0 <= f_min < f_max <= {config.sample_rate / 2} Hz, "
                 f"got {config.f_min}, {self.f_max}"
             )
-        self.spectrogram = _PowerSpectrogram(config.n_fft, config.win_length, config.hop_length)
+        self.spectrogram = _Spectrogram(config.n_fft, config.win_length, config.hop_length)
 
     @property
     def f_max(self) -> float:
@@ -224,13 +248,17 @@ class _Frontend(nn.Module):
         """Compute the features of a batch of waveforms (float32 even under autocast)."""
         with _full_precision(waves.device):
             waves = _preemphasis(_as_batch(waves).float(), self.config.preemphasis)
-            feats = self._from_power(self.spectrogram(waves))
+            spec = self.spectrogram(waves)
+            feats = self._from_power(spec.real.square() + spec.imag.square())
             if self.normalize:
                 feats = _utterance_normalize(feats)
-            return feats.unsqueeze(1)
+            return self._channels(feats, spec)
 
     def _from_power(self, power: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def _channels(self, feats: torch.Tensor, spec: torch.Tensor) -> torch.Tensor:
+        return feats.unsqueeze(1)
 
 
 class LFCCFrontend(_Frontend):
@@ -296,8 +324,48 @@ class LogSpecFrontend(_Frontend):
         return torch.log(power[:, low:high] + self.config.log_floor)
 
 
+def phase_deviation(
+    spec: torch.Tensor, n_fft: int, hop_length: int, first_bin: int = 0
+) -> torch.Tensor:
+    """Instantaneous-frequency deviation of a complex STFT ``(batch, bins, frames)``, radians.
+
+    Row ``i`` holds FFT bin ``first_bin + i``. Each frame's value is its phase advance since
+    the previous frame minus ``2 pi k hop / n_fft``, wrapped to ``[-pi, pi)``; the first frame,
+    which has no predecessor, repeats the second's so the output keeps the input's shape.
+    """
+    phase = torch.angle(spec)
+    if phase.shape[-1] < 2:
+        return torch.zeros_like(phase)
+    k = torch.arange(first_bin, first_bin + phase.shape[-2], device=phase.device, dtype=phase.dtype)
+    expected = (2 * math.pi * hop_length / n_fft) * k[:, None]
+    advance = phase[..., 1:] - phase[..., :-1] - expected
+    deviation = torch.remainder(advance + math.pi, 2 * math.pi) - math.pi
+    return torch.cat([deviation[..., :1], deviation], dim=-1)
+
+
+class IFDFrontend(LogSpecFrontend):
+    """Log power and phase: (batch, samples) -> (batch, 3, n_bins, frames).
+
+    Channel 0 is the log power of each bin (per-utterance normalised when asked), channels 1
+    and 2 the cosine and sine of its instantaneous-frequency deviation
+    (:func:`phase_deviation`): a continuous encoding of an angle, bounded, so it needs no
+    normalisation.
+    """
+
+    n_channels = 3
+
+    def __init__(self, config: IFDConfig | None = None, normalize: bool = False) -> None:
+        super().__init__(config or IFDConfig(), normalize)
+
+    def _channels(self, feats: torch.Tensor, spec: torch.Tensor) -> torch.Tensor:
+        low, high = self.config.bins()
+        cfg = self.config
+        deviation = phase_deviation(spec[:, low:high], cfg.n_fft, cfg.hop_length, first_bin=low)
+        return torch.stack([feats, torch.cos(deviation), torch.sin(deviation)], dim=1)
+
+
 def build_frontend(name: str, normalize: bool = False, **settings: Any) -> nn.Module:
-    """Build a front end by name (``"lfcc"``, ``"mel"`` or ``"spec"``); ``settings`` override its config.
+    """Build a front end by name (one of :data:`FRONTEND_NAMES`); ``settings`` override its config.
 
     For example ``build_frontend("lfcc", n_lfcc=20, with_deltas=False)`` or
     ``build_frontend("mel", n_mels=64, normalize=True)``.
@@ -306,6 +374,7 @@ def build_frontend(name: str, normalize: bool = False, **settings: Any) -> nn.Mo
         "lfcc": LFCCConfig,
         "mel": LogMelConfig,
         "spec": LogSpecConfig,
+        "ifd": IFDConfig,
     }
     if name not in configs:
         raise FrontendError(f"unknown front end {name!r}; choose one of {list(FRONTEND_NAMES)}")
@@ -317,5 +386,10 @@ def build_frontend(name: str, normalize: bool = False, **settings: Any) -> nn.Mo
         raise FrontendError(
             f"bad settings for front end {name!r}: {error}; known settings: {known}"
         ) from error
-    frontends = {"lfcc": LFCCFrontend, "mel": LogMelFrontend, "spec": LogSpecFrontend}
+    frontends = {
+        "lfcc": LFCCFrontend,
+        "mel": LogMelFrontend,
+        "spec": LogSpecFrontend,
+        "ifd": IFDFrontend,
+    }
     return frontends[name](config, normalize=normalize)  # type: ignore[arg-type]

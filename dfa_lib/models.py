@@ -4,7 +4,7 @@ Every model takes a batch of 16 kHz float32 waveforms ``(batch, samples)`` and r
 ``(batch, 2)`` ordered ``[real, fake]`` (class index real = 0, fake = 1). The bona fide score
 used for EER is ``logits[:, 0] - logits[:, 1]`` (higher = real). Each model declares
 ``input_samples`` (a fixed input length in samples, or ``None`` for variable-length input) and
-``frontend_name`` (``"waveform"``, ``"lfcc"`` or ``"mel"``).
+``frontend_name`` (``"waveform"`` or a name of :data:`~dfa_lib.frontends.FRONTEND_NAMES`).
 
 Build models by name with :func:`build_model`; its keyword arguments are plain JSON values,
 so a run folder's ``config.json`` (``{"model": {"name": ..., "kwargs": {...}}}``) rebuilds
@@ -193,7 +193,7 @@ class _SpectralModel(nn.Module):
         was_training = trunk.training
         trunk.eval()
         with torch.no_grad():
-            probe = trunk(torch.zeros(1, 1, n_feats, 32))
+            probe = trunk(torch.zeros(1, self.frontend.n_channels, n_feats, 32))  # type: ignore[attr-defined]
         trunk.train(was_training)
         return probe.shape[1] * probe.shape[2]
 
@@ -243,7 +243,7 @@ class LCNN(_SpectralModel):
         w15 = (3 * w) // 2
         pool = nn.MaxPool2d(kernel_size=2, stride=2, ceil_mode=True)  # stateless, safe to share
         self.trunk = nn.Sequential(
-            _mfm_conv(1, w, 5),
+            _mfm_conv(self.frontend.n_channels, w, 5),
             pool,
             _mfm_conv(w, w, 1),
             nn.BatchNorm2d(w),
@@ -323,7 +323,7 @@ class SmallResNet(_SpectralModel):
         self._set_spec_augment(spec_augment)
         w = width
         self.trunk = nn.Sequential(
-            nn.Conv2d(1, w, 3, stride=2, padding=1, bias=False),
+            nn.Conv2d(self.frontend.n_channels, w, 3, stride=2, padding=1, bias=False),
             nn.BatchNorm2d(w),
             nn.ReLU(inplace=True),
             _BasicBlock(w, w, 1),
@@ -347,10 +347,10 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
     """Build a detector by name (one of :data:`MODEL_NAMES`) with JSON-serialisable kwargs.
 
     ``original_cnn``: ``input_samples`` (16000), ``dropout`` (0.3).
-    ``lcnn``: ``frontend`` ("lfcc" | "mel", default "lfcc"), ``normalize`` (per-utterance
-    mean/variance normalisation of the features, default True), ``width`` (16),
-    ``embedding`` (64), ``dropout`` (0.5), ``frontend_settings`` (dict overriding
-    :class:`~dfa_lib.frontends.LFCCConfig` / :class:`~dfa_lib.frontends.LogMelConfig`),
+    ``lcnn``: ``frontend`` ("lfcc" | "mel" | "spec" | "ifd", default "lfcc"), ``normalize``
+    (per-utterance mean/variance normalisation of the magnitude features, default True),
+    ``width`` (16), ``embedding`` (64), ``dropout`` (0.5), ``frontend_settings`` (dict
+    overriding the front end's config, e.g. :class:`~dfa_lib.frontends.LFCCConfig`),
     ``spec_augment`` (None, or a dict of :class:`SpecAugment` settings, ``{}`` for its
     defaults: feature masking in training).
     ``resnet``: ``frontend`` (default "mel"), ``normalize`` (True), ``width`` (8),

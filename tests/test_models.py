@@ -66,6 +66,49 @@ def test_spectrogram_front_end_keeps_the_bins_of_its_band() -> None:
         build_frontend("spec", f_min=5000.0, f_max=4000.0)
 
 
+def test_phase_front_end_measures_frequency_within_a_bin() -> None:
+    frontend = build_frontend("ifd", f_max=4000.0)
+    # 512-point FFT: 31.25 Hz per bin, bins 0..128 up to 4 kHz; 10 ms frames; three channels.
+    assert (frontend.n_features, frontend.n_channels) == (129, 3)
+    feats = frontend(torch.randn(2, 24000) * 0.1)
+    assert feats.shape == (2, 3, 129, 1 + 24000 // 160)
+    assert torch.allclose(feats[:, 1].square() + feats[:, 2].square(), torch.ones(1), atol=1e-5)
+    # A steady tone at a bin's centre advances by exactly the expected phase: deviation 0
+    # (cosine 1) in that bin. A tone a quarter-bin higher advances 2 pi * 7.8125 Hz * 10 ms
+    # further per frame: a deviation of 0.49 rad in the same bin.
+    t = torch.arange(24000) / 16000
+    for offset, angle in ((0.0, 0.0), (7.8125, 2 * math.pi * 7.8125 * 0.01)):
+        tone = frontend(torch.sin(2 * torch.pi * (40 * 31.25 + offset) * t)[None])[0]
+        steady = slice(5, -5)  # frames away from the zero padding at both ends
+        torch.testing.assert_close(
+            tone[1, 40, steady],
+            torch.full_like(tone[1, 40, steady], math.cos(angle)),
+            atol=1e-3,
+            rtol=0,
+        )
+        torch.testing.assert_close(
+            tone[2, 40, steady],
+            torch.full_like(tone[2, 40, steady], math.sin(angle)),
+            atol=1e-3,
+            rtol=0,
+        )
+    # Normalisation touches the log power only; the phase channels are the same either way.
+    wave = torch.randn(1, 16000) * 0.1
+    plain, normalised = build_frontend("ifd")(wave), build_frontend("ifd", normalize=True)(wave)
+    assert torch.equal(plain[:, 1:], normalised[:, 1:])
+    assert not torch.allclose(plain[:, 0], normalised[:, 0])
+    # The log-power channel is the spec front end's on the same grid.
+    spec = build_frontend("spec", n_fft=512, win_length=512, hop_length=160)(wave)
+    assert torch.equal(plain[:, :1], spec)
+
+
+def test_phase_deviation_of_a_single_frame_is_zero() -> None:
+    from dfa_lib.frontends import phase_deviation
+
+    spec = torch.randn(2, 5, 1, dtype=torch.complex64)
+    assert torch.equal(phase_deviation(spec, 512, 160), torch.zeros(2, 5, 1))
+
+
 def test_lfcc_settings_are_asvspoof_like() -> None:
     cfg = LFCCConfig()
     assert (cfg.win_length, cfg.hop_length, cfg.n_fft) == (320, 160, 512)  # 20 ms / 10 ms
@@ -94,7 +137,7 @@ def test_utterance_normalisation_gives_zero_mean_unit_variance_and_gain_invarian
     assert torch.allclose(frontend(4.0 * wave), frontend(wave), atol=1e-2)
 
 
-@pytest.mark.parametrize("name", ["lfcc", "mel", "spec"])
+@pytest.mark.parametrize("name", ["lfcc", "mel", "spec", "ifd"])
 def test_frontend_stays_float32_under_mixed_precision(name: str) -> None:
     frontend = build_frontend(name)
     wave = torch.randn(2, 8000) * 0.1
@@ -152,6 +195,7 @@ def test_eval_output_does_not_depend_on_batch_mates(name: str) -> None:
     [
         ({}, "lfcc"),
         ({"frontend": "mel"}, "mel"),
+        ({"frontend": "ifd", "frontend_settings": {"f_max": 4000.0}}, "ifd"),
         ({"frontend_settings": {"n_lfcc": 30, "n_filter": 30}}, "lfcc"),
     ],
 )
@@ -286,3 +330,16 @@ def test_spectral_models_take_spec_augment_without_new_weights(name):
 def test_bad_spec_augment_settings_are_refused(settings):
     with pytest.raises(ModelConfigError, match="spec_augment"):
         build_model("lcnn", spec_augment=settings)
+
+
+@pytest.mark.parametrize("name", ["lcnn", "resnet"])
+def test_spectral_models_take_every_channel_of_their_front_end(name):
+    model = build_model(name, frontend="ifd").eval()
+    first = next(m for m in model.trunk.modules() if isinstance(m, nn.Conv2d))
+    assert first.in_channels == 3
+    with torch.no_grad():
+        assert model(torch.randn(2, 16000) * 0.1).shape == (2, 2)
+    assert (
+        next(m for m in build_model(name).trunk.modules() if isinstance(m, nn.Conv2d)).in_channels
+        == 1
+    )
