@@ -17,7 +17,7 @@ Studies (:data:`STUDIES`):
   the long-term spectrum);
 - ``lcnn-phase``: log-mel against the same STFT's log power bins alone and with their
   instantaneous-frequency deviation (the ``ifd`` front end: phase, which magnitude features
-  discard), with and without per-utterance normalisation.
+  discard), with and without per-utterance normalisation, and with SpecAugment.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["STUDIES", "Variant", "main", "markdown_table", "run_study"]
+__all__ = ["STUDIES", "Variant", "main", "markdown_table", "run_study", "select_variants"]
 
 
 @dataclass(frozen=True)
@@ -80,8 +80,31 @@ STUDIES: dict[str, tuple[Variant, ...]] = {
         Variant("spec512-4k", _lcnn("spec", 4000.0, _IFD_GRID)),
         Variant("ifd-4k", _lcnn("ifd", 4000.0)),
         Variant("ifd-4k-unnormalised", _lcnn("ifd", 4000.0, normalize=False)),
+        Variant(
+            "ifd-4k-unnormalised+specaugment",
+            _lcnn("ifd", 4000.0, normalize=False, spec_augment={}),
+        ),
     ),
 }
+
+
+def select_variants(study: str, names: str | None = None) -> tuple[Variant, ...]:
+    """Return the variants of ``study`` named in ``names`` (comma-separated), in that order.
+
+    ``None`` or an empty string selects every variant; an unknown study or variant is a
+    ``KeyError`` that lists the choices.
+    """
+    if study not in STUDIES:
+        raise KeyError(f"unknown study {study!r}; choose from {sorted(STUDIES)}")
+    variants = STUDIES[study]
+    wanted = [name.strip() for name in (names or "").split(",") if name.strip()]
+    if not wanted:
+        return variants
+    known = {variant.name: variant for variant in variants}
+    unknown = [name for name in wanted if name not in known]
+    if unknown:
+        raise KeyError(f"study {study!r} has no variant {unknown}; it has {sorted(known)}")
+    return tuple(known[name] for name in wanted)
 
 
 def run_study(
@@ -108,9 +131,7 @@ def run_study(
     from dfa_lib.train import TrainConfig, train
 
     if variants is None:
-        if study not in STUDIES:
-            raise KeyError(f"unknown study {study!r}; choose from {sorted(STUDIES)}")
-        variants = STUDIES[study]
+        variants = select_variants(study)
     base = TrainConfig(
         name="base",
         model="lcnn",
@@ -188,14 +209,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--variants", default=None, help="comma-separated subset of the study's variants"
     )
     args = parser.parse_args(argv)
-    variants = STUDIES[args.study]
-    if args.variants:
-        names = [name.strip() for name in args.variants.split(",") if name.strip()]
-        known = {variant.name: variant for variant in variants}
-        unknown = [name for name in names if name not in known]
-        if unknown:
-            parser.error(f"study {args.study!r} has no variant {unknown}; it has {sorted(known)}")
-        variants = tuple(known[name] for name in names)
+    try:
+        variants = select_variants(args.study, args.variants)
+    except KeyError as error:
+        parser.error(error.args[0])
 
     from dfa_lib.evaluate import TRAINED_ON
     from dfa_lib.experiment import prepare_protocol, protocols_for

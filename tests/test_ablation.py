@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import make_toy_split
 
-from dfa_lib.ablation import STUDIES, Variant, main, markdown_table, run_study
+from dfa_lib.ablation import STUDIES, Variant, main, markdown_table, run_study, select_variants
 from dfa_lib.experiment import ProtocolData
 
 
@@ -67,3 +67,15 @@ def test_an_unknown_study_is_refused(tmp_path, toy):
         run_study("nope", *toy, tmp_path)
     with pytest.raises(SystemExit):
         main(["nope"])
+
+
+def test_a_subset_of_variants_is_selected_by_name_in_the_order_given(capsys):
+    assert select_variants("lcnn-phase") == STUDIES["lcnn-phase"]
+    chosen = select_variants("lcnn-phase", " ifd-4k-unnormalised, mel-4k ")
+    assert [v.name for v in chosen] == ["ifd-4k-unnormalised", "mel-4k"]
+    with pytest.raises(KeyError, match=r"no variant \['ifd-8k'\]; it has \["):
+        select_variants("lcnn-phase", "mel-4k,ifd-8k")
+    # The command line refuses it before loading any data.
+    with pytest.raises(SystemExit):
+        main(["lcnn-phase", "--variants", "ifd-8k", "--data-dir", "/nonexistent"])
+    assert "no variant ['ifd-8k']" in capsys.readouterr().err
