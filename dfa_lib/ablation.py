@@ -81,6 +81,9 @@ STUDIES: dict[str, tuple[Variant, ...]] = {
         Variant("ifd-4k", _lcnn("ifd", 4000.0)),
         Variant("ifd-4k-unnormalised", _lcnn("ifd", 4000.0, normalize=False)),
         Variant(
+            "ifd-4k-unnormalised-20ms", _lcnn("ifd", 4000.0, {"hop_length": 320}, normalize=False)
+        ),
+        Variant(
             "ifd-4k-unnormalised+specaugment",
             _lcnn("ifd", 4000.0, normalize=False, spec_augment={}),
         ),
