@@ -42,7 +42,7 @@ from dfa_lib.metrics import equal_error_rate
 from dfa_lib.provenance import provenance_record, write_json
 from dfa_lib.scoring import score_waves
 
-CLASSICAL_MODELS = ("lfcc_gmm", "lfcc_logreg")
+CLASSICAL_MODELS = ("lfcc_gmm", "lfcc_logreg", "ifd_logreg")
 RUN_FORMAT = "dfa-detector"
 RUN_FORMAT_VERSION = 1
 
@@ -56,7 +56,7 @@ class TrainConfig:
     """Everything that defines one training run; written resolved into the run folder."""
 
     name: str = "lcnn"  # run folder name
-    model: str = "lcnn"  # dfa_lib.models.build_model name, or lfcc_gmm / lfcc_logreg
+    model: str = "lcnn"  # dfa_lib.models.build_model name, or lfcc_gmm / lfcc_logreg / ifd_logreg
     model_kwargs: dict = field(default_factory=dict)
     clip_seconds: float = 4.0  # training crop and scoring window, seconds
     pad_mode: str = "wrap"  # how clips shorter than the window are filled: wrap | constant

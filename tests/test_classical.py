@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
 
@@ -14,13 +15,15 @@ from dfa_lib.classical import (
     ARRAYS_FILE,
     CONFIG_FILE,
     ClassicalModelError,
+    IFDLogRegClassifier,
     LFCCGMMClassifier,
     LFCCLogRegClassifier,
     build_classical,
     lfcc_features,
     load_classical,
+    phase_statistics,
 )
-from dfa_lib.frontends import LFCCConfig
+from dfa_lib.frontends import IFDConfig, LFCCConfig, build_frontend
 
 SR = 16000
 
@@ -64,7 +67,11 @@ def test_lfcc_features_match_the_frontend_settings() -> None:
         lfcc_features([np.zeros((2, 100))])
 
 
-@pytest.mark.parametrize("factory", [small_gmm, LFCCLogRegClassifier], ids=["gmm", "logreg"])
+@pytest.mark.parametrize(
+    "factory",
+    [small_gmm, LFCCLogRegClassifier, IFDLogRegClassifier],
+    ids=["gmm", "logreg", "ifd-logreg"],
+)
 def test_classifier_separates_tones_from_noise_and_round_trips(
     factory, data, tmp_path: Path
 ) -> None:
@@ -82,6 +89,24 @@ def test_classifier_separates_tones_from_noise_and_round_trips(
     loaded = type(model).load(folder)
     assert np.array_equal(loaded.score(test_waves), scores)
     assert np.array_equal(load_classical(folder).score(test_waves), scores)
+
+
+def test_phase_statistics_are_the_front_end_channels_mean_and_spread() -> None:
+    rng = np.random.default_rng(0)
+    waves = [rng.standard_normal(8000).astype(np.float32) * 0.1 for _ in range(3)]
+    waves.append(rng.standard_normal(12000).astype(np.float32) * 0.1)  # another length
+    # Without settings, bins up to Nyquist: 257 bins, three channels, mean and std of each.
+    assert phase_statistics(waves).shape == (4, 6 * 257)
+    # The classifier keeps 129 bins up to 4 kHz.
+    config = IFDLogRegClassifier().ifd
+    assert config == IFDConfig(f_max=4000.0)
+    stats = phase_statistics(waves, config)
+    assert stats.shape == (4, 6 * 129)
+    feats = build_frontend("ifd", f_max=4000.0)(torch.from_numpy(waves[3])[None])
+    expected = np.concatenate([feats.mean(-1).flatten().numpy(), feats.std(-1).flatten().numpy()])
+    np.testing.assert_allclose(stats[3], expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="clip 0"):
+        phase_statistics([np.zeros(0, np.float32)])
 
 
 def test_fitting_is_seeded(data) -> None:
@@ -117,6 +142,9 @@ def test_build_classical() -> None:
     assert isinstance(model, LFCCGMMClassifier)
     assert (model.seed, model.n_components, model.lfcc.n_features) == (3, 8, 36)
     assert isinstance(build_classical("lfcc_logreg", C=0.5), LFCCLogRegClassifier)
+    phase = build_classical("ifd_logreg", ifd={"f_max": 2000.0})
+    assert isinstance(phase, IFDLogRegClassifier)
+    assert (phase.C, phase.ifd.n_features, phase.n_statistics) == (0.01, 65, 390)
     with pytest.raises(ValueError, match="unknown classical model"):
         build_classical("svm")
     with pytest.raises(ValueError, match="bad settings"):
@@ -179,3 +207,16 @@ def test_foreign_and_corrupt_folders_raise_clear_errors(saved_logreg: Path, tmp_
     (other_lfcc / CONFIG_FILE).write_text(json.dumps(document))
     with pytest.raises(ClassicalModelError, match="do not match"):
         LFCCLogRegClassifier.load(other_lfcc)
+
+
+def test_a_phase_model_refuses_settings_that_do_not_fit_its_arrays(data, tmp_path: Path) -> None:
+    train_waves, train_labels, test_waves, _ = data
+    folder = IFDLogRegClassifier().fit(train_waves, train_labels).save(tmp_path / "phase")
+    assert json.loads((folder / CONFIG_FILE).read_text())["model_type"] == "ifd_logreg"
+    with pytest.raises(ClassicalModelError, match="IFDLogRegClassifier.load"):
+        LFCCLogRegClassifier.load(folder)
+    document = json.loads((folder / CONFIG_FILE).read_text())
+    document["ifd"]["f_max"] = 2000.0
+    (folder / CONFIG_FILE).write_text(json.dumps(document))
+    with pytest.raises(ClassicalModelError, match="do not match 390 ifd statistics"):
+        load_classical(folder)
