@@ -37,12 +37,12 @@ from tqdm.auto import tqdm
 
 from dfa_lib import __version__
 from dfa_lib.clips import ClipStore
+from dfa_lib.detector import CLASSICAL_MODELS
 from dfa_lib.labels import FAKE, REAL, label_to_index
 from dfa_lib.metrics import equal_error_rate
 from dfa_lib.provenance import provenance_record, write_json
 from dfa_lib.scoring import score_waves
 
-CLASSICAL_MODELS = ("lfcc_gmm", "lfcc_logreg", "ifd_logreg")
 RUN_FORMAT = "dfa-detector"
 RUN_FORMAT_VERSION = 1
 

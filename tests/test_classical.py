@@ -220,3 +220,14 @@ def test_a_phase_model_refuses_settings_that_do_not_fit_its_arrays(data, tmp_pat
     (folder / CONFIG_FILE).write_text(json.dumps(document))
     with pytest.raises(ClassicalModelError, match="do not match 390 ifd statistics"):
         load_classical(folder)
+
+
+def test_every_classical_model_is_known_to_the_detector_and_the_engine() -> None:
+    from dfa_lib.classical import CLASSICAL_MODEL_NAMES
+    from dfa_lib.detector import CLASSICAL_MODELS, FOLDER_LOADERS
+    from dfa_lib.train import CLASSICAL_MODELS as TRAINED
+
+    assert set(CLASSICAL_MODEL_NAMES) == set(CLASSICAL_MODELS) == set(TRAINED)
+    assert all(
+        FOLDER_LOADERS[name] == "dfa_lib.classical:load_classical" for name in CLASSICAL_MODELS
+    )
