@@ -3,10 +3,10 @@
 ``python -m dfa_lib.ablation <study> --data-dir data`` trains every variant of a study on
 one protocol's training split (capped per class), keeps the best validation epoch, scores the
 complete test split (and that of every protocol answered by the same training, such as
-``cross-source`` for ``in-domain``: a choice that helps in-domain can hurt elsewhere) and writes ``<out>/ablation_<study>.json`` and ``.md`` (run folders under
-``runs/ablation/<study>/``): the table behind a
-design choice (which front end, which regularisation), reproducible from the repository.
-Variants of a study differ only in the settings they name; seed, data and budget are shared.
+``cross-source`` for ``in-domain``: a choice that helps in-domain can hurt elsewhere) and
+writes ``<out>/ablation_<study>.json`` and ``.md`` (run folders under
+``runs/ablation/<study>/``): the table behind a design choice (which front end, which
+regularisation), reproducible from the repository. Variants of a study differ only in the settings they name; seed, data and budget are shared.
 
 Studies (:data:`STUDIES`):
 
@@ -54,8 +54,12 @@ def _lcnn(
     }
 
 
-# The ifd front end's STFT grid: 32 ms windows every 10 ms, 129 bins to 4 kHz.
-_IFD_GRID = {"n_fft": 512, "win_length": 512, "hop_length": 160}
+def _ifd_grid() -> dict[str, int]:
+    # The ifd front end's STFT grid (32 ms windows every 10 ms), for log power alone.
+    from dfa_lib.frontends import IFDConfig
+
+    grid = IFDConfig()
+    return {"n_fft": grid.n_fft, "win_length": grid.win_length, "hop_length": grid.hop_length}
 
 
 STUDIES: dict[str, tuple[Variant, ...]] = {
@@ -77,7 +81,7 @@ STUDIES: dict[str, tuple[Variant, ...]] = {
     ),
     "lcnn-phase": (
         Variant("mel-4k", _lcnn("mel", 4000.0)),
-        Variant("spec512-4k", _lcnn("spec", 4000.0, _IFD_GRID)),
+        Variant("spec512-4k", _lcnn("spec", 4000.0, _ifd_grid())),
         Variant("ifd-4k", _lcnn("ifd", 4000.0)),
         Variant("ifd-4k-unnormalised", _lcnn("ifd", 4000.0, normalize=False)),
         Variant(

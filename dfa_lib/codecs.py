@@ -5,7 +5,8 @@ Two backends run the same FFmpeg encoders and decoders:
 - ``av``: in-process through PyAV (the codec contexts only, no container), when PyAV is
   installed and its FFmpeg has the encoder. A 1.5-s clip takes 3-14 ms, where starting the
   ffmpeg program twice takes 95-120 ms (``make bench`` times both on every codec setting),
-  which is what made codec augmentation the slow part of augmented training. Resampling to and from the codec's rate is scipy's polyphase filter.
+  which is what made codec augmentation the slow part of augmented training. Resampling to
+  and from the codec's rate is scipy's polyphase filter.
 - ``ffmpeg``: pipes raw float32 samples into the ``ffmpeg`` program's encoder and the bitstream
   into its decoder (no temporary files), which also resamples back to the input rate. It is
   used for codecs PyAV's build lacks (GSM) and when PyAV is absent.

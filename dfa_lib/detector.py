@@ -15,8 +15,9 @@ Scores and threshold
     with the probability threshold ``t = sigmoid(-tau)`` and labels a clip fake when
     ``p_fake >= t`` (the two rules differ only when ``s == tau`` exactly).
     Classical detectors (``lfcc_gmm``, ``lfcc_logreg``, ``ifd_logreg`` from
-    :mod:`dfa_lib.classical`) return a bona fide score directly (a log-likelihood ratio or log-odds); the same ``sigmoid(-s)``
-    maps it to a probability of fake (the posterior at equal priors for a log-likelihood ratio).
+    :mod:`dfa_lib.classical`) return a bona fide score directly (a log-likelihood ratio or
+    log-odds); the same ``sigmoid(-s)`` maps it to a probability of fake (the posterior at
+    equal priors for a log-likelihood ratio).
 
 Long files
     The same windows as :mod:`dfa_lib.scoring` (the rule validation and evaluation use, so

@@ -1,11 +1,11 @@
-"""Spectral front ends (LFCC, log-mel, log spectrogram, phase) as torch modules on the model's device.
+"""Spectral front ends (LFCC, log-mel, log spectrogram, phase) as torch modules.
 
 Every front end maps a batch of 16 kHz waveforms ``(batch, samples)`` to an "image"
 ``(batch, n_channels, n_feats, frames)`` for a 2-D CNN: one channel of magnitude features,
-and for the ``ifd`` front end two more that carry the phase the others throw away. They hold no trainable parameters;
-their filterbanks and windows are buffers, so ``model.to(device)`` moves them with the model.
-No augmentation happens here (that lives in ``dfa_lib.augment``), so training and inference
-see the same features.
+and for the ``ifd`` front end two more that carry the phase the others throw away. They run
+on the model's device and hold no trainable parameters; their filterbanks and windows are
+buffers, so ``model.to(device)`` moves them with the model. No augmentation happens here
+(that lives in ``dfa_lib.augment``), so training and inference see the same features.
 
 LFCC defaults follow the published ASVspoof 2019/2021 LFCC baselines (LFCC-GMM, LFCC-LCNN):
 20 ms Hamming windows with a 10 ms shift (320 / 160 samples at 16 kHz), a 512-point FFT,

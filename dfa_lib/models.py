@@ -188,12 +188,13 @@ class _SpectralModel(nn.Module):
 
     def _trunk_output_dim(self) -> int:
         n_feats = self.frontend.n_features  # type: ignore[attr-defined]
+        n_channels = self.frontend.n_channels  # type: ignore[attr-defined]
         trunk: nn.Module = self.trunk  # type: ignore[attr-defined]
         # Eval mode so that the probe leaves the BatchNorm running statistics untouched.
         was_training = trunk.training
         trunk.eval()
         with torch.no_grad():
-            probe = trunk(torch.zeros(1, self.frontend.n_channels, n_feats, 32))  # type: ignore[attr-defined]
+            probe = trunk(torch.zeros(1, n_channels, n_feats, 32))
         trunk.train(was_training)
         return probe.shape[1] * probe.shape[2]
 
