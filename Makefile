@@ -20,7 +20,7 @@ FARGAN := $(BIN)/fargan_demo
 export HF_HUB_OFFLINE ?= 1
 export PYTHONHASHSEED ?= 0
 
-.PHONY: help setup system-deps test test-fast lint format data reports bench ablation app lock clean distclean
+.PHONY: help setup system-deps test test-fast test-gpu lint format data reports bench ablation app lock clean distclean
 
 ## Show this list of targets
 help:
@@ -69,6 +69,10 @@ test: setup
 ## Run the fast tests only (no slow or notebook tests)
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow and not notebooks and not gpu"
+
+## Run the GPU tests (CUDA training, front ends, encoders, heads; skipped without a GPU)
+test-gpu: setup
+	$(BIN)/python -m pytest -q -m gpu tests/test_gpu.py
 
 ## Check code and notebooks with ruff (notebooks must carry no outputs)
 lint: setup

@@ -244,3 +244,36 @@ def test_reports_record_whether_a_run_started_from_nothing(tmp_path):
     lines = (tmp_path / HISTORY_FILE).read_text().splitlines()
     assert [json.loads(x)["timings_s"]["total"] for x in lines] == [12.0, 9.0]
     assert json.loads(lines[0])["start"]["kind"] == "with earlier outputs"
+
+
+def test_epoch_benchmark_times_every_epoch_and_refuses_bad_settings(tmp_path):
+    from dfa_lib.bench.epochs import main, measure_epochs
+
+    record = measure_epochs("cpu", epochs=2, n_train=8, n_val=4, models=("lcnn-mel-4k",))
+    [(name, row)] = record["models"].items()
+    assert name == "lcnn-mel-4k" and record["device"] == "cpu"
+    assert len(row["seconds"]) == 2 and all(s > 0 for s in row["seconds"])
+    assert row["median_after_first"] == row["seconds"][1]
+    with pytest.raises(ValueError, match="at least 2"):
+        measure_epochs("cpu", epochs=1)
+    with pytest.raises(ValueError, match="unknown models"):
+        measure_epochs("cpu", models=("lcnn-gone",))
+    out = tmp_path / "epochs.json"
+    assert (
+        main(
+            [
+                "--device",
+                "cpu",
+                "--epochs",
+                "2",
+                "--n-train",
+                "4",
+                "--n-val",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert set(json.loads(out.read_text())["models"]) == {"lcnn-mel-4k", "lcnn-ifd-4k-unnormalised"}
