@@ -41,7 +41,7 @@ from dfa_lib.detector import CLASSICAL_MODELS
 from dfa_lib.labels import FAKE, REAL, label_to_index
 from dfa_lib.metrics import equal_error_rate
 from dfa_lib.provenance import provenance_record, write_json
-from dfa_lib.scoring import score_waves
+from dfa_lib.scoring import clip_windows, score_waves
 
 RUN_FORMAT = "dfa-detector"
 RUN_FORMAT_VERSION = 1
@@ -226,16 +226,18 @@ def _labels_of(df: pd.DataFrame) -> np.ndarray:
 
 def fingerprint(config: TrainConfig, train_checksum: str, val_checksum: str) -> str:
     """Return the hash that decides whether an existing run folder can be reused."""
-    blob = json.dumps(
-        {
-            "config": config.resolved(),
-            "train": train_checksum,
-            "val": val_checksum,
-            "dfa": __version__,
-            "format": RUN_FORMAT_VERSION,
-        },
-        sort_keys=True,
-    )
+    payload = {
+        "config": config.resolved(),
+        "train": train_checksum,
+        "val": val_checksum,
+        "dfa": __version__,
+        "format": RUN_FORMAT_VERSION,
+    }
+    if config.model in CLASSICAL_MODELS:
+        # Classical validation scores were once those of one centre crop per clip; folders
+        # written then are refitted (seconds) rather than reused.
+        payload["validation_scores"] = "window-mean"
+    blob = json.dumps(payload, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
@@ -393,7 +395,13 @@ def _fit_classical(config, train_store, train_rows, train_labels, val_store, val
     model = classical.build_classical(config.model, seed=config.seed, **config.model_kwargs)
     labels = ["real" if v == REAL else "fake" for v in train_labels]
     model.fit(waves(train_store, train_rows), labels)
-    val_scores = np.asarray(model.score(waves(val_store, val_rows)), dtype=np.float64)
+    # Validation clips are scored as a detector scores any file (the mean over its windows),
+    # so that the validation-EER threshold is set on the scores it will be applied to.
+    pieces = [clip_windows(val_store[int(r)], length, None, config.pad_mode) for r in val_rows]
+    counts = np.array([len(p) for p in pieces])
+    flat = np.asarray(model.score(list(np.concatenate(pieces))), dtype=np.float64)
+    ends = np.cumsum(counts)
+    val_scores = np.add.reduceat(flat, ends - counts) / counts
     return model, pd.DataFrame([{"epoch": 1}]), 1, val_scores
 
 

@@ -156,6 +156,25 @@ def test_classical_model_through_the_same_engine(tmp_path, toy):
     assert again.reused and again.val_eer == res.val_eer
 
 
+def test_classical_validation_scores_are_the_detectors_scores(tmp_path, toy):
+    """Validation clips longer than the window are scored as the detector scores files."""
+    from dfa_lib.detector import load_detector
+
+    (tr, trs), (va, vas) = toy
+    [res] = train(
+        TrainConfig(name="logreg", model="lfcc_logreg", clip_seconds=0.4),
+        tr,
+        va,
+        trs,
+        vas,
+        tmp_path,
+        progress=False,
+    )
+    saved = pd.read_csv(res.folder / "scores" / "validation.txt", sep=" ", header=None)[1]
+    scores = load_detector(res.folder).score_waves([vas[i] for i in range(len(vas))])
+    np.testing.assert_allclose(scores, saved.to_numpy(), rtol=1e-9, atol=1e-9)
+
+
 def test_errors(tmp_path, toy):
     (tr, trs), (va, vas) = toy
     only_real = tr[tr["label"] == "real"].reset_index(drop=True)
