@@ -88,6 +88,7 @@ __all__ = [
     "load_detector",
     "model_card",
     "probability_threshold",
+    "read_detector_config",
     "resolve_device",
     "score_threshold",
     "write_model_card",
@@ -109,6 +110,7 @@ FOLDER_LOADERS: dict[str, str] = {
     "lfcc_logreg": "dfa_lib.classical:load_classical",
     "ifd_logreg": "dfa_lib.classical:load_classical",
     "ssl_head": "dfa_lib.ssl_pipeline:load_head_detector",
+    "fusion": "dfa_lib.fusion:load_fusion",
 }
 DEFAULT_BATCH_SIZE = 32
 NORMALIZATIONS: tuple[str, ...] = ("none", "peak", "rms")
@@ -606,6 +608,11 @@ def is_detector_folder(folder: str | os.PathLike) -> bool:
     return isinstance(data, dict) and data.get("format") == FORMAT_NAME
 
 
+def read_detector_config(folder: str | os.PathLike) -> dict[str, Any]:
+    """Return a detector folder's checked ``config.json`` (DetectorFormatError when it is not one)."""
+    return _read_config(Path(folder))
+
+
 def _major(version: str) -> str:
     return str(version).split(".", 1)[0]
 
@@ -918,7 +925,8 @@ def export_detector(
     rebuilds the architecture) and ``threshold`` (bona fide score at the validation EER);
     ``preprocessing``, ``training``, ``dataset`` and any other keys are copied as given. The
     format fields are filled in here. Classical models are written with their own
-    ``save(folder)``. Returns the folder.
+    ``save(folder)``; with ``model=None`` no weights are written (a fusion, whose parameters
+    are in the config and whose members keep their own folders). Returns the folder.
 
     Re-exporting into a detector folder replaces it (retraining a run in place), unless
     ``overwrite=False``, which raises FileExistsError instead. New weights make the old
@@ -932,8 +940,9 @@ def export_detector(
             f"{folder} already holds a detector; pass overwrite=True to replace it"
         )
     folder.mkdir(parents=True, exist_ok=True)
-    if full["model"]["name"] in CLASSICAL_MODELS:
-        model.save(folder)
+    if model is None or full["model"]["name"] in CLASSICAL_MODELS:
+        if model is not None:
+            model.save(folder)
         (folder / WEIGHTS_FILE).unlink(missing_ok=True)  # left by an earlier network, if any
     else:
         from safetensors.torch import save_file
