@@ -80,6 +80,10 @@ def test_smoke_metrics_are_sane(smoke_reports):
     # Every detector trained in-domain is also tested cross-source.
     in_domain = [p for p in metrics if "/in-domain/" in str(p)]
     assert all("cross-source" in json.loads(p.read_text()) for p in in_domain)
+    # The profile's fusion of the phase statistics and the encoder head, wherever both trained
+    # (02 trains ifd_logreg on the unseen-neural rotations as an extra protocol).
+    fused = {p.parent.parent.name for p in metrics if p.parent.name.startswith("ifd_logreg+")}
+    assert {"in-domain", "unseen-generator", "unseen-neural-fargan"} <= fused
 
 
 def test_notebooks_have_one_parameters_cell_and_no_outputs():
