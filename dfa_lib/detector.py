@@ -837,12 +837,27 @@ def model_card(config: dict[str, Any], metrics: dict[str, Any] | None = None) ->
     dataset = config.get("dataset", {}) or {}
     training = config.get("training", {}) or {}
     name = model.get("name", "unknown")
+    kwargs = model.get("kwargs", {})
+    if name == "fusion" and isinstance(kwargs.get("members"), list):
+        members = ", ".join(
+            f"`{m.get('name')}` (weight {_fmt(w)})"
+            for m, w in zip(kwargs["members"], kwargs.get("weights", []), strict=False)
+        )
+        settings = (
+            f"combining the detector folders {members} beside it: their bona fide scores, "
+            "standardised on the validation split, weighted by a logistic regression fitted "
+            "there"
+        )
+        window_score = "the fusion's log-odds of real"
+    else:
+        settings = f"with settings {_fmt(kwargs)}"
+        window_score = "logit real minus logit fake"
     lines = [
         f"# Audio deepfake detector: `{name}`",
         "",
         "## What it is",
         f'A binary classifier that tells genuine ("real") speech from synthetic ("fake") '
-        f"speech. Model `{name}` with settings {_fmt(model.get('kwargs', {}))}, written by "
+        f"speech. Model `{name}` {settings}, written by "
         f"dfa {config.get('dfa_version', __version__)} (detector format "
         f"{config.get('format_version', FORMAT_VERSION)}).",
         "",
@@ -850,7 +865,7 @@ def model_card(config: dict[str, Any], metrics: dict[str, Any] | None = None) ->
         f"{prep.clip_seconds:g}-second windows; shorter files are padded "
         f"({prep.pad_mode}), level normalisation: {prep.normalization}.",
         "- Output: probability of fake per window; the file's score is the mean of the "
-        "window bona fide scores (logit real minus logit fake) and its probability of fake "
+        f"window bona fide scores ({window_score}) and its probability of fake "
         "is the sigmoid of minus that mean.",
         f"- Decision threshold: bona fide score {tau:.4g} (validation equal error rate), i.e. "
         f'"fake" when the probability of fake is at least {probability_threshold(tau):.4g}.',

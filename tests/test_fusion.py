@@ -94,6 +94,8 @@ def test_fusion_beats_members_that_see_different_fakes(complementary):
     assert config["threshold"] == pytest.approx(
         float(equal_error_rate(fused[real], fused[~real]).threshold)
     )
+    card = (folder / "README.md").read_text()
+    assert "`a` (weight" in card and "`b` (weight" in card and "log-odds of real" in card
     table = weights_table([folder, members[0]])  # members are not fusions: no rows
     assert list(table["member"]) == ["a", "b"] and list(table["fusion"]) == ["a+b", "a+b"]
     assert table["weight"].tolist() == kwargs["weights"]
