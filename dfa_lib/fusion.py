@@ -240,6 +240,16 @@ def load_fusion(folder: str | os.PathLike, device: str = "auto") -> FusedScorer:
     return FusedScorer([load_detector(f, device=device) for f in folders], parameters)
 
 
+def members_and_parameters(folder: str | os.PathLike) -> tuple[list[str], FusionParameters]:
+    """A fusion folder's member names (in weight order) and its combination, loading nothing."""
+    folder = Path(folder)
+    config = _config(folder)
+    if config["model"]["name"] != FUSION_MODEL:
+        raise FusionError(f"{folder}: not a fusion (model {config['model']['name']!r})")
+    names = [r["name"] for r in _member_records(folder, config)]
+    return names, FusionParameters.from_kwargs(config["model"]["kwargs"])
+
+
 def _labels_of(paths: pd.Index, labels: Mapping[str, str] | pd.Series) -> np.ndarray:
     labels = pd.Series(labels)
     missing = paths.difference(labels.index)
@@ -447,6 +457,7 @@ __all__ = [
     "fusion_name",
     "is_fusion_folder",
     "load_fusion",
+    "members_and_parameters",
     "parse_fusions",
     "protocol_labels",
     "resolve_members",

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -142,13 +144,22 @@ def degradation_sweep(
     progress: bool = True,
     max_per_class: int | None = None,
     seed: int = 0,
+    fusions: Mapping[str, tuple[Sequence[str], Any]] | None = None,
 ) -> pd.DataFrame:
     """Score every detector under every degradation; one row per (detector, degradation).
 
     Columns: ``detector``, ``degradation``, ``family``, ``eer`` (fraction), ``auc``, ``n``.
-    Each detector keeps its own scoring rule; the EER needs no threshold.
+    Each detector keeps its own scoring rule; the EER needs no threshold. ``fusions`` maps a
+    name to ``(member names, parameters)`` (see :func:`dfa_lib.fusion.members_and_parameters`):
+    each is scored from its members' scores, which must be among ``detectors``.
     """
     from dfa_lib.evaluate import test_checksum
+
+    fusions = dict(fusions or {})
+    for fused, (members, _) in fusions.items():
+        missing = [m for m in members if m not in detectors]
+        if missing:
+            raise ValueError(f"fusion {fused!r} needs members {missing} in the sweep")
 
     frame = data.frames["testing"].iloc[_sweep_rows(data, max_per_class, seed)]
     clips = test_checksum(frame)
@@ -175,7 +186,9 @@ def degradation_sweep(
                     save_array(paths[det_name], scores[det_name])
             for memo in memos:
                 memo.clear()
-        for det_name in detectors:
+        for fused, (members, parameters) in fusions.items():
+            scores[fused] = parameters.combine(np.stack([scores[m] for m in members], axis=1))
+        for det_name in [*detectors, *fusions]:
             bona, spoof = scores[det_name][labels == "real"], scores[det_name][labels == "fake"]
             rows.append(
                 {

@@ -17,7 +17,12 @@ from dfa_lib.detector import load_detector
 from dfa_lib.experiment import ProtocolData
 from dfa_lib.heads import HeadConfig, predict_logits
 from dfa_lib.models import build_model
-from dfa_lib.robustness import degradation_sweep, share_encoders, sweep_summary
+from dfa_lib.robustness import (
+    degradation_sweep,
+    degraded_test_set,
+    share_encoders,
+    sweep_summary,
+)
 from dfa_lib.ssl_features import FeaturePreprocessing
 from dfa_lib.ssl_pipeline import (
     augmentation_rows,
@@ -171,6 +176,43 @@ def test_degradation_sweep_table(tmp_path, toy_data):
     assert (sweep["n"] == 8).all() and sweep["eer"].between(0, 1).all()
     summary = sweep_summary(sweep)
     assert summary.loc["loud", "mean_degraded_eer"] == pytest.approx(sweep["eer"].iloc[1:].mean())
+
+
+def test_degradation_sweep_scores_fusions_from_their_members(tmp_path, toy_data):
+    from dfa_lib.fusion import FusionParameters
+    from dfa_lib.metrics import equal_error_rate
+
+    class Scorer:
+        def __init__(self, fn):
+            self.fn = fn
+
+        def score_waves(self, waves):
+            return [self.fn(w) for w in waves]
+
+    detectors = {
+        "loud": Scorer(lambda w: -float(np.mean(np.abs(w)))),
+        "peaky": Scorer(lambda w: float(np.max(np.abs(w)) / (np.std(w) + 1e-9))),
+    }
+    params = FusionParameters(mean=(0.0, 1.0), std=(1.0, 2.0), weights=(2.0, -1.0), bias=0.5)
+    kwargs = dict(cache_dir=tmp_path, progress=False, max_per_class=4)
+    sweep = degradation_sweep(
+        detectors, toy_data, ("clean", "gsm"), fusions={"f": (["loud", "peaky"], params)}, **kwargs
+    )
+    assert list(sweep["detector"]) == ["loud", "peaky", "f"] * 2
+    # The fused row is the EER of the combination of the members' scores of the same clips.
+    frame, waves = degraded_test_set(toy_data, "gsm", tmp_path, progress=False, max_per_class=4)
+    member = np.stack([detectors[d].score_waves(waves) for d in ("loud", "peaky")], axis=1)
+    fused, real = params.combine(member), frame["label"].to_numpy() == "real"
+    row = sweep[(sweep["detector"] == "f") & (sweep["degradation"] == "gsm")].iloc[0]
+    assert row["eer"] == pytest.approx(equal_error_rate(fused[real], fused[~real]).eer)
+    with pytest.raises(ValueError, match="needs members"):
+        degradation_sweep(
+            {"loud": detectors["loud"]},
+            toy_data,
+            ("clean",),
+            fusions={"f": (["loud", "peaky"], params)},
+            **kwargs,
+        )
 
 
 def test_sweep_scores_are_cached_per_detector_folder_and_weights(tmp_path, toy_data):
