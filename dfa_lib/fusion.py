@@ -291,6 +291,8 @@ def fit_fusion(
     members = [Path(m) for m in members]
     if len(members) < 2:
         raise FusionError("a fusion needs at least two members")
+    if len({m.name for m in members}) != len(members):
+        raise FusionError(f"members need distinct folder names, got {[m.name for m in members]}")
     if not c > 0:
         raise FusionError(f"c (inverse regularisation) must be positive, got {c}")
     first_config = _check_compatible(members)

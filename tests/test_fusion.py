@@ -149,6 +149,8 @@ def test_fit_errors(complementary, tmp_path):
     fused = fit_fusion(members, labels)
     with pytest.raises(FusionError, match="is a fusion itself"):
         fit_fusion([fused, members[0]], labels)
+    with pytest.raises(FusionError, match="distinct folder names"):
+        fit_fusion([members[0], _member(tmp_path / "a", np.arange(len(paths)), paths)], labels)
     with pytest.raises(FusionError, match="must be positive"):
         fit_fusion(members, labels, c=0)
 
