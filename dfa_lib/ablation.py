@@ -6,7 +6,8 @@ complete test split (and that of every protocol answered by the same training, s
 ``cross-source`` for ``in-domain``: a choice that helps in-domain can hurt elsewhere) and
 writes ``<out>/ablation_<study>.json`` and ``.md`` (run folders under
 ``runs/ablation/<study>/``): the table behind a design choice (which front end, which
-regularisation), reproducible from the repository. Variants of a study differ only in the settings they name; seed, data and budget are shared.
+regularisation), reproducible from the repository. Variants of a study differ only in the
+settings they name; seed, data and budget are shared.
 
 Studies (:data:`STUDIES`):
 

@@ -416,6 +416,48 @@ def evaluate_fusion(
     )
 
 
+def fit_and_evaluate(
+    spec: str,
+    folders: Sequence[Path],
+    labels: Mapping[str, str] | pd.Series,
+    protocol: str,
+    c: float = 1.0,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> tuple[dict[Path, dict], list[str]]:
+    """Fit (or reuse) each fusion of ``spec`` among ``folders`` and evaluate it on ``protocol``.
+
+    ``folders`` are the detectors trained for the protocol's training run, all evaluated on
+    ``protocol`` already; ``labels`` are that run's validation labels. Returns the metrics by
+    fusion folder, and one line per fusion skipped because its members are not all there.
+    """
+    results: dict[Path, dict] = {}
+    skipped: list[str] = []
+    for members in parse_fusions(spec):
+        try:
+            chosen = resolve_members(members, folders)
+        except FusionError as error:
+            skipped.append(f"fusion {'+'.join(members)} skipped: {error}")
+            continue
+        folder = fit_fusion(chosen, labels, c=c)
+        results[folder] = evaluate_fusion(folder, protocol, n_boot, seed)
+    return results, skipped
+
+
+def sweepable_fusions(
+    folders: Sequence[Path], detectors: Sequence[str]
+) -> dict[str, tuple[list[str], FusionParameters]]:
+    """The fusions among ``folders`` whose members are all in ``detectors``, for
+    :func:`dfa_lib.robustness.degradation_sweep`: name -> (member names, parameters)."""
+    found = {}
+    for folder in folders:
+        if is_fusion_folder(folder):
+            members, parameters = members_and_parameters(folder)
+            if set(members) <= set(detectors):
+                found[Path(folder).name] = (members, parameters)
+    return found
+
+
 def protocol_labels(
     dataset: str, protocol: str, data_dir: str | os.PathLike, seed: int = 0
 ) -> pd.Series:
@@ -454,6 +496,7 @@ __all__ = [
     "FusionError",
     "FusionParameters",
     "evaluate_fusion",
+    "fit_and_evaluate",
     "fit_fusion",
     "fuse_scored",
     "fusion_name",
@@ -463,5 +506,6 @@ __all__ = [
     "parse_fusions",
     "protocol_labels",
     "resolve_members",
+    "sweepable_fusions",
     "weights_table",
 ]

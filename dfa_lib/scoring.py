@@ -10,7 +10,7 @@ file alike; a file that is fake only in part scores in between, which the window
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -43,6 +43,27 @@ def window_scores(
     return out
 
 
+def mean_window_scores(
+    score_windows: Callable[[np.ndarray], np.ndarray],
+    waves: Sequence[np.ndarray],
+    window: int,
+    pad_mode: str = "wrap",
+    hop: int | None = None,
+) -> np.ndarray:
+    """Return one bona fide score per clip, the mean of its window scores (see module doc).
+
+    ``score_windows`` maps windows ``(n, window)`` to ``n`` bona fide scores: a network's
+    (:func:`window_scores`) or a classical model's ``score``.
+    """
+    pieces = [clip_windows(w, window, hop, pad_mode) for w in waves]
+    if not pieces:
+        return np.zeros(0, dtype=np.float64)
+    counts = np.array([len(p) for p in pieces])
+    scores = np.asarray(score_windows(np.concatenate(pieces)), dtype=np.float64)
+    ends = np.cumsum(counts)
+    return np.add.reduceat(scores, ends - counts) / counts
+
+
 def score_waves(
     model: torch.nn.Module,
     waves: Sequence[np.ndarray],
@@ -53,18 +74,19 @@ def score_waves(
     hop: int | None = None,
     progress: bool = True,
 ) -> np.ndarray:
-    """Return one bona fide score per clip: the mean of its window scores (see module doc)."""
-    pieces = [clip_windows(w, window, hop, pad_mode) for w in waves]
-    counts = np.array([len(p) for p in pieces])
-    flat = np.concatenate(pieces) if pieces else np.zeros((0, window), np.float32)
-    scores = np.empty(len(flat), dtype=np.float64)
-    step = batch_size * 8
-    for start in tqdm(range(0, len(flat), step), desc="scoring", disable=not progress, leave=False):
-        scores[start : start + step] = window_scores(
-            model, flat[start : start + step], batch_size, device
-        )
-    ends = np.cumsum(counts)
-    return np.add.reduceat(scores, ends - counts) / counts if len(counts) else scores
+    """Return one bona fide score per clip of a network: the mean of its window scores."""
+
+    def score_windows(flat: np.ndarray) -> np.ndarray:
+        scores = np.empty(len(flat), dtype=np.float64)
+        step = batch_size * 8
+        starts = range(0, len(flat), step)
+        for start in tqdm(starts, desc="scoring", disable=not progress, leave=False):
+            scores[start : start + step] = window_scores(
+                model, flat[start : start + step], batch_size, device
+            )
+        return scores
+
+    return mean_window_scores(score_windows, waves, window, pad_mode, hop)
 
 
 def fake_probability(bonafide_score: np.ndarray | float) -> np.ndarray:

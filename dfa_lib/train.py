@@ -41,7 +41,7 @@ from dfa_lib.detector import CLASSICAL_MODELS
 from dfa_lib.labels import FAKE, REAL, label_to_index
 from dfa_lib.metrics import equal_error_rate
 from dfa_lib.provenance import provenance_record, write_json
-from dfa_lib.scoring import clip_windows, score_waves
+from dfa_lib.scoring import mean_window_scores, score_waves
 
 RUN_FORMAT = "dfa-detector"
 RUN_FORMAT_VERSION = 1
@@ -397,11 +397,8 @@ def _fit_classical(config, train_store, train_rows, train_labels, val_store, val
     model.fit(waves(train_store, train_rows), labels)
     # Validation clips are scored as a detector scores any file (the mean over its windows),
     # so that the validation-EER threshold is set on the scores it will be applied to.
-    pieces = [clip_windows(val_store[int(r)], length, None, config.pad_mode) for r in val_rows]
-    counts = np.array([len(p) for p in pieces])
-    flat = np.asarray(model.score(list(np.concatenate(pieces))), dtype=np.float64)
-    ends = np.cumsum(counts)
-    val_scores = np.add.reduceat(flat, ends - counts) / counts
+    val_waves = [val_store[int(r)] for r in val_rows]
+    val_scores = mean_window_scores(model.score, val_waves, length, config.pad_mode)
     return model, pd.DataFrame([{"epoch": 1}]), 1, val_scores
 
 

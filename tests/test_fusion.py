@@ -16,10 +16,12 @@ from dfa_lib.fusion import (
     FusionError,
     FusionParameters,
     evaluate_fusion,
+    fit_and_evaluate,
     fit_fusion,
     is_fusion_folder,
     parse_fusions,
     resolve_members,
+    sweepable_fusions,
     weights_table,
 )
 from dfa_lib.metrics import equal_error_rate, write_scores_asvspoof2021
@@ -224,6 +226,20 @@ def test_a_fusion_of_trained_detectors_scores_and_evaluates_like_its_members(tmp
     assert evaluate_fusion(folder, "in-domain", n_boot=20) == metrics  # reused, not recomputed
     table = results_table(runs)
     assert set(table["model"]) == {"lfcc_logreg", "ifd_logreg", "lfcc_logreg+ifd_logreg"}
+
+    # What 05_evaluation and 06_robustness call: fusions by spec, and those a sweep can score.
+    members = [r.folder for r in results]
+    fused, skipped = fit_and_evaluate(
+        "lfcc_logreg+ifd_logreg,ifd_logreg+*_wpool", members, labels, "in-domain", n_boot=20
+    )
+    assert fused == {folder: metrics}
+    assert len(skipped) == 1 and "ifd_logreg+*_wpool skipped" in skipped[0]
+    assert "matched none" in skipped[0]
+    names, params = sweepable_fusions(find_runs(runs), ["lfcc_logreg", "ifd_logreg"])[folder.name]
+    assert names == ["lfcc_logreg", "ifd_logreg"] and params == FusionParameters.from_kwargs(
+        json.loads((folder / "config.json").read_text())["model"]["kwargs"]
+    )
+    assert sweepable_fusions(find_runs(runs), ["lfcc_logreg"]) == {}
 
     # A fusion whose member folder went away says so.
     (runs / "ifd_logreg" / "config.json").unlink()
