@@ -224,10 +224,51 @@ def headline_table(results: pd.DataFrame) -> pd.DataFrame:
     return results.pivot_table(index="model", columns="protocol", values="eer_%", aggfunc="first")
 
 
+def errors_by_group(
+    scored: pd.DataFrame, threshold: float, by: str = "speaker", label_col: str = "label"
+) -> pd.DataFrame:
+    """Where a detector's errors fall at a fixed threshold, group by group.
+
+    A real clip is an error when its score is below ``threshold`` (rejected), a fake clip when
+    its score is at or above it (accepted), the rule of
+    :func:`dfa_lib.metrics.labels_from_scores`. One row per (label, group value): ``n`` clips,
+    ``errors``, ``error_%`` (of the group) and ``share_%`` (of all errors of that label), real
+    rows first, each label's groups by falling error count. Grouping real clips by speaker and
+    fakes by voice shows whether a pooled EER comes from a few voices or from all of them.
+    """
+    missing = [c for c in ("score", label_col, by) if c not in scored.columns]
+    if missing:
+        raise ValueError(f"scored frame lacks column(s) {missing}; it has {list(scored.columns)}")
+    labels = scored[label_col].astype(str)
+    unknown = sorted(set(labels) - {"real", "fake"})
+    if unknown:
+        raise ValueError(f"labels must be 'real' or 'fake', got {unknown[:3]}")
+    columns = ["label", by, "n", "errors", "error_%", "share_%"]
+    if scored.empty:
+        return pd.DataFrame(columns=columns)
+    predicted = labels_from_scores(scored["score"].to_numpy(), threshold)
+    frame = pd.DataFrame(
+        {"label": labels, by: scored[by].astype(str), "error": predicted != labels.to_numpy()}
+    )
+    parts = []
+    for label in ("real", "fake"):
+        rows = frame[frame["label"] == label]
+        if rows.empty:
+            continue
+        table = rows.groupby(by, sort=True)["error"].agg(n="size", errors="sum").reset_index()
+        total = int(table["errors"].sum())
+        table["error_%"] = 100 * table["errors"] / table["n"]
+        table["share_%"] = 100 * table["errors"] / total if total else 0.0
+        table.insert(0, "label", label)
+        parts.append(table.sort_values(["errors", by], ascending=[False, True], kind="stable"))
+    return pd.concat(parts, ignore_index=True)[columns]
+
+
 __all__ = [
     "TRAINED_ON",
     "evaluate_run",
     "evaluate_scores",
+    "errors_by_group",
     "find_runs",
     "weights_mtime",
     "headline_table",

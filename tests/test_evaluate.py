@@ -1,0 +1,61 @@
+"""Tests of dfa_lib.evaluate's tables."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from dfa_lib.evaluate import errors_by_group
+
+
+def _scored() -> pd.DataFrame:
+    # Threshold 0: real clips below it and fakes at or above it are errors.
+    return pd.DataFrame(
+        {
+            "label": ["real", "real", "real", "real", "fake", "fake", "fake", "fake", "fake"],
+            "speaker": ["ann", "ann", "bob", "bob", "v1", "v1", "v1", "v2", "v2"],
+            "score": [1.0, -0.5, -2.0, -1.0, 0.0, 3.0, -1.0, -4.0, -0.1],
+        }
+    )
+
+
+def test_errors_by_group_counts_each_label_at_the_threshold():
+    table = errors_by_group(_scored(), threshold=0.0, by="speaker")
+    assert list(table.columns) == ["label", "speaker", "n", "errors", "error_%", "share_%"]
+    rows = {(r.label, r.speaker): r for r in table.itertuples()}
+    # bob: both real clips rejected; ann: one of two. A score equal to the threshold is real.
+    assert (rows["real", "bob"].n, rows["real", "bob"].errors) == (2, 2)
+    assert rows["real", "ann"].errors == 1
+    assert rows["fake", "v1"].errors == 2  # 0.0 and 3.0 are accepted
+    assert rows["fake", "v2"].errors == 0
+    # Shares are of each label's errors: real 2/3 and 1/3, fake 2/2 and 0.
+    real = table[table["label"] == "real"].set_index("speaker")
+    assert real.loc["bob", "share_%"] == pytest.approx(200 / 3)
+    assert real.loc["ann", "error_%"] == pytest.approx(50.0)
+    fake = table[table["label"] == "fake"].set_index("speaker")
+    assert fake.loc["v1", "error_%"] == pytest.approx(200 / 3)
+    assert fake.loc["v2", "share_%"] == 0.0
+    # Real rows first, then the groups with the most errors.
+    assert list(zip(table["label"], table["speaker"], strict=True)) == [
+        ("real", "bob"),
+        ("real", "ann"),
+        ("fake", "v1"),
+        ("fake", "v2"),
+    ]
+
+
+def test_errors_by_group_with_no_errors_has_zero_shares():
+    table = errors_by_group(_scored(), threshold=-10.0, by="speaker")
+    real = table[table["label"] == "real"]
+    assert real["errors"].sum() == 0 and (real["share_%"] == 0).all()
+    assert table.loc[table["label"] == "fake", "errors"].sum() == 5
+
+
+def test_errors_by_group_errors_name_the_problem():
+    with pytest.raises(ValueError, match="lacks column"):
+        errors_by_group(_scored().drop(columns=["speaker"]), 0.0, by="speaker")
+    bad = _scored().assign(label=["real"] * 8 + ["spoof"])
+    with pytest.raises(ValueError, match="'real' or 'fake'"):
+        errors_by_group(bad, 0.0, by="speaker")
+    empty = errors_by_group(_scored().iloc[:0], 0.0, by="speaker")
+    assert empty.empty and "share_%" in empty.columns
