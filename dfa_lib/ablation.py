@@ -18,7 +18,9 @@ Studies (:data:`STUDIES`):
   the long-term spectrum);
 - ``lcnn-phase``: log-mel against the same STFT's log power bins alone and with their
   instantaneous-frequency deviation (the ``ifd`` front end: phase, which magnitude features
-  discard), with and without per-utterance normalisation, and with SpecAugment.
+  discard), with and without per-utterance normalisation, and with SpecAugment;
+- ``lcnn-pooling``: mean and standard deviation over time against attentive statistics
+  pooling (attention-weighted ones), on log-mel and on unnormalised phase features.
 """
 
 from __future__ import annotations
@@ -91,6 +93,15 @@ STUDIES: dict[str, tuple[Variant, ...]] = {
         Variant(
             "ifd-4k-unnormalised+specaugment",
             _lcnn("ifd", 4000.0, normalize=False, spec_augment={}),
+        ),
+    ),
+    "lcnn-pooling": (
+        Variant("mel-4k", _lcnn("mel", 4000.0)),
+        Variant("mel-4k-attentive", _lcnn("mel", 4000.0, pooling="attentive")),
+        Variant("ifd-4k-unnormalised", _lcnn("ifd", 4000.0, normalize=False)),
+        Variant(
+            "ifd-4k-unnormalised-attentive",
+            _lcnn("ifd", 4000.0, normalize=False, pooling="attentive"),
         ),
     ),
 }

@@ -33,6 +33,7 @@ from torch import nn
 
 from dfa_lib.labels import FAKE, REAL, label_to_index
 from dfa_lib.metrics import equal_error_rate
+from dfa_lib.models import AttentiveStatsPool
 from dfa_lib.ssl_features import downsample_frames, pool_mean_std
 
 HEADS = ("original", "weighted-asp", "weighted-pooled")
@@ -113,26 +114,6 @@ class LayerWeightedPooledHead(nn.Module):
         """Map `(batch, layers, 2 * hidden)` pooled features to `(batch, 2)` logits."""
         mixed = torch.einsum("l,bld->bd", self.layer_weights(), self.scale(pooled))
         return self.classifier(mixed)
-
-
-class AttentiveStatsPool(nn.Module):
-    """Attentive statistics pooling: attention-weighted mean and std of frames over time."""
-
-    def __init__(self, hidden_size: int, attention_dim: int = 128) -> None:
-        super().__init__()
-        self.attention = nn.Sequential(
-            nn.Linear(hidden_size, attention_dim), nn.Tanh(), nn.Linear(attention_dim, 1)
-        )
-
-    def forward(self, frames: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Pool `(batch, time, hidden)` over valid frames to `(batch, 2 * hidden)`."""
-        time_steps = frames.shape[1]
-        mask = torch.arange(time_steps, device=frames.device)[None, :] < lengths[:, None]
-        scores = self.attention(frames).squeeze(-1).masked_fill(~mask, float("-inf"))
-        weights = torch.softmax(scores, dim=1).unsqueeze(-1)
-        mean = (weights * frames).sum(dim=1)
-        var = (weights * (frames - mean[:, None, :]) ** 2).sum(dim=1)
-        return torch.cat([mean, var.clamp_min(1e-8).sqrt()], dim=-1)
 
 
 def normalize_frames(frames, chunk: int = 64) -> torch.Tensor:

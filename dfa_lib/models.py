@@ -108,6 +108,34 @@ def _mfm_conv(c_in: int, c_out: int, kernel: int) -> nn.Sequential:
     )
 
 
+class AttentiveStatsPool(nn.Module):
+    """Attentive statistics pooling: attention-weighted mean and std of frames over time.
+
+    Origin: Okabe et al. (2018), for speaker embeddings. A small network scores every frame,
+    and the softmax of the scores over time weights the mean and standard deviation, so
+    frames that carry the evidence count more than an average over the clip would let them.
+    """
+
+    def __init__(self, hidden_size: int, attention_dim: int = 128) -> None:
+        super().__init__()
+        self.attention = nn.Sequential(
+            nn.Linear(hidden_size, attention_dim), nn.Tanh(), nn.Linear(attention_dim, 1)
+        )
+
+    def forward(self, frames: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Pool `(batch, time, hidden)` over valid frames to `(batch, 2 * hidden)`."""
+        time_steps = frames.shape[1]
+        mask = torch.arange(time_steps, device=frames.device)[None, :] < lengths[:, None]
+        scores = self.attention(frames).squeeze(-1).masked_fill(~mask, float("-inf"))
+        weights = torch.softmax(scores, dim=1).unsqueeze(-1)
+        mean = (weights * frames).sum(dim=1)
+        var = (weights * (frames - mean[:, None, :]) ** 2).sum(dim=1)
+        return torch.cat([mean, var.clamp_min(1e-8).sqrt()], dim=-1)
+
+
+POOLINGS = ("stats", "attentive")
+
+
 def _stats_pool(frames: torch.Tensor) -> torch.Tensor:
     """Concatenate mean and standard deviation over time: (batch, dim, T) -> (batch, 2 dim)."""
     mean = frames.mean(dim=-1)
@@ -186,6 +214,15 @@ class _SpectralModel(nn.Module):
         except TypeError as error:
             raise ModelConfigError(f"bad spec_augment settings: {error}") from error
 
+    def _set_pooling(self, pooling: str) -> None:
+        # Called after the trunk exists: attentive pooling is sized from its output.
+        if pooling not in POOLINGS:
+            raise ModelConfigError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        self.pooling = pooling
+        self.attentive_pool = (
+            AttentiveStatsPool(self._trunk_output_dim()) if pooling == "attentive" else None
+        )
+
     def _trunk_output_dim(self) -> int:
         n_feats = self.frontend.n_features  # type: ignore[attr-defined]
         n_channels = self.frontend.n_channels  # type: ignore[attr-defined]
@@ -206,7 +243,10 @@ class _SpectralModel(nn.Module):
             feats = self.spec_augment(feats)
         maps = self.trunk(feats)  # type: ignore[attr-defined]
         frames = maps.flatten(1, 2)  # (batch, channels * freq, time)
-        return _stats_pool(frames)
+        if self.attentive_pool is None:
+            return _stats_pool(frames)
+        lengths = torch.full((frames.shape[0],), frames.shape[-1], device=frames.device)
+        return self.attentive_pool(frames.transpose(1, 2), lengths)
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
         """Map waveforms (batch, samples), any length, to logits (batch, 2) [real, fake]."""
@@ -222,7 +262,8 @@ class LCNN(_SpectralModel):
     (5x5, then pairs of 1x1 and 3x3 MFM convolutions, four 2x2 max-pools, BatchNorm between
     blocks) with a configurable ``width`` (channels after the first MFM; the published
     system uses 32). Instead of a fixed-size flatten, the trunk output is pooled over time
-    with mean and standard deviation statistics, so any clip length works. A MFM fully
+    with mean and standard deviation statistics (``pooling="attentive"``: attention-weighted
+    ones), so any clip length works. A MFM fully
     connected layer and dropout precede the 2-way output.
     """
 
@@ -235,6 +276,7 @@ class LCNN(_SpectralModel):
         dropout: float = 0.5,
         frontend_settings: dict[str, Any] | None = None,
         spec_augment: dict[str, Any] | None = None,
+        pooling: str = "stats",
     ) -> None:
         super().__init__()
         self.frontend_name = frontend
@@ -264,6 +306,7 @@ class LCNN(_SpectralModel):
             _mfm_conv(w, w, 3),
             pool,
         )
+        self._set_pooling(pooling)
         # No BatchNorm in the head: it would fail on a last training batch of one clip.
         self.head = nn.Sequential(
             nn.Dropout(dropout),
@@ -317,6 +360,7 @@ class SmallResNet(_SpectralModel):
         dropout: float = 0.3,
         frontend_settings: dict[str, Any] | None = None,
         spec_augment: dict[str, Any] | None = None,
+        pooling: str = "stats",
     ) -> None:
         super().__init__()
         self.frontend_name = frontend
@@ -334,6 +378,7 @@ class SmallResNet(_SpectralModel):
             # Collapse frequency so the pooled embedding stays small whatever the front end.
             nn.AdaptiveAvgPool2d((1, None)),
         )
+        self._set_pooling(pooling)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * self._trunk_output_dim(), 2))
 
 
@@ -353,9 +398,10 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
     ``width`` (16), ``embedding`` (64), ``dropout`` (0.5), ``frontend_settings`` (dict
     overriding the front end's config, e.g. :class:`~dfa_lib.frontends.LFCCConfig`),
     ``spec_augment`` (None, or a dict of :class:`SpecAugment` settings, ``{}`` for its
-    defaults: feature masking in training).
+    defaults: feature masking in training), ``pooling`` over time ("stats": mean and standard
+    deviation, the default; "attentive": :class:`AttentiveStatsPool`).
     ``resnet``: ``frontend`` (default "mel"), ``normalize`` (True), ``width`` (8),
-    ``dropout`` (0.3), ``frontend_settings``, ``spec_augment``.
+    ``dropout`` (0.3), ``frontend_settings``, ``spec_augment``, ``pooling``.
     """
     if name == "ssl_classifier":  # a pretrained encoder; imported only when asked for
         from dfa_lib.ssl_pipeline import SSLClassifier

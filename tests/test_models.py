@@ -343,3 +343,63 @@ def test_spectral_models_take_every_channel_of_their_front_end(name):
         next(m for m in build_model(name).trunk.modules() if isinstance(m, nn.Conv2d)).in_channels
         == 1
     )
+
+
+# --- pooling over time ---------------------------------------------------------------------
+
+
+def test_attentive_pooling_weights_the_frames_its_attention_favours():
+    from dfa_lib.models import AttentiveStatsPool
+
+    pool = AttentiveStatsPool(hidden_size=2, attention_dim=1)
+    # score = 10 * tanh(first feature): frames with a large first feature dominate.
+    with torch.no_grad():
+        pool.attention[0].weight.copy_(torch.tensor([[1.0, 0.0]]))
+        pool.attention[0].bias.zero_()
+        pool.attention[2].weight.fill_(10.0)
+        pool.attention[2].bias.zero_()
+    frames = torch.tensor([[[-3.0, 1.0], [-3.0, 2.0], [3.0, 7.0], [-3.0, 4.0]]])
+    mean, std = pool(frames, torch.tensor([4])).split(2, dim=-1)
+    torch.testing.assert_close(mean, torch.tensor([[3.0, 7.0]]), atol=1e-6, rtol=0)
+    assert (std < 1e-3).all()
+    # Equal scores give the plain mean and (population) standard deviation.
+    with torch.no_grad():
+        pool.attention[2].weight.zero_()
+    pooled = pool(frames, torch.tensor([4]))
+    torch.testing.assert_close(pooled[:, :2], frames.mean(1))
+    torch.testing.assert_close(pooled[:, 2:], frames.std(1, unbiased=False))
+    # Frames past a clip's length are ignored.
+    torch.testing.assert_close(pool(frames, torch.tensor([2]))[:, :2], frames[:, :2].mean(1))
+
+
+@pytest.mark.parametrize("name", ["lcnn", "resnet"])
+def test_attentive_pooling_is_an_option_of_the_spectral_models(name):
+    plain = build_model(name, frontend="mel")
+    attentive = build_model(name, frontend="mel", pooling="attentive").eval()
+    # The default keeps its weights (saved folders still load); the option adds attention.
+    assert not any(k.startswith("attentive_pool") for k in plain.state_dict())
+    extra = set(attentive.state_dict()) - set(plain.state_dict())
+    assert extra and all(k.startswith("attentive_pool.") for k in extra)
+    with torch.no_grad():
+        for samples in (4000, 16000, 24000):
+            assert attentive(torch.randn(2, samples) * 0.1).shape == (2, 2)
+        x = torch.randn(3, 24000) * 0.1
+        alone = torch.cat([attentive(x[i : i + 1]) for i in range(3)])
+        torch.testing.assert_close(attentive(x), alone, atol=1e-4, rtol=0)
+    with pytest.raises(ModelConfigError, match="pooling must be one of"):
+        build_model(name, pooling="max")
+
+
+@pytest.mark.slow
+def test_attentive_lcnn_learns_separable_data():
+    model = build_model("lcnn", pooling="attentive")
+    x, y = tones_and_noise(8, 16000)
+    loss_fn = nn.CrossEntropyLoss()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    first = loss_fn(model(x), y).item()
+    for _ in range(8):
+        optimizer.zero_grad()
+        loss_fn(model(x), y).backward()
+        optimizer.step()
+    assert loss_fn(model(x), y).item() < 0.5 * first
