@@ -224,6 +224,39 @@ def headline_table(results: pd.DataFrame) -> pd.DataFrame:
     return results.pivot_table(index="model", columns="protocol", values="eer_%", aggfunc="first")
 
 
+def eer_intervals(
+    scored: pd.DataFrame, n_boot: int = 1000, seed: int = 0, voice_col: str = "speaker"
+) -> dict:
+    """The EER of a scored split with two bootstrap intervals: clips, and fake voices.
+
+    ``ci_clips`` resamples clips one by one (the interval of the metrics files);
+    ``ci_voices`` resamples the fake clips a voice at a time (real clips still one by one;
+    see :func:`dfa_lib.metrics.eer_bootstrap_ci`), the honest interval when a split holds few
+    voices and each is caught or missed as a whole. It is NaN when the fakes come from fewer
+    than two voices or ``voice_col`` is absent.
+    """
+    from dfa_lib.metrics import eer_bootstrap_ci, equal_error_rate
+
+    real = scored["label"] == "real"
+    bona, spoof = scored.loc[real, "score"], scored.loc[~real, "score"]
+    low, high = eer_bootstrap_ci(bona, spoof, n_boot=n_boot, seed=seed)
+    row = {
+        "eer_%": 100 * equal_error_rate(bona, spoof).eer,
+        "ci_clips_%": (100 * low, 100 * high),
+        "ci_voices_%": (float("nan"), float("nan")),
+        "n_voices": 0,
+    }
+    if voice_col in scored.columns:
+        voices = scored.loc[~real, voice_col].astype(str)
+        row["n_voices"] = int(voices.nunique())
+        if row["n_voices"] >= 2:
+            low, high = eer_bootstrap_ci(
+                bona, spoof, n_boot=n_boot, seed=seed, spoof_groups=voices.to_numpy()
+            )
+            row["ci_voices_%"] = (100 * low, 100 * high)
+    return row
+
+
 def errors_by_group(
     scored: pd.DataFrame, threshold: float, by: str = "speaker", label_col: str = "label"
 ) -> pd.DataFrame:
@@ -268,6 +301,7 @@ __all__ = [
     "TRAINED_ON",
     "evaluate_run",
     "evaluate_scores",
+    "eer_intervals",
     "errors_by_group",
     "find_runs",
     "weights_mtime",

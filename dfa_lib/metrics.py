@@ -166,12 +166,16 @@ def _thresholds(values: np.ndarray) -> np.ndarray:
 
 
 def _rates(
-    bona_counts: np.ndarray, spoof_counts: np.ndarray, n_bona: int, n_spoof: int
+    bona_counts: np.ndarray,
+    spoof_counts: np.ndarray,
+    n_bona: int | np.ndarray,
+    n_spoof: int | np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """FRR and FAR at every operating point from per-distinct-score counts.
 
     ``*_counts`` have shape (replicates, K): how many scores of the class equal each of the
-    K distinct scores, ascending. Operating point j (0..K) uses threshold ``values[j]`` (j < K)
+    K distinct scores, ascending; ``n_*`` are the class sizes, one number or one per
+    replicate (shape (replicates, 1)). Operating point j (0..K) uses threshold ``values[j]`` (j < K)
     or "above every score" (j = K). Tied scores share one threshold, so they move together.
     """
     rows, k = bona_counts.shape
@@ -259,6 +263,8 @@ def eer_bootstrap_ci(
     n_boot: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    bonafide_groups: Any = None,
+    spoof_groups: Any = None,
 ) -> tuple[float, float]:
     """Return a percentile bootstrap interval ``(low, high)`` for the EER.
 
@@ -268,9 +274,16 @@ def eer_bootstrap_ci(
     ``confidence`` share of the replicate EERs. The same inputs and ``seed`` give the same
     interval.
 
+    ``bonafide_groups`` / ``spoof_groups`` (one label per score, e.g. the voice of each fake
+    clip) make it a cluster bootstrap for that class: a replicate draws as many groups as the
+    class has, with replacement, and keeps every score of each group drawn. Use it when
+    scores are not independent: the clips of one voice tend to be caught or missed together,
+    and resampling them one by one understates how much the EER depends on which voices the
+    test set holds.
+
     Raises:
-        MetricError: bad scores (see :func:`equal_error_rate`), ``n_boot < 1`` or
-            ``confidence`` outside (0, 1).
+        MetricError: bad scores (see :func:`equal_error_rate`), ``n_boot < 1``,
+            ``confidence`` outside (0, 1), or groups of the wrong length or fewer than two.
     """
     if int(n_boot) < 1:
         raise MetricError(f"n_boot must be at least 1, got {n_boot}")
@@ -281,6 +294,19 @@ def eer_bootstrap_ci(
     k = values.size
     n_boot = int(n_boot)
     rng = np.random.default_rng(seed)
+    if bonafide_groups is not None or spoof_groups is not None:
+        eers = _grouped_bootstrap_eers(
+            rank_bona,
+            rank_spoof,
+            k,
+            _group_indices(bonafide_groups, bona.size, "bonafide_groups"),
+            _group_indices(spoof_groups, spf.size, "spoof_groups"),
+            n_boot,
+            rng,
+        )
+        tail = (1.0 - confidence) / 2.0
+        low, high = np.quantile(eers, [tail, 1.0 - tail])
+        return float(low), float(high)
     block = max(1, min(n_boot, _BOOTSTRAP_BLOCK_ELEMENTS // max(k + 1, bona.size, spf.size)))
     eers = np.empty(n_boot, dtype=np.float64)
     for start in range(0, n_boot, block):
@@ -297,6 +323,57 @@ def eer_bootstrap_ci(
     tail = (1.0 - confidence) / 2.0
     low, high = np.quantile(eers, [tail, 1.0 - tail])
     return float(low), float(high)
+
+
+def _group_indices(groups: Any, n: int, name: str) -> np.ndarray:
+    """Group labels as indices 0..G-1 (each score its own group when ``groups`` is None)."""
+    if groups is None:
+        return np.arange(n)
+    labels = np.asarray(groups, dtype=object).reshape(-1)
+    if labels.size != n:
+        raise MetricError(f"{name} has {labels.size} labels for {n} scores")
+    _, index = np.unique(labels.astype(str), return_inverse=True)
+    if index.max(initial=0) < 1:
+        raise MetricError(f"{name} holds one group: a cluster bootstrap needs at least two")
+    return index.reshape(-1)
+
+
+def _grouped_bootstrap_eers(
+    rank_bona: np.ndarray,
+    rank_spoof: np.ndarray,
+    k: int,
+    group_bona: np.ndarray,
+    group_spoof: np.ndarray,
+    n_boot: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Replicate EERs of a (per-class) cluster bootstrap; see :func:`eer_bootstrap_ci`."""
+    n_groups_bona, n_groups_spoof = group_bona.max() + 1, group_spoof.max() + 1
+    widest = max(k + 1, rank_bona.size, rank_spoof.size, n_groups_bona, n_groups_spoof)
+    block = max(1, min(n_boot, _BOOTSTRAP_BLOCK_ELEMENTS // widest))
+    eers = np.empty(n_boot, dtype=np.float64)
+    for start in range(0, n_boot, block):
+        rows = min(block, n_boot - start)
+        offsets = (np.arange(rows, dtype=np.int64) * k)[:, None]
+        counts, totals = [], []
+        for ranks, groups, n_groups in (
+            (rank_bona, group_bona, n_groups_bona),
+            (rank_spoof, group_spoof, n_groups_spoof),
+        ):
+            # How often each group is drawn in each replicate; every score of a group
+            # weighs that much.
+            drawn = rng.integers(0, n_groups, size=(rows, n_groups))
+            drawn += (np.arange(rows, dtype=np.int64) * n_groups)[:, None]
+            times = np.bincount(drawn.ravel(), minlength=rows * n_groups).reshape(rows, n_groups)
+            weights = times[:, groups]
+            per_score = np.bincount(
+                (ranks[None, :] + offsets).ravel(), weights=weights.ravel(), minlength=rows * k
+            )
+            counts.append(np.rint(per_score).astype(np.int64).reshape(rows, k))
+            totals.append(weights.sum(axis=1, keepdims=True))
+        frr, far = _rates(counts[0], counts[1], totals[0], totals[1])
+        eers[start : start + rows] = _crossing(frr, far)[0]
+    return eers
 
 
 def roc_auc(bonafide: Any, spoof: Any) -> float:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from dfa_lib.evaluate import errors_by_group
+from dfa_lib.evaluate import eer_intervals, errors_by_group
 
 
 def _scored() -> pd.DataFrame:
@@ -59,3 +60,31 @@ def test_errors_by_group_errors_name_the_problem():
         errors_by_group(bad, 0.0, by="speaker")
     empty = errors_by_group(_scored().iloc[:0], 0.0, by="speaker")
     assert empty.empty and "share_%" in empty.columns
+
+
+def test_eer_intervals_give_the_clip_and_the_voice_interval():
+    from dfa_lib.metrics import eer_bootstrap_ci
+
+    rng = np.random.default_rng(0)
+    voices = np.repeat([f"v{i}" for i in range(8)], 25)
+    fake_scores = np.where(voices == "v0", 5.0, -5.0) + rng.normal(0, 0.1, voices.size)
+    real_scores = rng.uniform(0, 1, 150)
+    scored = pd.DataFrame(
+        {
+            "label": ["real"] * 150 + ["fake"] * voices.size,
+            "speaker": ["r"] * 150 + list(voices),
+            "score": np.concatenate([real_scores, fake_scores]),
+        }
+    )
+    row = eer_intervals(scored, n_boot=500, seed=2)
+    assert row["eer_%"] == pytest.approx(12.5)  # v0 is 25 of 200 fakes
+    assert row["n_voices"] == 8
+    assert row["ci_clips_%"] == pytest.approx(
+        tuple(100 * v for v in eer_bootstrap_ci(real_scores, fake_scores, n_boot=500, seed=2))
+    )
+    assert row["ci_voices_%"][0] == 0.0  # replicates without v0
+    assert row["ci_voices_%"][1] > row["ci_clips_%"][1]
+    # One voice, or no voice column: no voice interval.
+    single = eer_intervals(scored.assign(speaker="one"), n_boot=50)
+    assert single["n_voices"] == 1 and np.isnan(single["ci_voices_%"]).all()
+    assert np.isnan(eer_intervals(scored.drop(columns="speaker"), n_boot=50)["ci_voices_%"][0])

@@ -421,3 +421,51 @@ def test_score_readers_point_at_the_bad_line(tmp_path: Path) -> None:
         read_scores_asvspoof2021(path)
     with pytest.raises(ScoreFileError, match="not found"):
         read_scores_asvspoof2021(tmp_path / "missing.txt")
+
+
+# --- cluster bootstrap ---------------------------------------------------------------------
+
+
+def _one_voice_slips_through(n_voices: int = 10, per_voice: int = 20):
+    rng = np.random.default_rng(0)
+    bona = rng.uniform(0.0, 1.0, 100)
+    voices = np.repeat([f"v{i}" for i in range(n_voices)], per_voice)
+    spoof = np.where(voices == "v0", 10.0, -10.0)  # v0 beats every real clip, the rest none
+    return bona, spoof, voices
+
+
+def test_cluster_bootstrap_widens_the_interval_when_errors_come_in_voices():
+    bona, spoof, voices = _one_voice_slips_through()
+    assert equal_error_rate(bona, spoof).eer == pytest.approx(0.1)
+    by_clip = eer_bootstrap_ci(bona, spoof, n_boot=2000, seed=1)
+    by_voice = eer_bootstrap_ci(bona, spoof, n_boot=2000, seed=1, spoof_groups=voices)
+    # One clip at a time, the slipping clips' share stays near 10 % (binomial, 200 draws).
+    assert 0.04 < by_clip[0] < 0.1 < by_clip[1] < 0.16
+    # One voice at a time, a third of the replicates lack v0 (EER 0) and some draw it 3 times.
+    assert by_voice[0] == 0.0 and by_voice[1] >= 0.2
+    assert eer_bootstrap_ci(bona, spoof, n_boot=2000, seed=1, spoof_groups=voices) == by_voice
+
+
+def test_cluster_bootstrap_of_single_clip_groups_matches_the_plain_one():
+    rng = np.random.default_rng(3)
+    bona, spoof = rng.normal(1.0, 1.0, 300), rng.normal(-1.0, 1.0, 200)
+    plain = eer_bootstrap_ci(bona, spoof, n_boot=2000, seed=0)
+    grouped = eer_bootstrap_ci(
+        bona,
+        spoof,
+        n_boot=2000,
+        seed=0,
+        bonafide_groups=np.arange(300),
+        spoof_groups=[f"clip{i}" for i in range(200)],
+    )
+    # Different draws of the same distribution: the two intervals agree closely.
+    assert grouped[0] == pytest.approx(plain[0], abs=0.015)
+    assert grouped[1] == pytest.approx(plain[1], abs=0.015)
+
+
+def test_cluster_bootstrap_groups_must_fit_the_scores():
+    bona, spoof, voices = _one_voice_slips_through()
+    with pytest.raises(MetricError, match="spoof_groups has 199 labels for 200 scores"):
+        eer_bootstrap_ci(bona, spoof, spoof_groups=voices[:-1])
+    with pytest.raises(MetricError, match="one group"):
+        eer_bootstrap_ci(bona, spoof, bonafide_groups=["same"] * bona.size)
