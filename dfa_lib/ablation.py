@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 __all__ = ["STUDIES", "Variant", "main", "markdown_table", "run_study", "select_variants"]
@@ -145,8 +146,14 @@ def run_study(
     ``data`` holds the training and validation splits, ``test`` the testing split (both
     :class:`~dfa_lib.experiment.ProtocolData`); each of ``also`` (testing splits of other
     protocols) adds a ``<protocol>_eer_%`` column. Run folders go to ``<runs_dir>/<study>/``.
+
+    Beside the test EER and its interval over clips: its interval over fake voices
+    (``test_eer_voice_ci_%``), and the difference from the first variant,
+    ``vs_<first>_%`` (negative: lower EER), with paired bootstrap intervals over clips and
+    over voices (:func:`dfa_lib.evaluate.paired_difference`). A difference whose interval
+    holds 0 is not one this test split can show.
     """
-    from dfa_lib.evaluate import evaluate_run
+    from dfa_lib.evaluate import eer_intervals, evaluate_run, paired_difference
     from dfa_lib.train import TrainConfig, train
 
     if variants is None:
@@ -160,7 +167,7 @@ def run_study(
         seed=seed,
         device=device,
     )
-    rows = []
+    rows, reference = [], None
     for variant in variants:
         config = replace(base, name=variant.name, **variant.settings)
         start = time.perf_counter()
@@ -174,6 +181,11 @@ def run_study(
             dataset=data.info,
         )
         metrics = evaluate_run(result.folder, test, n_boot=n_boot, seed=seed)
+        scored = pd.read_csv(Path(result.folder) / "scores" / f"{test.protocol}.scored.csv")
+        voices = eer_intervals(scored, n_boot=n_boot, seed=seed)["ci_voices_%"]
+        if reference is None:
+            reference = (variant.name, scored)
+        versus = paired_difference(reference[1], scored, n_boot=n_boot, seed=seed)
         rows.append(
             {
                 "variant": variant.name,
@@ -182,6 +194,10 @@ def run_study(
                 "test_eer_%": 100 * metrics["eer"],
                 "test_eer_ci_%": f"{100 * metrics['eer_ci_low']:.1f}-"
                 f"{100 * metrics['eer_ci_high']:.1f}",
+                "test_eer_voice_ci_%": _span(voices),
+                f"vs_{reference[0]}_%": versus["diff_%"],
+                "vs_ci_clips_%": _span(versus["ci_clips_%"]),
+                "vs_ci_voices_%": _span(versus["ci_voices_%"]),
                 "test_auc": metrics["auc"],
                 **{
                     f"{other.protocol}_eer_%": 100
@@ -193,6 +209,11 @@ def run_study(
             }
         )
     return pd.DataFrame(rows)
+
+
+def _span(interval: tuple[float, float]) -> str:
+    low, high = interval
+    return "-" if np.isnan(low) else f"{low:.1f} to {high:.1f}"
 
 
 def markdown_table(table: pd.DataFrame) -> str:

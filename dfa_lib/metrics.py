@@ -338,6 +338,40 @@ def _group_indices(groups: Any, n: int, name: str) -> np.ndarray:
     return index.reshape(-1)
 
 
+def _draw_weights(groups: np.ndarray, rows: int, rng: np.random.Generator) -> np.ndarray:
+    """How often each score is drawn in each of ``rows`` replicates: ``(rows, scores)``.
+
+    A replicate draws as many groups as there are, with replacement; every score of a group
+    weighs as often as its group was drawn (one score per group: the ordinary bootstrap).
+    """
+    n_groups = int(groups.max()) + 1
+    drawn = rng.integers(0, n_groups, size=(rows, n_groups))
+    drawn += (np.arange(rows, dtype=np.int64) * n_groups)[:, None]
+    times = np.bincount(drawn.ravel(), minlength=rows * n_groups).reshape(rows, n_groups)
+    return times[:, groups]
+
+
+def _weighted_eers(
+    rank_bona: np.ndarray, rank_spoof: np.ndarray, k: int, w_bona: np.ndarray, w_spoof: np.ndarray
+) -> np.ndarray:
+    """EER of each replicate whose scores weigh ``w_*`` (rows, scores); see _rates."""
+    rows = w_bona.shape[0]
+    offsets = (np.arange(rows, dtype=np.int64) * k)[:, None]
+    counts = []
+    for ranks, weights in ((rank_bona, w_bona), (rank_spoof, w_spoof)):
+        per_score = np.bincount(
+            (ranks[None, :] + offsets).ravel(), weights=weights.ravel(), minlength=rows * k
+        )
+        counts.append(np.rint(per_score).astype(np.int64).reshape(rows, k))
+    totals = (w_bona.sum(axis=1, keepdims=True), w_spoof.sum(axis=1, keepdims=True))
+    frr, far = _rates(counts[0], counts[1], *totals)
+    return _crossing(frr, far)[0]
+
+
+def _block_rows(n_boot: int, *widths: int) -> int:
+    return max(1, min(n_boot, _BOOTSTRAP_BLOCK_ELEMENTS // max(widths)))
+
+
 def _grouped_bootstrap_eers(
     rank_bona: np.ndarray,
     rank_spoof: np.ndarray,
@@ -348,32 +382,72 @@ def _grouped_bootstrap_eers(
     rng: np.random.Generator,
 ) -> np.ndarray:
     """Replicate EERs of a (per-class) cluster bootstrap; see :func:`eer_bootstrap_ci`."""
-    n_groups_bona, n_groups_spoof = group_bona.max() + 1, group_spoof.max() + 1
-    widest = max(k + 1, rank_bona.size, rank_spoof.size, n_groups_bona, n_groups_spoof)
-    block = max(1, min(n_boot, _BOOTSTRAP_BLOCK_ELEMENTS // widest))
+    block = _block_rows(n_boot, k + 1, rank_bona.size, rank_spoof.size)
     eers = np.empty(n_boot, dtype=np.float64)
     for start in range(0, n_boot, block):
         rows = min(block, n_boot - start)
-        offsets = (np.arange(rows, dtype=np.int64) * k)[:, None]
-        counts, totals = [], []
-        for ranks, groups, n_groups in (
-            (rank_bona, group_bona, n_groups_bona),
-            (rank_spoof, group_spoof, n_groups_spoof),
-        ):
-            # How often each group is drawn in each replicate; every score of a group
-            # weighs that much.
-            drawn = rng.integers(0, n_groups, size=(rows, n_groups))
-            drawn += (np.arange(rows, dtype=np.int64) * n_groups)[:, None]
-            times = np.bincount(drawn.ravel(), minlength=rows * n_groups).reshape(rows, n_groups)
-            weights = times[:, groups]
-            per_score = np.bincount(
-                (ranks[None, :] + offsets).ravel(), weights=weights.ravel(), minlength=rows * k
-            )
-            counts.append(np.rint(per_score).astype(np.int64).reshape(rows, k))
-            totals.append(weights.sum(axis=1, keepdims=True))
-        frr, far = _rates(counts[0], counts[1], totals[0], totals[1])
-        eers[start : start + rows] = _crossing(frr, far)[0]
+        w_bona = _draw_weights(group_bona, rows, rng)
+        w_spoof = _draw_weights(group_spoof, rows, rng)
+        eers[start : start + rows] = _weighted_eers(rank_bona, rank_spoof, k, w_bona, w_spoof)
     return eers
+
+
+def eer_difference_ci(
+    bonafide_a: Any,
+    spoof_a: Any,
+    bonafide_b: Any,
+    spoof_b: Any,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    bonafide_groups: Any = None,
+    spoof_groups: Any = None,
+) -> tuple[float, float, float]:
+    """Return ``(difference, low, high)``: EER of system B minus that of A, with a paired interval.
+
+    Both systems scored the same clips, in the same order (``bonafide_a[i]`` and
+    ``bonafide_b[i]`` are one clip). Each replicate resamples the clips (or, with
+    ``*_groups``, whole groups as in :func:`eer_bootstrap_ci`) once and computes both EERs on
+    that one resample, so what the two systems share (the hard clips, the hard voices)
+    cancels in the difference. An interval that excludes 0 says B differs from A on clips
+    (or voices) like these; comparing two separate intervals is far less sensitive.
+
+    Raises:
+        MetricError: bad scores, the two systems' class sizes differ, or the settings of
+            :func:`eer_bootstrap_ci` are bad.
+    """
+    if int(n_boot) < 1:
+        raise MetricError(f"n_boot must be at least 1, got {n_boot}")
+    if not 0.0 < confidence < 1.0:
+        raise MetricError(f"confidence must be between 0 and 1 (e.g. 0.95), got {confidence}")
+    bona_a, spf_a = _check_both(bonafide_a, spoof_a)
+    bona_b, spf_b = _check_both(bonafide_b, spoof_b)
+    if (bona_a.size, spf_a.size) != (bona_b.size, spf_b.size):
+        raise MetricError(
+            f"the systems scored different clips: {bona_a.size}/{spf_a.size} bona fide/spoof "
+            f"scores against {bona_b.size}/{spf_b.size}"
+        )
+    group_bona = _group_indices(bonafide_groups, bona_a.size, "bonafide_groups")
+    group_spoof = _group_indices(spoof_groups, spf_a.size, "spoof_groups")
+    ranked = [_pooled_ranks(bona_a, spf_a), _pooled_ranks(bona_b, spf_b)]
+    widths = [r[0].size + 1 for r in ranked]
+    n_boot = int(n_boot)
+    rng = np.random.default_rng(seed)
+    block = _block_rows(n_boot, *widths, bona_a.size, spf_a.size)
+    differences = np.empty(n_boot, dtype=np.float64)
+    for start in range(0, n_boot, block):
+        rows = min(block, n_boot - start)
+        w_bona = _draw_weights(group_bona, rows, rng)
+        w_spoof = _draw_weights(group_spoof, rows, rng)
+        eer_a, eer_b = (
+            _weighted_eers(rank_bona, rank_spoof, values.size, w_bona, w_spoof)
+            for values, rank_bona, rank_spoof in ranked
+        )
+        differences[start : start + rows] = eer_b - eer_a
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(differences, [tail, 1.0 - tail])
+    point = equal_error_rate(bona_b, spf_b).eer - equal_error_rate(bona_a, spf_a).eer
+    return float(point), float(low), float(high)
 
 
 def roc_auc(bonafide: Any, spoof: Any) -> float:

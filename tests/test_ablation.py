@@ -48,6 +48,15 @@ def test_every_variant_is_trained_and_tested(tmp_path, toy):
     assert table["test_eer_%"].between(0, 100).all() and table["val_eer_%"].between(0, 100).all()
     for name in ("plain", "masked"):
         assert (tmp_path / "toy-study" / name / "metrics.json").is_file()
+    # Each variant against the first, paired on the same test clips: the first against itself
+    # is exactly 0; the other's difference is its EER minus the first's.
+    assert table["vs_plain_%"].iloc[0] == 0 and table["vs_ci_clips_%"].iloc[0] == "0.0 to 0.0"
+    assert table["vs_plain_%"].iloc[1] == pytest.approx(
+        table["test_eer_%"].iloc[1] - table["test_eer_%"].iloc[0]
+    )
+    low, high = map(float, table["vs_ci_clips_%"].iloc[1].split(" to "))
+    assert low <= table["vs_plain_%"].iloc[1] <= high
+    assert {"test_eer_voice_ci_%", "vs_ci_voices_%"} <= set(table.columns)
     text = markdown_table(table)
     assert text.splitlines()[0].startswith("| variant | best_epoch |")
     assert len(text.splitlines()) == 4

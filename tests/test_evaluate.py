@@ -88,3 +88,21 @@ def test_eer_intervals_give_the_clip_and_the_voice_interval():
     single = eer_intervals(scored.assign(speaker="one"), n_boot=50)
     assert single["n_voices"] == 1 and np.isnan(single["ci_voices_%"]).all()
     assert np.isnan(eer_intervals(scored.drop(columns="speaker"), n_boot=50)["ci_voices_%"][0])
+
+
+def test_paired_difference_matches_clips_by_path_and_checks_them():
+    from dfa_lib.evaluate import paired_difference
+
+    a = _scored().assign(path=[f"c{i}" for i in range(9)])
+    b = a.assign(score=np.where(a["label"] == "fake", -5.0, a["score"]))  # B rejects every fake
+    shuffled = b.iloc[::-1]  # order does not matter: clips are matched by path
+    row = paired_difference(a, shuffled, n_boot=200, seed=0)
+    assert row["diff_%"] < 0
+    assert row["ci_clips_%"][0] <= row["diff_%"] <= row["ci_clips_%"][1]
+    assert not np.isnan(row["ci_voices_%"][0])  # two fake voices
+    same = paired_difference(a, a, n_boot=50)
+    assert same["diff_%"] == 0 and same["ci_clips_%"] == (0.0, 0.0)
+    with pytest.raises(ValueError, match="different clips"):
+        paired_difference(a, b.iloc[1:], n_boot=10)
+    with pytest.raises(ValueError, match="label some clip differently"):
+        paired_difference(a, b.assign(label=list(reversed(b["label"]))), n_boot=10)

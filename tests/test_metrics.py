@@ -469,3 +469,42 @@ def test_cluster_bootstrap_groups_must_fit_the_scores():
         eer_bootstrap_ci(bona, spoof, spoof_groups=voices[:-1])
     with pytest.raises(MetricError, match="one group"):
         eer_bootstrap_ci(bona, spoof, bonafide_groups=["same"] * bona.size)
+
+
+def test_paired_difference_of_a_system_with_itself_is_exactly_zero():
+    from dfa_lib.metrics import eer_difference_ci
+
+    rng = np.random.default_rng(5)
+    bona, spoof = rng.normal(1, 1, 200), rng.normal(-1, 1, 150)
+    assert eer_difference_ci(bona, spoof, bona, spoof, n_boot=200) == (0.0, 0.0, 0.0)
+
+
+def test_paired_difference_finds_a_gain_that_separate_intervals_hide():
+    from dfa_lib.metrics import eer_difference_ci
+
+    rng = np.random.default_rng(6)
+    bona, spoof = rng.normal(1, 1, 300), rng.normal(-1, 1, 300)
+    better_spoof = spoof - 0.3  # system B pushes every fake a little further down
+    a, b = equal_error_rate(bona, spoof).eer, equal_error_rate(bona, better_spoof).eer
+    diff, low, high = eer_difference_ci(bona, spoof, bona, better_spoof, n_boot=1000, seed=1)
+    assert diff == pytest.approx(b - a) and diff < 0
+    assert low < diff < high < 0  # the paired interval excludes "no difference"...
+    ci_a = eer_bootstrap_ci(bona, spoof, n_boot=1000, seed=1)
+    ci_b = eer_bootstrap_ci(bona, better_spoof, n_boot=1000, seed=1)
+    assert ci_b[1] > ci_a[0]  # ...while the two separate intervals overlap
+
+
+def test_paired_difference_over_voices_when_one_voice_makes_the_gain():
+    from dfa_lib.metrics import eer_difference_ci
+
+    bona, spoof_a, voices = _one_voice_slips_through()
+    spoof_b = np.full_like(spoof_a, -10.0)  # B also catches v0
+    by_clip = eer_difference_ci(bona, spoof_a, bona, spoof_b, n_boot=1000, seed=0)
+    by_voice = eer_difference_ci(
+        bona, spoof_a, bona, spoof_b, n_boot=1000, seed=0, spoof_groups=voices
+    )
+    assert by_clip[0] == by_voice[0] == pytest.approx(-0.1)
+    assert by_clip[2] < 0  # clip by clip the gain looks certain
+    assert by_voice[2] == 0.0  # a resample without v0 shows no gain at all
+    with pytest.raises(MetricError, match="scored different clips"):
+        eer_difference_ci(bona, spoof_a, bona[:-1], spoof_b)
