@@ -34,7 +34,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 __all__ = ["STUDIES", "Variant", "main", "markdown_table", "run_study", "select_variants"]
@@ -153,7 +152,12 @@ def run_study(
     over voices (:func:`dfa_lib.evaluate.paired_difference`). A difference whose interval
     holds 0 is not one this test split can show.
     """
-    from dfa_lib.evaluate import eer_intervals, evaluate_run, paired_difference
+    from dfa_lib.evaluate import (
+        eer_intervals,
+        evaluate_run,
+        format_interval,
+        paired_difference,
+    )
     from dfa_lib.train import TrainConfig, train
 
     if variants is None:
@@ -194,10 +198,10 @@ def run_study(
                 "test_eer_%": 100 * metrics["eer"],
                 "test_eer_ci_%": f"{100 * metrics['eer_ci_low']:.1f}-"
                 f"{100 * metrics['eer_ci_high']:.1f}",
-                "test_eer_voice_ci_%": _span(voices),
+                "test_eer_voice_ci_%": format_interval(voices),
                 f"vs_{reference[0]}_%": versus["diff_%"],
-                "vs_ci_clips_%": _span(versus["ci_clips_%"]),
-                "vs_ci_voices_%": _span(versus["ci_voices_%"]),
+                "vs_ci_clips_%": format_interval(versus["ci_clips_%"]),
+                "vs_ci_voices_%": format_interval(versus["ci_voices_%"]),
                 "test_auc": metrics["auc"],
                 **{
                     f"{other.protocol}_eer_%": 100
@@ -209,11 +213,6 @@ def run_study(
             }
         )
     return pd.DataFrame(rows)
-
-
-def _span(interval: tuple[float, float]) -> str:
-    low, high = interval
-    return "-" if np.isnan(low) else f"{low:.1f} to {high:.1f}"
 
 
 def markdown_table(table: pd.DataFrame) -> str:

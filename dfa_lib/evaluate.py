@@ -257,6 +257,12 @@ def eer_intervals(
     return row
 
 
+def format_interval(interval: tuple[float, float]) -> str:
+    """An interval as "low to high" with one decimal, or "-" when it is NaN."""
+    low, high = interval
+    return "-" if np.isnan(low) else f"{low:.1f} to {high:.1f}"
+
+
 def paired_difference(
     scored_a: pd.DataFrame,
     scored_b: pd.DataFrame,
@@ -301,6 +307,48 @@ def paired_difference(
         _, low, high = eer_difference_ci(*arrays, n_boot=n_boot, seed=seed, spoof_groups=voices)
         row["ci_voices_%"] = (100 * low, 100 * high)
     return row
+
+
+def paired_table(
+    scored: dict[tuple[str, str], pd.DataFrame],
+    pairs: list[tuple[str, str]],
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """:func:`paired_difference` of model B against model A, for every protocol both scored.
+
+    ``scored`` maps ``(model, protocol)`` to a scored test split (as ``05_evaluation`` holds
+    them); ``pairs`` lists ``(a, b)``. One row per pair and protocol: ``protocol``, ``a``,
+    ``b``, ``eer_a_%``, ``eer_b_%``, ``diff_%`` (B minus A) and the two intervals as text.
+    """
+    from dfa_lib.metrics import equal_error_rate
+
+    def eer(frame: pd.DataFrame) -> float:
+        real = frame["label"] == "real"
+        return 100 * equal_error_rate(frame.loc[real, "score"], frame.loc[~real, "score"]).eer
+
+    rows = []
+    protocols = sorted({protocol for _, protocol in scored})
+    for a, b in pairs:
+        for protocol in protocols:
+            if (a, protocol) not in scored or (b, protocol) not in scored:
+                continue
+            first, second = scored[(a, protocol)], scored[(b, protocol)]
+            result = paired_difference(first, second, n_boot=n_boot, seed=seed)
+            rows.append(
+                {
+                    "protocol": protocol,
+                    "a": a,
+                    "b": b,
+                    "eer_a_%": eer(first),
+                    "eer_b_%": eer(second),
+                    "diff_%": result["diff_%"],
+                    "ci_clips_%": format_interval(result["ci_clips_%"]),
+                    "ci_voices_%": format_interval(result["ci_voices_%"]),
+                }
+            )
+    columns = ["protocol", "a", "b", "eer_a_%", "eer_b_%", "diff_%", "ci_clips_%", "ci_voices_%"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def errors_by_group(
@@ -350,7 +398,9 @@ __all__ = [
     "eer_intervals",
     "errors_by_group",
     "paired_difference",
+    "paired_table",
     "find_runs",
+    "format_interval",
     "weights_mtime",
     "headline_table",
     "results_table",

@@ -106,3 +106,17 @@ def test_paired_difference_matches_clips_by_path_and_checks_them():
         paired_difference(a, b.iloc[1:], n_boot=10)
     with pytest.raises(ValueError, match="label some clip differently"):
         paired_difference(a, b.assign(label=list(reversed(b["label"]))), n_boot=10)
+
+
+def test_paired_table_covers_every_protocol_both_models_scored():
+    from dfa_lib.evaluate import paired_table
+
+    a = _scored().assign(path=[f"c{i}" for i in range(9)])
+    b = a.assign(score=np.where(a["label"] == "fake", -5.0, a["score"]))
+    scored = {("m1", "p1"): a, ("m2", "p1"): b, ("m1", "p2"): a}  # m2 not scored on p2
+    table = paired_table(scored, [("m1", "m2")], n_boot=100, seed=0)
+    assert table[["protocol", "a", "b"]].values.tolist() == [["p1", "m1", "m2"]]
+    row = table.iloc[0]
+    assert row["diff_%"] == pytest.approx(row["eer_b_%"] - row["eer_a_%"])
+    assert " to " in row["ci_clips_%"] and " to " in row["ci_voices_%"]
+    assert paired_table(scored, [("m1", "absent")]).empty
