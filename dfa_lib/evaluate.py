@@ -224,6 +224,12 @@ def headline_table(results: pd.DataFrame) -> pd.DataFrame:
     return results.pivot_table(index="model", columns="protocol", values="eer_%", aggfunc="first")
 
 
+def _by_class(scored: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """The bona fide and the spoof scores of a scored split."""
+    real = scored["label"] == "real"
+    return scored.loc[real, "score"], scored.loc[~real, "score"]
+
+
 def eer_intervals(
     scored: pd.DataFrame, n_boot: int = 1000, seed: int = 0, voice_col: str = "speaker"
 ) -> dict:
@@ -237,8 +243,7 @@ def eer_intervals(
     """
     from dfa_lib.metrics import eer_bootstrap_ci, equal_error_rate
 
-    real = scored["label"] == "real"
-    bona, spoof = scored.loc[real, "score"], scored.loc[~real, "score"]
+    bona, spoof = _by_class(scored)
     low, high = eer_bootstrap_ci(bona, spoof, n_boot=n_boot, seed=seed)
     row = {
         "eer_%": 100 * equal_error_rate(bona, spoof).eer,
@@ -247,7 +252,7 @@ def eer_intervals(
         "n_voices": 0,
     }
     if voice_col in scored.columns:
-        voices = scored.loc[~real, voice_col].astype(str)
+        voices = scored.loc[scored["label"] != "real", voice_col].astype(str)
         row["n_voices"] = int(voices.nunique())
         if row["n_voices"] >= 2:
             low, high = eer_bootstrap_ci(
@@ -324,8 +329,7 @@ def paired_table(
     from dfa_lib.metrics import equal_error_rate
 
     def eer(frame: pd.DataFrame) -> float:
-        real = frame["label"] == "real"
-        return 100 * equal_error_rate(frame.loc[real, "score"], frame.loc[~real, "score"]).eer
+        return 100 * equal_error_rate(*_by_class(frame)).eer
 
     rows = []
     protocols = sorted({protocol for _, protocol in scored})
