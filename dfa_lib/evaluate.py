@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -314,6 +315,21 @@ def paired_difference(
     return row
 
 
+def comparison_pairs(models: Iterable[str], fusion_weights: pd.DataFrame) -> list[tuple[str, str]]:
+    """The pairs ``05_evaluation`` compares with :func:`paired_table`, each once.
+
+    ``(member, fusion)`` for every row of ``fusion_weights`` (:func:`dfa_lib.fusion.
+    weights_table`; a fusion of the same members exists once per protocol), then
+    ``(detector, detector_aug)`` for every detector of ``models`` whose augmented twin is there.
+    """
+    pairs: list[tuple[str, str]] = []
+    if not fusion_weights.empty:
+        pairs += [(row.member, row.fusion) for row in fusion_weights.itertuples()]
+    names = set(models)
+    pairs += sorted((m, f"{m}_aug") for m in names if f"{m}_aug" in names)
+    return list(dict.fromkeys(pairs))
+
+
 def paired_table(
     scored: dict[tuple[str, str], pd.DataFrame],
     pairs: list[tuple[str, str]],
@@ -397,6 +413,7 @@ def errors_by_group(
 
 __all__ = [
     "TRAINED_ON",
+    "comparison_pairs",
     "evaluate_run",
     "evaluate_scores",
     "eer_intervals",

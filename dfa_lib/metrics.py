@@ -285,14 +285,10 @@ def eer_bootstrap_ci(
         MetricError: bad scores (see :func:`equal_error_rate`), ``n_boot < 1``,
             ``confidence`` outside (0, 1), or groups of the wrong length or fewer than two.
     """
-    if int(n_boot) < 1:
-        raise MetricError(f"n_boot must be at least 1, got {n_boot}")
-    if not 0.0 < confidence < 1.0:
-        raise MetricError(f"confidence must be between 0 and 1 (e.g. 0.95), got {confidence}")
+    n_boot = _check_bootstrap(n_boot, confidence)
     bona, spf = _check_both(bonafide, spoof)
     values, rank_bona, rank_spoof = _pooled_ranks(bona, spf)
     k = values.size
-    n_boot = int(n_boot)
     rng = np.random.default_rng(seed)
     if bonafide_groups is not None or spoof_groups is not None:
         eers = _grouped_bootstrap_eers(
@@ -304,10 +300,8 @@ def eer_bootstrap_ci(
             n_boot,
             rng,
         )
-        tail = (1.0 - confidence) / 2.0
-        low, high = np.quantile(eers, [tail, 1.0 - tail])
-        return float(low), float(high)
-    block = max(1, min(n_boot, _BOOTSTRAP_BLOCK_ELEMENTS // max(k + 1, bona.size, spf.size)))
+        return _percentile_interval(eers, confidence)
+    block = _block_rows(n_boot, k + 1, bona.size, spf.size)
     eers = np.empty(n_boot, dtype=np.float64)
     for start in range(0, n_boot, block):
         rows = min(block, n_boot - start)
@@ -320,8 +314,22 @@ def eer_bootstrap_ci(
         spoof_counts = np.bincount(draw_spoof.ravel(), minlength=rows * k).reshape(rows, k)
         frr, far = _rates(bona_counts, spoof_counts, bona.size, spf.size)
         eers[start : start + rows] = _crossing(frr, far)[0]
+    return _percentile_interval(eers, confidence)
+
+
+def _check_bootstrap(n_boot: int, confidence: float) -> int:
+    """Validate the bootstrap settings; return ``n_boot`` as an int."""
+    if int(n_boot) < 1:
+        raise MetricError(f"n_boot must be at least 1, got {n_boot}")
+    if not 0.0 < confidence < 1.0:
+        raise MetricError(f"confidence must be between 0 and 1 (e.g. 0.95), got {confidence}")
+    return int(n_boot)
+
+
+def _percentile_interval(replicates: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The central ``confidence`` share of the replicates, as ``(low, high)``."""
     tail = (1.0 - confidence) / 2.0
-    low, high = np.quantile(eers, [tail, 1.0 - tail])
+    low, high = np.quantile(replicates, [tail, 1.0 - tail])
     return float(low), float(high)
 
 
@@ -416,10 +424,7 @@ def eer_difference_ci(
         MetricError: bad scores, the two systems' class sizes differ, or the settings of
             :func:`eer_bootstrap_ci` are bad.
     """
-    if int(n_boot) < 1:
-        raise MetricError(f"n_boot must be at least 1, got {n_boot}")
-    if not 0.0 < confidence < 1.0:
-        raise MetricError(f"confidence must be between 0 and 1 (e.g. 0.95), got {confidence}")
+    n_boot = _check_bootstrap(n_boot, confidence)
     bona_a, spf_a = _check_both(bonafide_a, spoof_a)
     bona_b, spf_b = _check_both(bonafide_b, spoof_b)
     if (bona_a.size, spf_a.size) != (bona_b.size, spf_b.size):
@@ -431,7 +436,6 @@ def eer_difference_ci(
     group_spoof = _group_indices(spoof_groups, spf_a.size, "spoof_groups")
     ranked = [_pooled_ranks(bona_a, spf_a), _pooled_ranks(bona_b, spf_b)]
     widths = [r[0].size + 1 for r in ranked]
-    n_boot = int(n_boot)
     rng = np.random.default_rng(seed)
     block = _block_rows(n_boot, *widths, bona_a.size, spf_a.size)
     differences = np.empty(n_boot, dtype=np.float64)
@@ -444,8 +448,7 @@ def eer_difference_ci(
             for values, rank_bona, rank_spoof in ranked
         )
         differences[start : start + rows] = eer_b - eer_a
-    tail = (1.0 - confidence) / 2.0
-    low, high = np.quantile(differences, [tail, 1.0 - tail])
+    low, high = _percentile_interval(differences, confidence)
     point = equal_error_rate(bona_b, spf_b).eer - equal_error_rate(bona_a, spf_a).eer
     return float(point), float(low), float(high)
 

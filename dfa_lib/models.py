@@ -218,7 +218,6 @@ class _SpectralModel(nn.Module):
         # Called after the trunk exists: attentive pooling is sized from its output.
         if pooling not in POOLINGS:
             raise ModelConfigError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-        self.pooling = pooling
         self.attentive_pool = (
             AttentiveStatsPool(self._trunk_output_dim()) if pooling == "attentive" else None
         )
@@ -263,8 +262,8 @@ class LCNN(_SpectralModel):
     blocks) with a configurable ``width`` (channels after the first MFM; the published
     system uses 32). Instead of a fixed-size flatten, the trunk output is pooled over time
     with mean and standard deviation statistics (``pooling="attentive"``: attention-weighted
-    ones), so any clip length works. A MFM fully
-    connected layer and dropout precede the 2-way output.
+    ones), so any clip length works. A MFM fully connected layer and dropout precede the
+    2-way output.
     """
 
     def __init__(

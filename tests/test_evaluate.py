@@ -120,3 +120,18 @@ def test_paired_table_covers_every_protocol_both_models_scored():
     assert row["diff_%"] == pytest.approx(row["eer_b_%"] - row["eer_a_%"])
     assert " to " in row["ci_clips_%"] and " to " in row["ci_voices_%"]
     assert paired_table(scored, [("m1", "absent")]).empty
+
+
+def test_comparison_pairs_list_fusion_members_then_augmented_twins_once():
+    from dfa_lib.evaluate import comparison_pairs
+
+    weights = pd.DataFrame(
+        {
+            "fusion": ["a+b", "a+b", "a+b", "a+b"],
+            "trained_on": ["in-domain", "in-domain", "unseen-generator", "unseen-generator"],
+            "member": ["a", "b", "a", "b"],
+        }
+    )
+    models = {"a", "b", "a+b", "lcnn", "lcnn_aug", "head_aug"}
+    assert comparison_pairs(models, weights) == [("a", "a+b"), ("b", "a+b"), ("lcnn", "lcnn_aug")]
+    assert comparison_pairs({"x", "x_aug"}, pd.DataFrame()) == [("x", "x_aug")]
