@@ -14,8 +14,8 @@ Scores and threshold
     increasing, that is the same decision as ``p_fake > sigmoid(-tau)``, so the detector works
     with the probability threshold ``t = sigmoid(-tau)`` and labels a clip fake when
     ``p_fake >= t`` (the two rules differ only when ``s == tau`` exactly).
-    Classical detectors (``lfcc_gmm``, ``lfcc_logreg``, ``ifd_logreg`` from
-    :mod:`dfa_lib.classical`) return a bona fide score directly (a log-likelihood ratio or
+    Classical detectors (``lfcc_gmm``, ``lfcc_logreg``, ``ifd_logreg``, ``ifd_rps_logreg``
+    from :mod:`dfa_lib.classical`) return a bona fide score directly (a log-likelihood ratio or
     log-odds); the same ``sigmoid(-s)`` maps it to a probability of fake (the posterior at
     equal priors for a log-likelihood ratio).
 
@@ -100,7 +100,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 METRICS_FILE = "metrics.json"
 MODEL_CARD_FILE = "README.md"
-CLASSICAL_MODELS: tuple[str, ...] = ("lfcc_gmm", "lfcc_logreg", "ifd_logreg")
+CLASSICAL_MODELS: tuple[str, ...] = ("lfcc_gmm", "lfcc_logreg", "ifd_logreg", "ifd_rps_logreg")
 # Models whose folder is not one build_model state dict: their own module loads the folder
 # ("module:function", called as function(folder)). A loader returns either a torch module
 # mapping waveforms (batch, samples) to logits [real, fake], or an object whose
@@ -109,6 +109,7 @@ FOLDER_LOADERS: dict[str, str] = {
     "lfcc_gmm": "dfa_lib.classical:load_classical",
     "lfcc_logreg": "dfa_lib.classical:load_classical",
     "ifd_logreg": "dfa_lib.classical:load_classical",
+    "ifd_rps_logreg": "dfa_lib.classical:load_classical",
     "ssl_head": "dfa_lib.ssl_pipeline:load_head_detector",
     "fusion": "dfa_lib.fusion:load_fusion",
 }

@@ -56,7 +56,7 @@ class TrainConfig:
     """Everything that defines one training run; written resolved into the run folder."""
 
     name: str = "lcnn"  # run folder name
-    model: str = "lcnn"  # dfa_lib.models.build_model name, or lfcc_gmm / lfcc_logreg / ifd_logreg
+    model: str = "lcnn"  # build_model name, or a classical model (lfcc_gmm, ifd_logreg ...)
     model_kwargs: dict = field(default_factory=dict)
     clip_seconds: float = 4.0  # training crop and scoring window, seconds
     pad_mode: str = "wrap"  # how clips shorter than the window are filled: wrap | constant

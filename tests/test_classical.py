@@ -16,6 +16,7 @@ from dfa_lib.classical import (
     CONFIG_FILE,
     ClassicalModelError,
     IFDLogRegClassifier,
+    IFDRPSLogRegClassifier,
     LFCCGMMClassifier,
     LFCCLogRegClassifier,
     build_classical,
@@ -24,6 +25,7 @@ from dfa_lib.classical import (
     phase_statistics,
 )
 from dfa_lib.frontends import IFDConfig, LFCCConfig, build_frontend
+from dfa_lib.harmonics import RPSConfig
 
 SR = 16000
 
@@ -69,8 +71,8 @@ def test_lfcc_features_match_the_frontend_settings() -> None:
 
 @pytest.mark.parametrize(
     "factory",
-    [small_gmm, LFCCLogRegClassifier, IFDLogRegClassifier],
-    ids=["gmm", "logreg", "ifd-logreg"],
+    [small_gmm, LFCCLogRegClassifier, IFDLogRegClassifier, IFDRPSLogRegClassifier],
+    ids=["gmm", "logreg", "ifd-logreg", "ifd-rps-logreg"],
 )
 def test_classifier_separates_tones_from_noise_and_round_trips(
     factory, data, tmp_path: Path
@@ -219,6 +221,28 @@ def test_a_phase_model_refuses_settings_that_do_not_fit_its_arrays(data, tmp_pat
     document["ifd"]["f_max"] = 2000.0
     (folder / CONFIG_FILE).write_text(json.dumps(document))
     with pytest.raises(ClassicalModelError, match="do not match 390 ifd statistics"):
+        load_classical(folder)
+
+
+def test_the_harmonic_phase_model_saves_both_settings_and_checks_them(data, tmp_path) -> None:
+    train_waves, train_labels, test_waves, _ = data
+    model = build_classical("ifd_rps_logreg", rps={"n_harmonics": 6})
+    assert isinstance(model, IFDRPSLogRegClassifier)
+    assert model.rps == RPSConfig(n_harmonics=6)
+    # 129 bins x 6 phase statistics, then 4 statistics of each of harmonics 2..6.
+    assert model.n_statistics == 6 * 129 + 4 * 5
+    folder = model.fit(train_waves, train_labels).save(tmp_path / "rps")
+    document = json.loads((folder / CONFIG_FILE).read_text())
+    assert document["model_type"] == "ifd_rps_logreg"
+    assert document["rps"]["n_harmonics"] == 6 and document["ifd"]["f_max"] == 4000.0
+    assert np.array_equal(load_classical(folder).score(test_waves), model.score(test_waves))
+    document["rps"]["n_harmonics"] = 8
+    (folder / CONFIG_FILE).write_text(json.dumps(document))
+    with pytest.raises(ClassicalModelError, match="do not match 802 ifd statistics"):
+        load_classical(folder)
+    del document["rps"]
+    (folder / CONFIG_FILE).write_text(json.dumps(document))
+    with pytest.raises(ClassicalModelError, match="bad settings"):
         load_classical(folder)
 
 
