@@ -20,7 +20,10 @@ Studies (:data:`STUDIES`):
   instantaneous-frequency deviation (the ``ifd`` front end: phase, which magnitude features
   discard), with and without per-utterance normalisation, and with SpecAugment;
 - ``lcnn-pooling``: mean and standard deviation over time against attentive statistics
-  pooling (attention-weighted ones), on log-mel and on unnormalised phase features.
+  pooling (attention-weighted ones), on log-mel and on unnormalised phase features;
+- ``phase-statistics``: the logistic regression on STFT phase statistics (``ifd_logreg``)
+  against the same with the relative phase shift of each harmonic (``ifd_rps_logreg``), with
+  fewer harmonics, sparser frames or weaker regularisation (seconds per variant).
 """
 
 from __future__ import annotations
@@ -65,6 +68,15 @@ def _ifd_grid() -> dict[str, int]:
     return {"n_fft": grid.n_fft, "win_length": grid.win_length, "hop_length": grid.hop_length}
 
 
+def _phase(model: str, C: float | None = None, **rps: Any) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"ifd": {"f_max": 4000.0}}
+    if rps:
+        kwargs["rps"] = rps
+    if C is not None:
+        kwargs["C"] = C
+    return {"model": model, "model_kwargs": kwargs}
+
+
 STUDIES: dict[str, tuple[Variant, ...]] = {
     "lcnn-frontend": (
         Variant("lfcc-8k", _lcnn("lfcc", 8000.0)),
@@ -103,6 +115,13 @@ STUDIES: dict[str, tuple[Variant, ...]] = {
             "ifd-4k-unnormalised-attentive",
             _lcnn("ifd", 4000.0, normalize=False, pooling="attentive"),
         ),
+    ),
+    "phase-statistics": (
+        Variant("ifd", _phase("ifd_logreg")),
+        Variant("ifd+rps", _phase("ifd_rps_logreg")),
+        Variant("ifd+rps-6-harmonics", _phase("ifd_rps_logreg", n_harmonics=6)),
+        Variant("ifd+rps-20ms", _phase("ifd_rps_logreg", frame_period_ms=20.0)),
+        Variant("ifd+rps-C0.1", _phase("ifd_rps_logreg", C=0.1)),
     ),
 }
 

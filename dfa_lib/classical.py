@@ -503,9 +503,7 @@ class IFDRPSLogRegClassifier(IFDLogRegClassifier):
         return np.concatenate([super()._statistics(clips), rps_statistics(clips, self.rps)], 1)
 
 
-Classifier = (
-    LFCCGMMClassifier | LFCCLogRegClassifier | IFDLogRegClassifier | IFDRPSLogRegClassifier
-)
+Classifier = LFCCGMMClassifier | LFCCLogRegClassifier | IFDLogRegClassifier | IFDRPSLogRegClassifier
 
 _CLASSES_BY_TYPE: dict[str, type[Classifier]] = {
     LFCCGMMClassifier.model_type: LFCCGMMClassifier,

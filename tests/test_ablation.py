@@ -63,12 +63,16 @@ def test_every_variant_is_trained_and_tested(tmp_path, toy):
 
 
 def test_studies_name_real_model_settings():
+    from dfa_lib.classical import CLASSICAL_MODEL_NAMES, build_classical
     from dfa_lib.models import build_model
 
     for variants in STUDIES.values():
         assert len({v.name for v in variants}) == len(variants)
         for v in variants:
-            build_model(v.settings["model"], **v.settings["model_kwargs"])
+            build = build_classical if v.settings["model"] in CLASSICAL_MODEL_NAMES else build_model
+            build(v.settings["model"], **v.settings["model_kwargs"])
+    harmonics = [v.settings["model_kwargs"].get("rps") for v in STUDIES["phase-statistics"]]
+    assert harmonics[3] == {"frame_period_ms": 20.0}
 
 
 def test_an_unknown_study_is_refused(tmp_path, toy):

@@ -84,6 +84,9 @@ def test_smoke_metrics_are_sane(smoke_reports):
     # (02 trains ifd_logreg on the unseen-neural rotations as an extra protocol).
     fused = {p.parent.parent.name for p in metrics if p.parent.name.startswith("ifd_logreg+")}
     assert {"in-domain", "unseen-generator", "unseen-neural-fargan"} <= fused
+    # The harmonic phase detector trains on the main protocols only, and so does its fusion.
+    rps = {p.parent.parent.name for p in metrics if p.parent.name.startswith("ifd_rps_logreg+")}
+    assert rps == {"in-domain", "unseen-generator"}
 
 
 def test_notebooks_have_one_parameters_cell_and_no_outputs():
