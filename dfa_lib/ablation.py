@@ -23,7 +23,7 @@ Studies (:data:`STUDIES`):
   pooling (attention-weighted ones), on log-mel and on unnormalised phase features;
 - ``phase-statistics``: the logistic regression on STFT phase statistics (``ifd_logreg``)
   against the same with the relative phase shift of each harmonic (``ifd_rps_logreg``), with
-  fewer harmonics, sparser frames or weaker regularisation (seconds per variant).
+  a refined F0, fewer harmonics, sparser frames or weaker regularisation (seconds each).
 """
 
 from __future__ import annotations
@@ -119,6 +119,7 @@ STUDIES: dict[str, tuple[Variant, ...]] = {
     "phase-statistics": (
         Variant("ifd", _phase("ifd_logreg")),
         Variant("ifd+rps", _phase("ifd_rps_logreg")),
+        Variant("ifd+rps-refined-f0", _phase("ifd_rps_logreg", dio_speed=4, refine_f0=True)),
         Variant("ifd+rps-6-harmonics", _phase("ifd_rps_logreg", n_harmonics=6)),
         Variant("ifd+rps-20ms", _phase("ifd_rps_logreg", frame_period_ms=20.0)),
         Variant("ifd+rps-C0.1", _phase("ifd_rps_logreg", C=0.1)),

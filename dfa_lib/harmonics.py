@@ -9,10 +9,12 @@ Hernaez et al. (2009, 2016), who used it to detect vocoder-based synthetic speec
 voice keeps a consistent RPS from one pitch period to the next; a vocoder that invents phase
 (zero, minimum, random or learned) keeps a different one, or none.
 
-Per clip: F0 from WORLD's DIO refined by StoneMask (``pyworld``), one Hann window of a few
-periods centred on each voiced frame, each harmonic's phase from a DFT evaluated at exactly
-``k * f0`` (with a symmetric window the phase at the centre is unbiased by a small error in
-``f0``). Harmonics above ``f_max`` are left out frame by frame, so the statistics cover the
+Per clip: F0 from WORLD's DIO (``pyworld``; optionally refined by StoneMask), one Hann window
+of a few periods centred on each voiced frame, each harmonic's phase from a DFT evaluated at
+exactly ``k * f0`` (with a symmetric window the phase at the centre is unbiased by a small
+error in ``f0``, which is why the coarse, fast F0 settings of the defaults do as well on the
+offline corpus's validation split as the refined ones: ``make ablation
+STUDY=phase-statistics``). Harmonics above ``f_max`` are left out frame by frame, so the statistics cover the
 band that every clip of the corpus keeps. :func:`rps_statistics` summarises a clip by, for
 every harmonic k = 2..K, the circular mean of ``RPS_k`` over voiced frames (cosine and sine),
 its resultant length (1: the same RPS in every frame; 0: none consistent) and the resultant
@@ -52,7 +54,8 @@ class RPSConfig:
     f0_ceil: float = 500.0  # Hz, highest fundamental searched
     frame_period_ms: float = 10.0  # ms between analysis frames
     periods_per_window: float = 3.0  # window length in periods of a low fundamental of the clip
-    dio_speed: int = 4  # DIO's internal decimation (1: none; 4 is ~3x faster, same F0 here)
+    dio_speed: int = 8  # DIO's internal decimation (1: none; 8 is ~4x faster)
+    refine_f0: bool = False  # refine DIO's F0 with StoneMask (doubles the cost of F0)
 
     def __post_init__(self) -> None:
         if self.n_harmonics < 2:
@@ -95,7 +98,9 @@ def fundamental(wave: np.ndarray, config: RPSConfig) -> tuple[np.ndarray, np.nda
         frame_period=config.frame_period_ms,
         speed=config.dio_speed,
     )
-    return pyworld.stonemask(x, f0, times, config.sample_rate), times
+    if config.refine_f0:
+        f0 = pyworld.stonemask(x, f0, times, config.sample_rate)
+    return f0, times
 
 
 def relative_phase_shifts(

@@ -72,7 +72,7 @@ def test_studies_name_real_model_settings():
             build = build_classical if v.settings["model"] in CLASSICAL_MODEL_NAMES else build_model
             build(v.settings["model"], **v.settings["model_kwargs"])
     harmonics = [v.settings["model_kwargs"].get("rps") for v in STUDIES["phase-statistics"]]
-    assert harmonics[3] == {"frame_period_ms": 20.0}
+    assert harmonics[4] == {"frame_period_ms": 20.0}
 
 
 def test_an_unknown_study_is_refused(tmp_path, toy):

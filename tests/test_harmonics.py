@@ -72,10 +72,10 @@ def test_invented_phases_leave_no_consistent_pattern() -> None:
 
 
 def test_harmonics_above_f_max_are_left_out() -> None:
-    config = RPSConfig(f_max=1000.0)
+    config = RPSConfig(f_max=1100.0)
     rps, f0 = relative_phase_shifts(harmonic_signal(f0=200.0), config)
     assert np.median(f0) == pytest.approx(200.0, rel=0.01)
-    # 200 Hz x 2..5 <= 1000 Hz; harmonics 6..12 are out of band in every frame.
+    # 200 Hz x 2..5 < 1100 Hz; harmonics 6..12 are out of band in every frame.
     assert np.all(np.isfinite(rps[:, :4])) and np.all(np.isnan(rps[:, 4:]))
     stats = rps_statistics([harmonic_signal(f0=200.0)], config)[0].reshape(4, 11)
     assert np.all(stats[:, 4:] == 0) and np.all(stats[2, :4] > 0.9)
