@@ -54,8 +54,8 @@ class RPSConfig:
     f0_ceil: float = 500.0  # Hz, highest fundamental searched
     frame_period_ms: float = 10.0  # ms between analysis frames
     periods_per_window: float = 3.0  # window length in periods of a low fundamental of the clip
-    dio_speed: int = 8  # DIO's internal decimation (1: none; 8 is ~4x faster)
-    refine_f0: bool = False  # refine DIO's F0 with StoneMask (doubles the cost of F0)
+    dio_speed: int = 8  # DIO's internal decimation (1: none; 8: several times faster)
+    refine_f0: bool = False  # refine DIO's F0 with StoneMask (costs more than DIO itself)
 
     def __post_init__(self) -> None:
         if self.n_harmonics < 2:
