@@ -37,6 +37,7 @@ with warnings.catch_warnings():  # pyworld imports the deprecated pkg_resources
     import pyworld
 
 STATISTICS = ("cos", "sin", "resultant", "frame_resultant")
+_FRAMES_PER_BLOCK = 1024  # analysis frames per block of the harmonic DFT
 
 
 class HarmonicsError(ValueError):
@@ -127,14 +128,18 @@ def relative_phase_shifts(
     half = int(round(config.periods_per_window * config.sample_rate / low_f0 / 2))
     offsets = np.arange(-half, half + 1)
     padded = np.pad(x, (half, half))
-    frames = padded[centres[:, None] + half + offsets[None, :]] * np.hanning(offsets.size)
-    # DFT at k * f0 for k = 1..K, phase referred to the window centre: powers of one phasor.
-    step = np.exp(-2j * np.pi * f0[:, None] * offsets[None, :] / config.sample_rate)
-    term = frames * step
+    window = np.hanning(offsets.size)
     harmonics = np.empty((f0.size, config.n_harmonics), dtype=np.complex128)
-    for k in range(config.n_harmonics):
-        harmonics[:, k] = term.sum(axis=1)
-        term *= step
+    # Blocks of frames bound the memory on long files (frames x window samples each).
+    for start in range(0, f0.size, _FRAMES_PER_BLOCK):
+        block = slice(start, start + _FRAMES_PER_BLOCK)
+        frames = padded[centres[block, None] + half + offsets[None, :]] * window
+        # DFT at k * f0 for k = 1..K, phase referred to the window centre: powers of a phasor.
+        step = np.exp(-2j * np.pi * f0[block, None] * offsets[None, :] / config.sample_rate)
+        term = frames * step
+        for k in range(config.n_harmonics):
+            harmonics[block, k] = term.sum(axis=1)
+            term *= step
     phase = np.angle(harmonics)
     k = np.arange(2, config.n_harmonics + 1)
     rps = np.angle(np.exp(1j * (phase[:, 1:] - k[None, :] * phase[:, :1])))

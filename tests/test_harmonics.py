@@ -98,6 +98,17 @@ def test_clips_without_voice_give_zeros_not_errors() -> None:
     assert rps_statistics([]).shape == (0, 44)
 
 
+def test_long_files_go_through_in_blocks_with_the_same_result(monkeypatch) -> None:
+    from dfa_lib import harmonics
+
+    wave = harmonic_signal(seconds=6.0, vibrato=0.05)
+    whole = relative_phase_shifts(wave)
+    monkeypatch.setattr(harmonics, "_FRAMES_PER_BLOCK", 7)
+    blocks = relative_phase_shifts(wave)
+    assert whole[0].shape[0] > 500
+    assert np.array_equal(whole[0], blocks[0], equal_nan=True)
+
+
 def test_threads_do_not_change_the_result() -> None:
     clips = [harmonic_signal(f0=f, seed=s) for f, s in [(120, None), (180, 1), (220, None)]] * 4
     assert np.array_equal(rps_statistics(clips, workers=1), rps_statistics(clips, workers=3))
