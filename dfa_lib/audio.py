@@ -3,7 +3,9 @@
 Decoding tries ``soundfile`` first (wav, flac, ogg, mp3 with no system library) and falls back
 to an ``ffmpeg`` subprocess for everything else (m4a, opus, G.722, ...). Every failure is a
 subclass of :class:`AudioError` whose message names the file and says what is wrong, so a batch
-job can record it and move on. Pure silence is valid audio, never an error.
+job can record it and move on. Pure silence decodes without error (corpora and augmentation
+need it); :func:`loudest_frame_dbfs` and :class:`SilentAudioError` let a caller that must judge
+the audio (``dfa predict``, the app) refuse a file with nothing audible in it.
 """
 
 from __future__ import annotations
@@ -27,10 +29,13 @@ __all__ = [
     "AudioFileNotFoundError",
     "EmptyAudioError",
     "InvalidAudioError",
+    "SILENCE_FLOOR_DBFS",
+    "SilentAudioError",
     "AudioSource",
     "audio_info",
     "frame_windows",
     "load_audio",
+    "loudest_frame_dbfs",
     "pad_or_crop",
     "peak_normalize",
     "resample",
@@ -64,6 +69,15 @@ class AudioDecodeError(AudioError):
 
 class InvalidAudioError(AudioError):
     """The decoded samples contain NaN or infinite values."""
+
+
+class SilentAudioError(AudioError):
+    """Nothing in the audio is louder than the silence floor, so there is nothing to judge."""
+
+
+# A 20 ms frame whose RMS is under -60 dBFS is silence for a detector: 16-bit dither and the
+# noise floor of a quiet room sit there, speech at any usable level sits 20-50 dB above it.
+SILENCE_FLOOR_DBFS = -60.0
 
 
 def _describe(source: AudioSource) -> str:
@@ -209,6 +223,24 @@ def rms_dbfs(wave: np.ndarray) -> float:
     """Root-mean-square level in dB relative to full scale (-inf for silence)."""
     rms = float(np.sqrt(np.mean(np.square(wave, dtype=np.float64)))) if wave.size else 0.0
     return 20.0 * np.log10(rms) if rms > 0 else float("-inf")
+
+
+def loudest_frame_dbfs(wave: np.ndarray, sr: int, frame_s: float = 0.02) -> float:
+    """RMS level in dBFS of the loudest ``frame_s`` frame (-inf for digital silence).
+
+    Frames do not overlap; a signal shorter than one frame is one frame. A single loud frame is
+    enough, so a file that is mostly pause but holds one word is not called silent.
+    """
+    wave = np.asarray(wave)
+    if wave.size == 0:
+        return float("-inf")
+    frame = max(1, min(wave.size, int(round(frame_s * sr))))
+    n = wave.size // frame
+    energy = np.square(wave[: n * frame], dtype=np.float64).reshape(n, frame).mean(axis=1)
+    if wave.size > n * frame:  # the tail shorter than a frame is a frame of its own
+        energy = np.append(energy, np.mean(np.square(wave[n * frame :], dtype=np.float64)))
+    loudest = float(energy.max())
+    return 10.0 * np.log10(loudest) if loudest > 0 else float("-inf")
 
 
 def rms_normalize(

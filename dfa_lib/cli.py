@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from dfa_lib import __version__
+from dfa_lib.audio import SILENCE_FLOOR_DBFS
 
 __all__ = ["AUDIO_EXTENSIONS", "CSV_COLUMNS", "build_parser", "expand_inputs", "main"]
 
@@ -39,6 +40,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "threshold",
     "duration",
     "n_windows",
+    "n_audible_windows",
     "error",
 )
 _GLOB_CHARS = set("*?[")
@@ -95,6 +97,20 @@ def _probability(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from error
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"a probability of fake in [0, 1] is needed, got {value}")
+    return value
+
+
+def _silence_floor(text: str) -> float | None:
+    if text.strip().lower() == "off":
+        return None
+    try:
+        value = float(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(
+            f"a level in dBFS or 'off' is needed, got {text!r}"
+        ) from error
+    if not value <= 0.0:
+        raise argparse.ArgumentTypeError(f"a level in dBFS is at most 0, got {value}")
     return value
 
 
@@ -165,6 +181,15 @@ def add_predict_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="probability of fake at or above which a file is labelled fake "
         "(default: the detector's validation-EER threshold)",
     )
+    parser.add_argument(
+        "--silence-floor",
+        type=_silence_floor,
+        default=SILENCE_FLOOR_DBFS,
+        metavar="DBFS",
+        help="windows whose loudest 20 ms frame is quieter are left out of the file score, and "
+        f"a file with no louder window is an error (default {SILENCE_FLOOR_DBFS:g}; 'off' "
+        "scores everything)",
+    )
     parser.add_argument("--output", metavar="FILE", help="write results here instead of stdout")
     parser.add_argument(
         "--batch-size", type=_positive_int, default=32, metavar="N", help="windows per forward"
@@ -199,6 +224,7 @@ def _row(path: str, result: Any = None, error: str | None = None) -> dict[str, A
             "threshold": None,
             "duration": None,
             "n_windows": None,
+            "n_audible_windows": None,
             "error": error,
         }
     row = {"path": path, **result.to_dict(windows=True), "error": None}
@@ -255,7 +281,11 @@ def _run_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
 
     try:
         detector = load_detector(
-            args.model, device=args.device, threshold=args.threshold, batch_size=args.batch_size
+            args.model,
+            device=args.device,
+            threshold=args.threshold,
+            batch_size=args.batch_size,
+            silence_dbfs=args.silence_floor,
         )
         detector.window_and_hop(args.window, args.hop)  # reject a bad --window before any work
     except (DetectorFormatError, ValueError) as error:

@@ -29,7 +29,7 @@ Long files
 
 Aggregation rule (file score)
     The file's bona fide score is the **mean of the window scores** (mean of the logit
-    differences), and its probability of fake is ``sigmoid(-mean)``. Why the mean and not the
+    differences) over its audible windows, and its probability of fake is ``sigmoid(-mean)``. Why the mean and not the
     maximum probability: the threshold was chosen on single training-length clips, and the mean
     of window scores stays on that scale whatever the file length, whereas the maximum over
     ``n`` windows drifts towards "fake" as ``n`` grows (one noisy window in an hour of genuine
@@ -37,6 +37,18 @@ Aggregation rule (file score)
     confident windows from being flattened by the sigmoid. The most suspicious window is still
     reported (``max_window_p_fake`` and the per-window timeline) so a partly synthetic file
     can be spotted by eye.
+
+Silence
+    Models normalise the level of every window, so a silent window would be scaled up and
+    judged as if it were speech. A window whose loudest 20 ms frame is below ``silence_dbfs``
+    (default -60 dBFS, :data:`dfa_lib.audio.SILENCE_FLOOR_DBFS`) is scored and listed but
+    left out of the file's mean; a file with no audible window at all is refused with a
+    :class:`dfa_lib.audio.SilentAudioError` by :meth:`Detector.score_path`,
+    :meth:`Detector.score_paths` and :meth:`Detector.score_waveform` (``dfa predict`` and the
+    app report it as that file's error); :meth:`Detector.score_batch` never refuses and
+    averages every window of a silent clip. :meth:`Detector.score_waves`, which evaluation
+    uses, averages every window of every clip, as training's validation scores did, so score
+    files and thresholds keep one rule. ``silence_dbfs=None`` turns the floor off.
 
 Memory: windows are cut from the decoded waveform one batch at a time, so scoring adds only a
 batch of windows (``batch_size * window`` samples) on top of the waveform itself. Files longer
@@ -60,9 +72,12 @@ import numpy as np
 from dfa_lib import __version__
 from dfa_lib.atomic import atomic_path, write_text_atomically
 from dfa_lib.audio import (
+    SILENCE_FLOOR_DBFS,
     AudioError,
     InvalidAudioError,
+    SilentAudioError,
     load_audio,
+    loudest_frame_dbfs,
     pad_or_crop,
     peak_normalize,
     rms_normalize,
@@ -214,7 +229,7 @@ class WindowedScore:
     """The verdict on one waveform: file-level score and label, plus every window's score."""
 
     p_fake: float  # probability of fake of the file (sigmoid of minus the mean window score)
-    score: float  # bona fide score of the file: mean of the window scores (higher = real)
+    score: float  # bona fide score: mean of the audible windows' scores (higher = real)
     label: str  # "fake" when p_fake >= threshold, else "real"
     threshold: float  # probability-of-fake threshold used for the label
     duration: float  # seconds of audio scored
@@ -223,11 +238,23 @@ class WindowedScore:
     window_starts: tuple[float, ...] = field(repr=False)  # seconds from the start of the file
     window_scores: tuple[float, ...] = field(repr=False)  # bona fide score of each window
     window_p_fake: tuple[float, ...] = field(repr=False)  # probability of fake of each window
+    # Whether each window holds a frame above the silence floor (all True with the floor off).
+    window_audible: tuple[bool, ...] = field(default=(), repr=False)
 
     @property
     def n_windows(self) -> int:
         """Number of windows the file was cut into."""
         return len(self.window_scores)
+
+    @property
+    def n_audible_windows(self) -> int:
+        """Number of windows louder than the silence floor (the ones the file score averages)."""
+        return sum(self.window_audible) if self.window_audible else self.n_windows
+
+    @property
+    def silent(self) -> bool:
+        """True when no window is louder than the silence floor."""
+        return self.n_audible_windows == 0
 
     @property
     def max_window_p_fake(self) -> float:
@@ -243,14 +270,21 @@ class WindowedScore:
             "threshold": self.threshold,
             "duration": self.duration,
             "n_windows": self.n_windows,
+            "n_audible_windows": self.n_audible_windows,
             "max_window_p_fake": self.max_window_p_fake,
             "window_seconds": self.window_seconds,
             "hop_seconds": self.hop_seconds,
         }
         if windows:
+            audible = self.window_audible or (True,) * self.n_windows
             out["windows"] = [
-                {"start": s, "end": min(s + self.window_seconds, self.duration), "p_fake": p}
-                for s, p in zip(self.window_starts, self.window_p_fake, strict=True)
+                {
+                    "start": s,
+                    "end": min(s + self.window_seconds, self.duration),
+                    "p_fake": p,
+                    "audible": a,
+                }
+                for s, p, a in zip(self.window_starts, self.window_p_fake, audible, strict=True)
             ]
         return out
 
@@ -341,7 +375,8 @@ class Detector:
 
     Build it with :func:`load_detector`. ``threshold`` is the probability-of-fake threshold
     (default: the folder's validation-EER threshold converted with
-    :func:`probability_threshold`).
+    :func:`probability_threshold`). ``silence_dbfs`` is the silence floor (see the module's
+    "Silence"); None scores every window.
     """
 
     def __init__(
@@ -354,6 +389,7 @@ class Detector:
         batch_size: int = DEFAULT_BATCH_SIZE,
         metrics: dict[str, Any] | None = None,
         model_card: str | None = None,
+        silence_dbfs: float | None = SILENCE_FLOOR_DBFS,
     ) -> None:
         import torch
 
@@ -374,6 +410,7 @@ class Detector:
         )
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold is a probability of fake in [0, 1], got {self.threshold}")
+        self.silence_dbfs = None if silence_dbfs is None else float(silence_dbfs)
         self.model = model
         self.device = None
         if self.is_torch:
@@ -455,11 +492,13 @@ class Detector:
         sr: int,
         window_seconds: float | None = None,
         hop_seconds: float | None = None,
+        skip_silence: bool = True,
     ) -> list[WindowedScore]:
         """Score several waveforms, pooling their windows into shared forward passes.
 
         ``waves`` are mono float arrays at ``sr`` Hz (resampled here when ``sr`` differs from
         the detector's rate). Returns one :class:`WindowedScore` per waveform, in order.
+        ``skip_silence=False`` counts every window as audible (the evaluation rule).
         """
         from dfa_lib.audio import resample
 
@@ -501,7 +540,9 @@ class Detector:
         results = []
         for wave, clip_starts, clip_scores in zip(prepared, starts, scores, strict=True):
             s = np.asarray(clip_scores, dtype=np.float64)
-            file_score = float(s.mean())
+            audible = self._audible(wave, clip_starts, window, skip_silence)
+            # A silent clip keeps the mean of all its windows: evaluation never loses a clip.
+            file_score = float(s[audible].mean() if audible.any() else s.mean())
             p_fake = _sigmoid(-file_score)
             results.append(
                 WindowedScore(
@@ -515,9 +556,34 @@ class Detector:
                     window_starts=tuple(st / sr_out for st in clip_starts),
                     window_scores=tuple(float(x) for x in s),
                     window_p_fake=tuple(float(x) for x in _sigmoid_array(-s)),
+                    window_audible=tuple(bool(a) for a in audible),
                 )
             )
         return results
+
+    def _audible(
+        self, wave: np.ndarray, starts: list[int], window: int, skip_silence: bool = True
+    ) -> np.ndarray:
+        """Whether each window's loudest 20 ms frame reaches the silence floor."""
+        if self.silence_dbfs is None or not skip_silence:
+            return np.ones(len(starts), dtype=bool)
+        return np.asarray(
+            [
+                loudest_frame_dbfs(wave[start : start + window], self.sample_rate)
+                >= self.silence_dbfs
+                for start in starts
+            ],
+            dtype=bool,
+        )
+
+    def _refuse_silence(self, result: WindowedScore, name: str) -> WindowedScore:
+        """Return ``result``, or raise SilentAudioError when none of its windows is audible."""
+        if result.silent:
+            raise SilentAudioError(
+                f"{name}: no audible signal (every 20 ms frame is below the "
+                f"{self.silence_dbfs:g} dBFS silence floor); there is no speech to judge"
+            )
+        return result
 
     def score_waves(
         self,
@@ -528,9 +594,12 @@ class Detector:
     ) -> np.ndarray:
         """Return the file-level bona fide score (higher = real) of each waveform, as float64.
 
-        ``sr`` defaults to the detector's sample rate; this is what evaluation calls.
+        ``sr`` defaults to the detector's sample rate; this is what evaluation calls. Every
+        window counts, silent or not, as in the score files training writes.
         """
-        results = self.score_batch(waves, sr or self.sample_rate, window_seconds, hop_seconds)
+        results = self.score_batch(
+            waves, sr or self.sample_rate, window_seconds, hop_seconds, skip_silence=False
+        )
         return np.asarray([r.score for r in results], dtype=np.float64)
 
     def score_waveform(
@@ -539,9 +608,15 @@ class Detector:
         sr: int,
         window_seconds: float | None = None,
         hop_seconds: float | None = None,
+        name: str = "the waveform",
     ) -> WindowedScore:
-        """Score one mono waveform at ``sr`` Hz in windows (see the module's aggregation rule)."""
-        return self.score_batch([wave], sr, window_seconds, hop_seconds)[0]
+        """Score one mono waveform at ``sr`` Hz in windows (see the module's aggregation rule).
+
+        Raises :class:`dfa_lib.audio.SilentAudioError`, whose message starts with ``name``,
+        when no window is audible.
+        """
+        result = self.score_batch([wave], sr, window_seconds, hop_seconds)[0]
+        return self._refuse_silence(result, name)
 
     def score_path(
         self,
@@ -551,10 +626,12 @@ class Detector:
     ) -> WindowedScore:
         """Decode a file with :func:`dfa_lib.audio.load_audio` and score it.
 
-        Raises :class:`dfa_lib.audio.AudioError` (or a subclass) for a file that cannot be read.
+        Raises :class:`dfa_lib.audio.AudioError` (or a subclass) for a file that cannot be read,
+        and :class:`dfa_lib.audio.SilentAudioError` for one with nothing audible in it.
         """
         wave = _decode(path, self.sample_rate)
-        return self.score_waveform(wave, self.sample_rate, window_seconds, hop_seconds)
+        result = self.score_batch([wave], self.sample_rate, window_seconds, hop_seconds)[0]
+        return self._refuse_silence(result, str(path))
 
     def score_paths(
         self,
@@ -565,7 +642,8 @@ class Detector:
         """Score files one after another, yielding ``(path, result or AudioError)`` in order.
 
         Short files are grouped so that their windows share forward passes; a file that cannot
-        be decoded yields its :class:`~dfa_lib.audio.AudioError` and the others go on.
+        be decoded, or holds nothing audible, yields its :class:`~dfa_lib.audio.AudioError`
+        and the others go on.
         """
         window, _ = self.window_and_hop(window_seconds, hop_seconds)
         pending: list[tuple[Path, np.ndarray | AudioError]] = []
@@ -575,7 +653,13 @@ class Detector:
             waves = [w for _, w in pending if isinstance(w, np.ndarray)]
             scored = iter(self.score_batch(waves, self.sample_rate, window_seconds, hop_seconds))
             for p, w in pending:
-                yield p, (next(scored) if isinstance(w, np.ndarray) else w)
+                if not isinstance(w, np.ndarray):
+                    yield p, w
+                    continue
+                try:
+                    yield p, self._refuse_silence(next(scored), str(p))
+                except SilentAudioError as error:
+                    yield p, error
 
         for raw in paths:
             path = Path(raw)
@@ -748,13 +832,14 @@ def load_detector(
     device: str = "auto",
     threshold: float | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    silence_dbfs: float | None = SILENCE_FLOOR_DBFS,
 ) -> Detector:
     """Load a detector folder (a run folder or an exported detector) and return a Detector.
 
     Raises :class:`DetectorFormatError` for a missing or non-detector folder, another format
     version, weights that do not fit the configured model, or missing files. Weights are read
     with safetensors only, never by unpickling. ``threshold`` (probability of fake) overrides
-    the folder's validation-EER threshold.
+    the folder's validation-EER threshold; ``silence_dbfs`` is the silence floor (None: off).
     """
     folder = Path(folder)
     config = _read_config(folder)
@@ -781,6 +866,7 @@ def load_detector(
         batch_size=batch_size,
         metrics=metrics,
         model_card=card,
+        silence_dbfs=silence_dbfs,
     )
 
 

@@ -109,6 +109,14 @@ def test_upload_limit_comes_from_the_environment(monkeypatch):
     assert app.max_upload_mb() == app.DEFAULT_MAX_UPLOAD_MB
 
 
+def test_a_silent_upload_gets_no_verdict(runs):
+    detector = load_detector(runs / "quick" / "lcnn", device="cpu")
+    result, why = app.score_for_page(detector, np.zeros(SR, np.float32), SR, "quiet.wav")
+    assert result is None and why.startswith("No verdict. quiet.wav: no audible signal")
+    result, why = app.score_for_page(detector, 0.1 * np.ones(SR, np.float32), SR, "dc.wav")
+    assert why is None and result.n_audible_windows == 1
+
+
 def test_verdict_and_figures(runs):
     import matplotlib.pyplot as plt
 

@@ -20,6 +20,7 @@ from dfa_lib.audio import (
     InvalidAudioError,
     frame_windows,
     load_audio,
+    loudest_frame_dbfs,
     pad_or_crop,
     peak_normalize,
     resample,
@@ -238,6 +239,23 @@ def test_trim_silence_keeps_the_voiced_part():
     y = trim_silence(x, sr, top_db=40)
     assert abs(y.size - sr // 2) <= 320
     assert trim_silence(np.zeros(100, np.float32), sr).size == 100
+
+
+def test_loudest_frame_level():
+    sr = 16000
+    assert loudest_frame_dbfs(np.zeros(sr, np.float32), sr) == float("-inf")
+    assert loudest_frame_dbfs(np.zeros(0, np.float32), sr) == float("-inf")
+    sine = 0.5 * np.sin(2 * np.pi * 440 * np.arange(sr) / sr)
+    assert loudest_frame_dbfs(sine, sr) == pytest.approx(20 * np.log10(0.5 / np.sqrt(2)), abs=0.1)
+    # One 20 ms burst in two seconds of silence sets the level; where it sits does not matter.
+    for start in (0, 7919, 2 * sr - 320):
+        x = np.zeros(2 * sr, np.float32)
+        x[start : start + 320] = 0.1
+        assert loudest_frame_dbfs(x, sr) > -27.0
+    # Shorter than a frame: the whole signal is the frame; the tail counts as its own frame.
+    assert loudest_frame_dbfs(np.full(100, 0.01, np.float32), sr) == pytest.approx(-40.0)
+    tail = np.concatenate([np.zeros(320 * 3), np.full(50, 0.1)])
+    assert loudest_frame_dbfs(tail, sr) == pytest.approx(-20.0)
 
 
 def test_pad_or_crop_modes():

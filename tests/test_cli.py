@@ -57,7 +57,7 @@ def test_predict_mixed_folder(model_folder, audio_folder, tmp_path):
     out = tmp_path / "scores.jsonl"
     argv = ["predict", str(audio_folder), "--model", str(model_folder), "--format", "jsonl"]
     status = main([*argv, "--output", str(out)])
-    assert status == 1  # two files could not be read
+    assert status == 1  # two files could not be read, one is silent
     rows = _read_jsonl(out)
     assert set(rows) == {
         "good_a.wav", "good_b.wav", "silence.wav", "stereo_44k.wav", "clip.mp3", "clip.flac",
@@ -65,10 +65,11 @@ def test_predict_mixed_folder(model_folder, audio_folder, tmp_path):
     }  # fmt: skip
     assert "empty" in rows["zero_bytes.wav"]["error"]
     assert "not a readable audio file" in rows["corrupt.wav"]["error"]
-    for name in ("zero_bytes.wav", "corrupt.wav"):
+    assert "no audible signal" in rows["silence.wav"]["error"]
+    for name in ("zero_bytes.wav", "corrupt.wav", "silence.wav"):
         assert rows[name]["p_fake"] is None and rows[name]["label"] is None
     scored = {k: v for k, v in rows.items() if v["error"] is None}
-    assert len(scored) == 7
+    assert len(scored) == 6
     for row in scored.values():
         assert 0.0 <= row["p_fake"] <= 1.0
         assert row["label"] == ("fake" if row["p_fake"] >= row["threshold"] else "real")
@@ -92,6 +93,23 @@ def test_predict_csv_on_stdout_and_exit_zero(model_folder, audio_folder, capsys)
     assert [Path(r["path"]).name for r in rows] == ["good_a.wav", "clip.flac"]
     assert all(r["error"] == "" and r["label"] in {"real", "fake"} for r in rows)
     assert float(rows[0]["duration"]) == pytest.approx(2.0)
+
+
+def test_silence_floor_option(model_folder, audio_folder, capsys):
+    path = str(audio_folder / "silence.wav")
+    base = ["predict", path, "--model", str(model_folder), "--format", "json"]
+    assert main(base) == 1
+    (row,) = json.loads(capsys.readouterr().out)
+    assert "below the -60 dBFS silence floor" in row["error"]
+    assert main([*base, "--silence-floor", "off"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["error"] is None and row["label"] in {"real", "fake"}
+    assert row["n_audible_windows"] == row["n_windows"] == 1
+    for bad in ("3", "loud"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*base, "--silence-floor", bad])
+        assert exit_info.value.code == 2
+        assert "silence-floor" in capsys.readouterr().err
 
 
 def test_predict_json_threshold_window_and_hop(model_folder, audio_folder, capsys):

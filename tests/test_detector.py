@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from dfa_lib import __version__
-from dfa_lib.audio import AudioError, pad_or_crop, save_audio
+from dfa_lib.audio import AudioError, SilentAudioError, pad_or_crop, save_audio
 from dfa_lib.detector import (
     CONFIG_FILE,
     WEIGHTS_FILE,
@@ -213,6 +213,44 @@ def test_score_paths_keeps_order_and_reports_bad_files(detector, tmp_path):
     assert isinstance(out[1][1], AudioError) and "empty" in str(out[1][1])
     assert isinstance(out[2][1], AudioError)
     assert out[0][1].score == pytest.approx(detector.score_path(good).score, abs=1e-6)
+
+
+def test_silent_windows_are_left_out_and_silent_files_refused(detector, tmp_path):
+    speech = noise(3.0, seed=11)  # -20 dBFS
+    gap = noise(2.0, seed=12, amplitude=1e-4)  # -80 dBFS: dither, not speech
+    result = detector.score_waveform(np.concatenate([speech, gap, speech]), SR)
+    assert result.window_audible == (True,) * 3 + (False,) * 2 + (True,) * 3
+    assert result.n_audible_windows == 6 and not result.silent
+    kept = [s for s, a in zip(result.window_scores, result.window_audible, strict=True) if a]
+    assert result.score == pytest.approx(np.mean(kept))
+    assert result.score != pytest.approx(np.mean(result.window_scores))
+    rows = result.to_dict()["windows"]
+    assert [r["audible"] for r in rows] == list(result.window_audible)
+    assert result.to_dict()["n_audible_windows"] == 6
+    # A quiet but real level (-40 dBFS) is audible; the floor is a setting.
+    assert not detector.score_waveform(noise(1.0, seed=13, amplitude=0.01), SR).silent
+    # Nothing audible: refused by the file and waveform APIs, with the name in the message.
+    for quiet in (np.zeros(2 * SR, np.float32), gap):
+        with pytest.raises(SilentAudioError, match=r"upload\.wav: no audible signal.*-60 dBFS"):
+            detector.score_waveform(quiet, SR, name="upload.wav")
+        # Evaluation's path never refuses a clip: all windows are averaged.
+        (batch,) = detector.score_batch([quiet], SR)
+        assert batch.silent and batch.score == pytest.approx(np.mean(batch.window_scores))
+    silent = save_audio(tmp_path / "silent.wav", np.zeros(SR, np.float32), SR)
+    good = save_audio(tmp_path / "good.wav", noise(0.8, seed=10), SR)
+    out = list(detector.score_paths([silent, good]))
+    assert isinstance(out[0][1], SilentAudioError) and "silent.wav" in str(out[0][1])
+    assert out[1][1].score == pytest.approx(detector.score_path(good).score, abs=1e-6)
+    with pytest.raises(SilentAudioError):
+        detector.score_path(silent)
+    # With the floor off every window counts and silence gets a verdict like any input.
+    unguarded = load_detector(detector.folder, device="cpu", silence_dbfs=None)
+    assert unguarded.score_path(silent).n_audible_windows == 1
+    whole = unguarded.score_waveform(np.concatenate([speech, gap]), SR)
+    assert whole.score == pytest.approx(np.mean(whole.window_scores))
+    # Evaluation keeps training's rule: every window of every clip, silent or not.
+    (evaluated,) = detector.score_waves([np.concatenate([speech, gap])])
+    assert evaluated == pytest.approx(whole.score, abs=1e-9)
 
 
 def test_fixed_input_model_uses_its_own_window(tmp_path):

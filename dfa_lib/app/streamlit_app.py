@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from dfa_lib.audio import AudioError, load_audio
+from dfa_lib.audio import AudioError, SilentAudioError, load_audio
 from dfa_lib.detector import Detector, WindowedScore, is_detector_folder, load_detector
 
 RUNS_DIR_ENV = "DFA_RUNS_DIR"
@@ -90,6 +90,16 @@ def decode_upload(data: bytes, name: str, limit_mb: int | None = None) -> tuple[
         if message.startswith("<"):
             message = name + message[message.index(">") + 1 :]
         raise UploadError(f"Cannot score this file. {message}") from error
+
+
+def score_for_page(
+    detector: Detector, wave: np.ndarray, sr: int, name: str
+) -> tuple[WindowedScore | None, str | None]:
+    """Score an upload; return ``(result, None)``, or ``(None, why)`` when it is silent."""
+    try:
+        return detector.score_waveform(wave, sr, name=name), None
+    except SilentAudioError as error:
+        return None, f"No verdict. {error}"
 
 
 def verdict_text(result: WindowedScore) -> str:
@@ -235,7 +245,11 @@ def main() -> None:
         st.error(str(error))
         return
     with st.spinner("Scoring ..."):
-        result = detector.score_waveform(wave, sr)
+        result, why = score_for_page(detector, wave, sr, name)
+    if result is None:
+        st.warning(why)
+        st.audio(data)
+        return
     verdict = verdict_text(result)
     if result.label == "fake":
         st.error(verdict)
@@ -243,7 +257,8 @@ def main() -> None:
         st.success(verdict)
     st.caption(
         f"{result.duration:.1f} s of audio in {result.n_windows} window(s) of "
-        f"{result.window_seconds:g} s; the file score is the mean of the window scores."
+        f"{result.window_seconds:g} s; the file score is the mean of the scores of the "
+        f"{result.n_audible_windows} audible window(s)."
     )
     st.audio(data)
     st.subheader("Waveform")
