@@ -1,6 +1,6 @@
 """Classification heads trained on cached frozen-encoder features, and per-layer signal.
 
-Three heads, all returning logits `(batch, 2)` ordered [real, fake]:
+Four heads, all returning logits `(batch, 2)` ordered [real, fake]:
 
 - `OriginalHead`: the original notebook's head, hidden -> 128, ReLU, dropout, -> 2, on one
   layer's time-pooled features (by default the last layer's mean, the encoder's width wide).
@@ -11,9 +11,15 @@ Three heads, all returning logits `(batch, 2)` ordered [real, fake]:
 - `LayerWeightedPooledHead`: the same learned sum of layers applied to the cached mean/std
   statistics, for when only pooled features are cached. It cannot attend over time (the time
   axis is already averaged away) but keeps the "which layers matter" weights.
+- `LinearProbeHead` (`head="linear"`): a logistic regression on the pooled mean/std of the
+  `first_layers` lowest layers side by side. Whisper keeps most of the deepfake signal in its
+  first layers, where an MLP on a few thousand clips overfits and a regularised linear model
+  does not.
 
-`train_head` trains any of them with class-weighted cross entropy, Adam (weight decay 1e-4),
-and early stopping on the validation EER. `layer_signal` fits one logistic regression per layer
+`train_head` trains the first three with class-weighted cross entropy, Adam (weight decay
+1e-4), and early stopping on the validation EER; the linear head is fitted in one go as an
+L2-regularised logistic regression (class-balanced, inverse strength `C`), the convex optimum,
+with no epochs. `layer_signal` fits one logistic regression per layer
 on pooled features and reports its validation EER, for the "which layers carry the signal" plot.
 Scores follow the project: `score = logit_real - logit_fake`, higher means bona fide.
 """
@@ -36,7 +42,8 @@ from dfa_lib.metrics import equal_error_rate
 from dfa_lib.models import AttentiveStatsPool
 from dfa_lib.ssl_features import downsample_frames, pool_mean_std
 
-HEADS = ("original", "weighted-asp", "weighted-pooled")
+HEADS = ("original", "weighted-asp", "weighted-pooled", "linear")
+_LINEAR_MAX_ITER = 3000  # L-BFGS iterations of the linear head's logistic regression
 # Frame features up to this size are held as float32 while training, larger ones as float16.
 _FLOAT32_FRAMES_BYTES = 2 * 2**30
 STATS = ("mean", "std", "mean+std")
@@ -116,6 +123,35 @@ class LayerWeightedPooledHead(nn.Module):
         return self.classifier(mixed)
 
 
+class LinearProbeHead(nn.Module):
+    """Logistic regression on the pooled mean/std of the lowest `first_layers` layers.
+
+    Logits are `[0, log-odds of fake]`, so the project's score (`logit_real - logit_fake`) is
+    minus the log-odds, as for the classical logistic regressions.
+    """
+
+    def __init__(self, num_layers: int, feature_dim: int, first_layers: int) -> None:
+        super().__init__()
+        if not 1 <= first_layers <= num_layers:
+            raise HeadInputError(
+                f"first_layers must be 1..{num_layers} for features with {num_layers} layers, "
+                f"got {first_layers}"
+            )
+        self.first_layers = first_layers
+        in_dim = first_layers * feature_dim
+        self.scale = _Standardize(torch.zeros(in_dim), torch.ones(in_dim))
+        self.linear = nn.Linear(in_dim, 1)
+
+    def flatten(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Return `(batch, first_layers * 2 * hidden)`: the used layers side by side."""
+        return pooled[:, : self.first_layers].reshape(pooled.shape[0], -1)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Map `(batch, layers, 2 * hidden)` pooled features to `(batch, 2)` logits."""
+        fake = self.linear(self.scale(self.flatten(pooled)))
+        return torch.cat([torch.zeros_like(fake), fake], dim=1)
+
+
 def normalize_frames(frames, chunk: int = 64) -> torch.Tensor:
     """Layer-normalise every frame of every layer (no learned scale), returned as float16.
 
@@ -164,9 +200,11 @@ class LayerWeightedASPHead(nn.Module):
 class HeadConfig:
     """Hyperparameters of `train_head` (all recorded in the run's config)."""
 
-    head: str = "original"  # original | weighted-asp | weighted-pooled
+    head: str = "original"  # original | weighted-asp | weighted-pooled | linear
     layer: int = -1  # original head: which layer's pooled features
     stats: str = "mean"  # original head: mean (as the original notebook) | std | mean+std
+    first_layers: int = 0  # linear head: how many of the lowest layers it reads (0 = all)
+    C: float = 0.1  # linear head: inverse L2 strength of its logistic regression
     hidden: int = 128
     dropout: float = 0.3
     attention_dim: int = 128
@@ -187,6 +225,10 @@ class HeadConfig:
             raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
         if self.stats not in STATS:
             raise ValueError(f"stats must be one of {STATS}, got {self.stats!r}")
+        if self.first_layers < 0:
+            raise ValueError(f"first_layers must be 0 (all) or positive, got {self.first_layers}")
+        if not self.C > 0:
+            raise ValueError(f"C must be positive, got {self.C}")
 
 
 @dataclass
@@ -238,7 +280,7 @@ def _inputs(features, config: HeadConfig) -> tuple[torch.Tensor, ...]:
             raise HeadInputError(f"head 'original' needs (n, dim) features, got {pooled.shape}")
     elif pooled.ndim != 3:
         raise HeadInputError(
-            f"head 'weighted-pooled' needs (n, layers, 2*hidden), got {pooled.shape}"
+            f"head {config.head!r} needs (n, layers, 2*hidden), got {pooled.shape}"
         )
     return (torch.from_numpy(np.ascontiguousarray(pooled)),)
 
@@ -248,7 +290,7 @@ def build_head(config: HeadConfig, example: tuple[torch.Tensor, ...]) -> nn.Modu
     first = example[0]
     if config.head == "original":
         dims = {"in_dim": int(first.shape[1])}
-    elif config.head == "weighted-pooled":
+    elif config.head in ("weighted-pooled", "linear"):
         dims = {"num_layers": int(first.shape[1]), "feature_dim": int(first.shape[2])}
     else:
         dims = {"num_layers": int(first.shape[1]), "hidden_size": int(first.shape[3])}
@@ -262,6 +304,10 @@ def build_head_from_dims(config: HeadConfig, dims: dict[str, int]) -> nn.Module:
     elif config.head == "weighted-pooled":
         model = LayerWeightedPooledHead(
             dims["num_layers"], dims["feature_dim"], config.hidden, config.dropout
+        )
+    elif config.head == "linear":
+        model = LinearProbeHead(
+            dims["num_layers"], dims["feature_dim"], config.first_layers or dims["num_layers"]
         )
     else:
         model = LayerWeightedASPHead(
@@ -364,6 +410,43 @@ def train_head(
         torch.set_num_threads(previous_threads)
 
 
+def _fit_linear(x, y, x_val, y_val, config: HeadConfig) -> tuple[nn.Module, HeadHistory]:
+    """Fit the linear head's logistic regression and copy it into the module."""
+    from sklearn.linear_model import LogisticRegression
+
+    start = time.perf_counter()
+    model = build_head(config, x)
+    flat = model.flatten(x[0]).double()
+    mean, std = flat.mean(dim=0), flat.std(dim=0).clamp_min(1e-6)
+    regression = LogisticRegression(
+        C=config.C, class_weight="balanced", max_iter=_LINEAR_MAX_ITER, random_state=config.seed
+    ).fit(((flat - mean) / std).numpy(), y.numpy())
+    with torch.no_grad():
+        model.scale.mean.copy_(mean.float())
+        model.scale.std.copy_(std.float())
+        # classes_ is [REAL, FAKE] = [0, 1]: the decision function is the log-odds of fake.
+        model.linear.weight.copy_(torch.from_numpy(regression.coef_).float())
+        model.linear.bias.copy_(torch.from_numpy(regression.intercept_).float())
+    model = model.to(config.device).eval()
+    counts = np.bincount(y.numpy(), minlength=2)
+    weights = torch.tensor(len(y) / (2.0 * counts), dtype=torch.float32)
+    loss_fn = nn.CrossEntropyLoss(weight=weights)
+    train_logits = torch.from_numpy(_predict(model, x))
+    val_logits = torch.from_numpy(_predict(model, x_val))
+    val_eer = _eer(bonafide_scores(val_logits.numpy()), y_val.numpy())
+    history = HeadHistory(config=asdict(config), best_epoch=1, best_val_eer=val_eer)
+    history.epochs.append(
+        {
+            "epoch": 1,
+            "train_loss": float(loss_fn(train_logits, y)),
+            "val_loss": float(loss_fn(val_logits, y_val)),
+            "val_eer": val_eer,
+            "seconds": time.perf_counter() - start,
+        }
+    )
+    return model, history
+
+
 def _train_head(features, labels, val_features, val_labels, config: HeadConfig, progress: bool):
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
@@ -379,6 +462,8 @@ def _train_head(features, labels, val_features, val_labels, config: HeadConfig, 
         raise HeadInputError(
             f"both classes are needed in training and validation (training counts {counts.tolist()})"
         )
+    if config.head == "linear":
+        return _fit_linear(x, y, x_val, y_val, config)
     device = torch.device(config.device)
     model = build_head(config, x).to(device)
     if config.head != "weighted-asp":

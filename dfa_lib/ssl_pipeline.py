@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -429,6 +430,42 @@ def summary_row(protocol: str, run: HeadRun, metrics: dict) -> dict:
     }
 
 
+def _cached_table(
+    cache_dir: str | os.PathLike | None,
+    kind: str,
+    parts: tuple[np.ndarray, ...],
+    columns: list[str],
+    compute: Callable[[], pd.DataFrame],
+) -> pd.DataFrame:
+    """Return ``compute()``, stored under ``cache_dir`` keyed by ``kind`` and the arrays."""
+    path = None
+    if cache_dir is not None:
+        shapes = "|".join(str(part.shape) for part in parts)
+        digest = hashlib.sha256(f"{__version__}|{kind}|{shapes}".encode())
+        for part in parts:
+            digest.update(np.ascontiguousarray(part).tobytes())
+        path = Path(cache_dir) / f"{digest.hexdigest()[:24]}.csv"
+        if path.is_file():
+            try:
+                table = pd.read_csv(path)
+                if list(table.columns) == columns:
+                    return table
+            except (OSError, ValueError, pd.errors.ParserError):
+                pass  # damaged: computed again
+    table = compute()
+    if path is not None:
+        write_atomically(path, lambda handle: handle.write(table.to_csv(index=False).encode()))
+    return table
+
+
+def _pooled_splits(features: dict[str, FeatureSet], data: ProtocolData):
+    tr, va = features["training"], features["validation"]
+    x_tr, x_va = tr.pooled[tr.valid], va.pooled[va.valid]
+    y_tr = data.frames["training"]["label"].to_numpy()[tr.valid]
+    y_va = data.frames["validation"]["label"].to_numpy()[va.valid]
+    return x_tr, y_tr, x_va, y_va
+
+
 def layer_table(
     features: dict[str, FeatureSet],
     data: ProtocolData,
@@ -441,27 +478,58 @@ def layer_table(
     """
     from dfa_lib.heads import layer_signal
 
-    tr, va = features["training"], features["validation"]
-    x_tr, x_va = tr.pooled[tr.valid], va.pooled[va.valid]
-    y_tr = data.frames["training"]["label"].to_numpy()[tr.valid]
-    y_va = data.frames["validation"]["label"].to_numpy()[va.valid]
-    path = None
-    if cache_dir is not None:
-        digest = hashlib.sha256(f"{__version__}|{x_tr.shape}|{x_va.shape}".encode())
-        for part in (x_tr, x_va, y_tr.astype(str), y_va.astype(str)):
-            digest.update(np.ascontiguousarray(part).tobytes())
-        path = Path(cache_dir) / f"{digest.hexdigest()[:24]}.csv"
-        if path.is_file():
-            try:
-                table = pd.read_csv(path)
-                if list(table.columns) == ["layer", "val_eer", "val_auc"]:
-                    return table
-            except (OSError, ValueError, pd.errors.ParserError):
-                pass  # damaged: computed again
-    table = layer_signal(x_tr, y_tr, x_va, y_va)
-    if path is not None:
-        write_atomically(path, lambda handle: handle.write(table.to_csv(index=False).encode()))
-    return table
+    x_tr, y_tr, x_va, y_va = _pooled_splits(features, data)
+    return _cached_table(
+        cache_dir,
+        "layers",
+        (x_tr, x_va, y_tr.astype(str), y_va.astype(str)),
+        ["layer", "val_eer", "val_auc"],
+        lambda: layer_signal(x_tr, y_tr, x_va, y_va),
+    )
+
+
+PROBE_C = (0.1,)  # inverse L2 strengths the linear head chooses from on validation
+
+
+def probe_table(
+    features: dict[str, FeatureSet],
+    data: ProtocolData,
+    cache_dir: str | os.PathLike | None = None,
+    C_values: Sequence[float] = PROBE_C,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Validation EER of the linear head on the lowest k layers, for every k and C.
+
+    Columns ``first_layers``, ``C``, ``val_eer``; cached like :func:`layer_table`. The fits
+    are the ones :func:`dfa_lib.heads.train_head` makes, so the chosen row's EER is the EER
+    the trained head will have.
+    """
+    x_tr, y_tr, x_va, y_va = _pooled_splits(features, data)
+
+    def compute() -> pd.DataFrame:
+        rows = []
+        for k in range(1, x_tr.shape[1] + 1):
+            for C in C_values:
+                config = HeadConfig(head="linear", first_layers=k, C=float(C), seed=seed)
+                _, history = train_head(x_tr, y_tr, x_va, y_va, config)
+                rows.append({"first_layers": k, "C": float(C), "val_eer": history.best_val_eer})
+        return pd.DataFrame(rows)
+
+    parts = (x_tr, x_va, y_tr.astype(str), y_va.astype(str), np.asarray(C_values, float))
+    return _cached_table(
+        cache_dir, f"probe|{seed}", parts, ["first_layers", "C", "val_eer"], compute
+    )
+
+
+def best_probe(table: pd.DataFrame) -> tuple[int, float]:
+    """Return the ``(first_layers, C)`` of :func:`probe_table` with the lowest validation EER.
+
+    Ties go to fewer layers, then to the stronger regularisation (smaller C).
+    """
+    if table.empty:
+        raise ValueError("the probe table is empty: no features to choose from")
+    ordered = table.sort_values(["val_eer", "first_layers", "C"], kind="stable")
+    return int(ordered["first_layers"].iloc[0]), float(ordered["C"].iloc[0])
 
 
 class SSLClassifier(torch.nn.Module):

@@ -87,6 +87,12 @@ def test_smoke_metrics_are_sane(smoke_reports):
     # The harmonic phase detector trains on the main protocols only, and so does its fusion.
     rps = {p.parent.parent.name for p in metrics if p.parent.name.startswith("ifd_rps_logreg+")}
     assert rps == {"in-domain", "unseen-generator"}
+    # 03's linear probe head trains on every protocol of the profile, its layers chosen there.
+    probes = [p for p in metrics if p.parent.name.endswith("_probe")]
+    assert len({p.parent.parent.name for p in probes}) == 5
+    for path in probes:
+        head = json.loads((path.parent / "head.json").read_text())["config"]
+        assert head["head"] == "linear" and head["first_layers"] >= 1
 
 
 def test_notebooks_have_one_parameters_cell_and_no_outputs():

@@ -12,6 +12,7 @@ from dfa_lib.heads import (
     HeadConfig,
     HeadInputError,
     LayerWeightedASPHead,
+    LinearProbeHead,
     bonafide_scores,
     layer_signal,
     load_head,
@@ -137,6 +138,45 @@ def test_heads_learn_separable_features(head, tmp_path):
     assert len(history.to_frame()) == 30
 
 
+def test_linear_head_is_the_logistic_regression_on_the_lowest_layers(tmp_path):
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = separable(200, signal_layer=1)
+    xv, yv = separable(100, seed=1, signal_layer=1)
+    config = HeadConfig(head="linear", first_layers=2, C=0.5)
+    model, history = train_head(x, y, xv, yv, config)
+    assert isinstance(model, LinearProbeHead) and model.first_layers == 2
+    assert history.best_val_eer < 0.05 and history.best_epoch == 1 and len(history.epochs) == 1
+    # Its fake logit is the regression's log-odds on layers 0-1 standardised on training.
+    flat = x[:, :2].reshape(len(x), -1).astype(np.float64)
+    mean, std = flat.mean(0), flat.std(0, ddof=1)
+    reference = LogisticRegression(C=0.5, class_weight="balanced", max_iter=3000)
+    reference.fit((flat - mean) / std, (y == "fake").astype(int))
+    flat_v = xv[:, :2].reshape(len(xv), -1)
+    logits = predict_logits(model, xv)
+    np.testing.assert_allclose(logits[:, 0], 0.0)
+    np.testing.assert_allclose(
+        logits[:, 1], reference.decision_function((flat_v - mean) / std), atol=1e-4
+    )
+    reloaded = load_head(save_head(model, tmp_path / "linear"))
+    np.testing.assert_allclose(predict_logits(reloaded, xv), logits, atol=1e-6)
+    # Layer 0 alone carries no signal; layers above first_layers are never read.
+    blind, blind_history = train_head(x, y, xv, yv, HeadConfig(head="linear", first_layers=1))
+    assert blind_history.best_val_eer > 0.3
+    scrambled = xv.copy()
+    scrambled[:, 2:] = 1e3
+    np.testing.assert_allclose(predict_logits(model, scrambled), logits, atol=1e-5)
+    everything, _ = train_head(x, y, xv, yv, HeadConfig(head="linear"))  # 0 = all layers
+    assert everything.first_layers == 3
+    with pytest.raises(HeadInputError, match="first_layers must be 1..3"):
+        train_head(x, y, xv, yv, HeadConfig(head="linear", first_layers=4))
+    with pytest.raises(HeadInputError, match="needs \\(n, layers"):
+        train_head(x[:, 0], y, xv[:, 0], yv, HeadConfig(head="linear"))
+    for bad in ({"C": 0.0}, {"first_layers": -1}):
+        with pytest.raises(ValueError):
+            HeadConfig(head="linear", **bad)
+
+
 def test_asp_head_attends_over_time():
     rng = np.random.default_rng(0)
     n, layers, steps, width = 400, 2, 12, 8
@@ -177,7 +217,7 @@ def test_layer_signal_finds_the_informative_layer():
     assert table.loc[2, "val_eer"] < 0.05 < table.loc[0, "val_eer"]
 
 
-@pytest.mark.parametrize("head", ["original", "weighted-asp"])
+@pytest.mark.parametrize("head", ["original", "weighted-asp", "linear"])
 def test_detector_on_waves_matches_cached_scores(backbone, tmp_path, head):
     waves = clips(12, seed=4)
     labels = ["real", "fake"] * 6

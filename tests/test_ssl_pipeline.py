@@ -27,9 +27,11 @@ from dfa_lib.ssl_features import FeaturePreprocessing
 from dfa_lib.ssl_pipeline import (
     augmentation_rows,
     augmented_training_features,
+    best_probe,
     evaluate_head,
     head_inputs,
     layer_table,
+    probe_table,
     split_features,
     summary_row,
     train_heads,
@@ -255,6 +257,41 @@ def test_sweep_scores_are_cached_per_detector_folder_and_weights(tmp_path, toy_d
     os.utime(folder / "model.safetensors", ns=(1, 1))
     sweep({"loud": kept})
     assert kept.calls == 4
+
+
+def test_probe_table_chooses_the_linear_head_on_validation(tmp_path, tiny_encoder_dir, toy_data):
+    encoder = load_backbone(tiny_encoder_dir)
+    with torch.inference_mode():
+        feats = split_features(encoder, toy_data, tmp_path / "features", PRE, frames=False)
+    table = probe_table(feats, toy_data, cache_dir=tmp_path / "tables", C_values=(0.1, 1.0))
+    layers = encoder.num_layers + 1
+    assert table["first_layers"].tolist() == [k for k in range(1, layers + 1) for _ in (0, 1)]
+    assert table["C"].tolist() == [0.1, 1.0] * layers
+    k, C = best_probe(table)
+    config = HeadConfig(head="linear", first_layers=k, C=C)
+    (run,) = train_heads(encoder, feats, toy_data, {"probe": config}, tmp_path / "runs", PRE)
+    # The table's EER is the trained head's, and the folder is a detector like any head's.
+    assert run.val_eer == pytest.approx(table["val_eer"].min())
+    evaluate_head(run, feats["testing"], toy_data, n_boot=20)
+    detector = load_detector(run.folder, device="cpu")
+    waves = [toy_data.stores["testing"][i] for i in range(len(toy_data.frames["testing"]))]
+    scored = pd.read_csv(run.folder / "scores" / "in-domain.scored.csv")
+    np.testing.assert_allclose(detector.score_waves(waves), scored["score"], atol=2e-3)
+    again = probe_table(feats, toy_data, cache_dir=tmp_path / "tables", C_values=(0.1, 1.0))
+    pd.testing.assert_frame_equal(again, table)
+    assert len(list((tmp_path / "tables").glob("*.csv"))) == 1
+    probe_table(feats, toy_data, cache_dir=tmp_path / "tables", C_values=(0.1,))
+    assert len(list((tmp_path / "tables").glob("*.csv"))) == 2  # other settings, own entry
+
+
+def test_best_probe_prefers_fewer_layers_then_smaller_c():
+    table = pd.DataFrame(
+        {"first_layers": [1, 1, 2, 2], "C": [0.1, 1.0, 0.1, 0.01], "val_eer": [0.3, 0.2, 0.2, 0.2]}
+    )
+    assert best_probe(table) == (1, 1.0)
+    assert best_probe(table.iloc[2:]) == (2, 0.01)
+    with pytest.raises(ValueError, match="empty"):
+        best_probe(table.iloc[:0])
 
 
 def test_best_layer_is_the_lowest_validation_eer_and_ties_go_low():
