@@ -88,11 +88,17 @@ def test_smoke_metrics_are_sane(smoke_reports):
     rps = {p.parent.parent.name for p in metrics if p.parent.name.startswith("ifd_rps_logreg+")}
     assert rps == {"in-domain", "unseen-generator"}
     # 03's linear probe head trains on every protocol of the profile, its layers chosen there.
-    probes = [p for p in metrics if p.parent.name.endswith("_probe")]
+    probes = [p for p in metrics if p.parent.name.endswith("_probe") and "+" not in p.parent.name]
     assert len({p.parent.parent.name for p in probes}) == 5
     for path in probes:
         head = json.loads((path.parent / "head.json").read_text())["config"]
         assert head["head"] == "linear" and head["first_layers"] >= 1
+    fused_probe = {
+        p.parent.parent.name
+        for p in metrics
+        if p.parent.name.startswith("ifd_rps_logreg+") and p.parent.name.endswith("_probe")
+    }
+    assert fused_probe == {"in-domain", "unseen-generator"}
 
 
 def test_notebooks_have_one_parameters_cell_and_no_outputs():
