@@ -401,6 +401,10 @@ def train_head(
     loss). The returned model is in eval mode, on `config.device`, with `model.head_config`.
     """
     config = config or HeadConfig()
+    if config.head == "linear":
+        # No epochs to speed up, and several linear fits may run at once on threads
+        # (`probe_table`): torch's process-wide thread setting is left alone.
+        return _train_head(features, labels, val_features, val_labels, config, progress)
     previous_threads = torch.get_num_threads()
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)
@@ -411,16 +415,26 @@ def train_head(
 
 
 def _fit_linear(x, y, x_val, y_val, config: HeadConfig) -> tuple[nn.Module, HeadHistory]:
-    """Fit the linear head's logistic regression and copy it into the module."""
+    """Fit the linear head's logistic regression and copy it into the module.
+
+    The solver runs on one BLAS thread: the result then does not depend on the machine's core
+    count (several BLAS threads sum in another order, and L-BFGS stops on another iterate),
+    and on two cores it is faster than two threads anyway.
+    """
     from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
 
     start = time.perf_counter()
     model = build_head(config, x)
     flat = model.flatten(x[0]).double()
     mean, std = flat.mean(dim=0), flat.std(dim=0).clamp_min(1e-6)
-    regression = LogisticRegression(
-        C=config.C, class_weight="balanced", max_iter=_LINEAR_MAX_ITER, random_state=config.seed
-    ).fit(((flat - mean) / std).numpy(), y.numpy())
+    with threadpool_limits(limits=1):
+        regression = LogisticRegression(
+            C=config.C,
+            class_weight="balanced",
+            max_iter=_LINEAR_MAX_ITER,
+            random_state=config.seed,
+        ).fit(((flat - mean) / std).numpy(), y.numpy())
     with torch.no_grad():
         model.scale.mean.copy_(mean.float())
         model.scale.std.copy_(std.float())

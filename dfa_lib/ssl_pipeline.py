@@ -497,23 +497,33 @@ def probe_table(
     cache_dir: str | os.PathLike | None = None,
     C_values: Sequence[float] = PROBE_C,
     seed: int = 0,
+    workers: int = 2,
 ) -> pd.DataFrame:
     """Validation EER of the linear head on the lowest k layers, for every k and C.
 
     Columns ``first_layers``, ``C``, ``val_eer``; cached like :func:`layer_table`. The fits
-    are the ones :func:`dfa_lib.heads.train_head` makes, so the chosen row's EER is the EER
-    the trained head will have.
+    are the ones :func:`dfa_lib.heads.train_head` makes (one BLAS thread each, so the table
+    does not depend on ``workers``, the number of fits run at once), and the chosen row's EER
+    is the EER the trained head will have.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
     x_tr, y_tr, x_va, y_va = _pooled_splits(features, data)
+    grid = [(k, float(C)) for k in range(1, x_tr.shape[1] + 1) for C in C_values]
+
+    def fit(point: tuple[int, float]) -> dict:
+        k, C = point
+        config = HeadConfig(head="linear", first_layers=k, C=C, seed=seed)
+        _, history = train_head(x_tr, y_tr, x_va, y_va, config)
+        return {"first_layers": k, "C": C, "val_eer": history.best_val_eer}
 
     def compute() -> pd.DataFrame:
-        rows = []
-        for k in range(1, x_tr.shape[1] + 1):
-            for C in C_values:
-                config = HeadConfig(head="linear", first_layers=k, C=float(C), seed=seed)
-                _, history = train_head(x_tr, y_tr, x_va, y_va, config)
-                rows.append({"first_layers": k, "C": float(C), "val_eer": history.best_val_eer})
-        return pd.DataFrame(rows)
+        # Held at one BLAS thread for the whole grid, so that no fit's own limit, set and
+        # restored on its thread, lets another fit run on more threads meanwhile.
+        with threadpool_limits(limits=1), ThreadPoolExecutor(max(1, workers)) as pool:
+            return pd.DataFrame(list(pool.map(fit, grid)))
 
     parts = (x_tr, x_va, y_tr.astype(str), y_va.astype(str), np.asarray(C_values, float))
     return _cached_table(

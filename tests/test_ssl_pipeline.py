@@ -279,6 +279,8 @@ def test_probe_table_chooses_the_linear_head_on_validation(tmp_path, tiny_encode
     np.testing.assert_allclose(detector.score_waves(waves), scored["score"], atol=2e-3)
     again = probe_table(feats, toy_data, cache_dir=tmp_path / "tables", C_values=(0.1, 1.0))
     pd.testing.assert_frame_equal(again, table)
+    one_at_a_time = probe_table(feats, toy_data, C_values=(0.1, 1.0), workers=1)
+    pd.testing.assert_frame_equal(one_at_a_time, table)  # fits on threads change nothing
     assert len(list((tmp_path / "tables").glob("*.csv"))) == 1
     probe_table(feats, toy_data, cache_dir=tmp_path / "tables", C_values=(0.1,))
     assert len(list((tmp_path / "tables").glob("*.csv"))) == 2  # other settings, own entry
