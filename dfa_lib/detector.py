@@ -29,8 +29,8 @@ Long files
 
 Aggregation rule (file score)
     The file's bona fide score is the **mean of the window scores** (mean of the logit
-    differences) over its audible windows, and its probability of fake is ``sigmoid(-mean)``. Why the mean and not the
-    maximum probability: the threshold was chosen on single training-length clips, and the mean
+    differences) over its audible windows, and its probability of fake is ``sigmoid(-mean)``.
+    Why the mean and not the maximum probability: the threshold was chosen on single training-length clips, and the mean
     of window scores stays on that scale whatever the file length, whereas the maximum over
     ``n`` windows drifts towards "fake" as ``n`` grows (one noisy window in an hour of genuine
     speech would flag the whole file). Averaging logits rather than probabilities keeps
@@ -239,7 +239,7 @@ class WindowedScore:
     window_scores: tuple[float, ...] = field(repr=False)  # bona fide score of each window
     window_p_fake: tuple[float, ...] = field(repr=False)  # probability of fake of each window
     # Whether each window holds a frame above the silence floor (all True with the floor off).
-    window_audible: tuple[bool, ...] = field(default=(), repr=False)
+    window_audible: tuple[bool, ...] = field(repr=False)
 
     @property
     def n_windows(self) -> int:
@@ -249,7 +249,7 @@ class WindowedScore:
     @property
     def n_audible_windows(self) -> int:
         """Number of windows louder than the silence floor (the ones the file score averages)."""
-        return sum(self.window_audible) if self.window_audible else self.n_windows
+        return sum(self.window_audible)
 
     @property
     def silent(self) -> bool:
@@ -276,7 +276,6 @@ class WindowedScore:
             "hop_seconds": self.hop_seconds,
         }
         if windows:
-            audible = self.window_audible or (True,) * self.n_windows
             out["windows"] = [
                 {
                     "start": s,
@@ -284,7 +283,9 @@ class WindowedScore:
                     "p_fake": p,
                     "audible": a,
                 }
-                for s, p, a in zip(self.window_starts, self.window_p_fake, audible, strict=True)
+                for s, p, a in zip(
+                    self.window_starts, self.window_p_fake, self.window_audible, strict=True
+                )
             ]
         return out
 
@@ -630,8 +631,7 @@ class Detector:
         and :class:`dfa_lib.audio.SilentAudioError` for one with nothing audible in it.
         """
         wave = _decode(path, self.sample_rate)
-        result = self.score_batch([wave], self.sample_rate, window_seconds, hop_seconds)[0]
-        return self._refuse_silence(result, str(path))
+        return self.score_waveform(wave, self.sample_rate, window_seconds, hop_seconds, str(path))
 
     def score_paths(
         self,

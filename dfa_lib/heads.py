@@ -12,9 +12,8 @@ Four heads, all returning logits `(batch, 2)` ordered [real, fake]:
   statistics, for when only pooled features are cached. It cannot attend over time (the time
   axis is already averaged away) but keeps the "which layers matter" weights.
 - `LinearProbeHead` (`head="linear"`): a logistic regression on the pooled mean/std of the
-  `first_layers` lowest layers side by side. Whisper keeps most of the deepfake signal in its
-  first layers, where an MLP on a few thousand clips overfits and a regularised linear model
-  does not.
+  `first_layers` lowest layers side by side (Whisper keeps most of the deepfake signal in its
+  first layers: `layer_signal`).
 
 `train_head` trains the first three with class-weighted cross entropy, Adam (weight decay
 1e-4), and early stopping on the validation EER; the linear head is fitted in one go as an
@@ -414,12 +413,13 @@ def train_head(
         torch.set_num_threads(previous_threads)
 
 
-def _fit_linear(x, y, x_val, y_val, config: HeadConfig) -> tuple[nn.Module, HeadHistory]:
+def _fit_linear(
+    x, y, x_val, y_val, config: HeadConfig, loss_fn: nn.Module
+) -> tuple[nn.Module, HeadHistory]:
     """Fit the linear head's logistic regression and copy it into the module.
 
     The solver runs on one BLAS thread: the result then does not depend on the machine's core
-    count (several BLAS threads sum in another order, and L-BFGS stops on another iterate),
-    and on two cores it is faster than two threads anyway.
+    count (several BLAS threads sum in another order, and L-BFGS stops on another iterate).
     """
     from sklearn.linear_model import LogisticRegression
     from threadpoolctl import threadpool_limits
@@ -442,18 +442,16 @@ def _fit_linear(x, y, x_val, y_val, config: HeadConfig) -> tuple[nn.Module, Head
         model.linear.weight.copy_(torch.from_numpy(regression.coef_).float())
         model.linear.bias.copy_(torch.from_numpy(regression.intercept_).float())
     model = model.to(config.device).eval()
-    counts = np.bincount(y.numpy(), minlength=2)
-    weights = torch.tensor(len(y) / (2.0 * counts), dtype=torch.float32)
-    loss_fn = nn.CrossEntropyLoss(weight=weights)
-    train_logits = torch.from_numpy(_predict(model, x))
-    val_logits = torch.from_numpy(_predict(model, x_val))
-    val_eer = _eer(bonafide_scores(val_logits.numpy()), y_val.numpy())
+    device = loss_fn.weight.device
+    train_logits = torch.from_numpy(_predict(model, x)).to(device)
+    val_logits = torch.from_numpy(_predict(model, x_val)).to(device)
+    val_eer = _eer(bonafide_scores(val_logits.cpu().numpy()), y_val.numpy())
     history = HeadHistory(config=asdict(config), best_epoch=1, best_val_eer=val_eer)
     history.epochs.append(
         {
             "epoch": 1,
-            "train_loss": float(loss_fn(train_logits, y)),
-            "val_loss": float(loss_fn(val_logits, y_val)),
+            "train_loss": float(loss_fn(train_logits, y.to(device))),
+            "val_loss": float(loss_fn(val_logits, y_val.to(device))),
             "val_eer": val_eer,
             "seconds": time.perf_counter() - start,
         }
@@ -476,14 +474,14 @@ def _train_head(features, labels, val_features, val_labels, config: HeadConfig, 
         raise HeadInputError(
             f"both classes are needed in training and validation (training counts {counts.tolist()})"
         )
-    if config.head == "linear":
-        return _fit_linear(x, y, x_val, y_val, config)
     device = torch.device(config.device)
+    weights = torch.tensor(len(y) / (2.0 * counts), dtype=torch.float32, device=device)
+    loss_fn = nn.CrossEntropyLoss(weight=weights)
+    if config.head == "linear":
+        return _fit_linear(x, y, x_val, y_val, config, loss_fn)
     model = build_head(config, x).to(device)
     if config.head != "weighted-asp":
         _fit_scaling(model, x[0].to(device))
-    weights = torch.tensor(len(y) / (2.0 * counts), dtype=torch.float32, device=device)
-    loss_fn = nn.CrossEntropyLoss(weight=weights)
     # The layer weights are a handful of softmax logits; at the classifier's learning rate they
     # barely move within a few hundred steps, so they get a larger one (and no weight decay).
     layer_params = [p for n, p in model.named_parameters() if n == "layer_logits"]
