@@ -18,6 +18,7 @@ from typing import Any, TextIO
 
 from dfa_lib import __version__
 from dfa_lib.audio import SILENCE_FLOOR_DBFS
+from dfa_lib.vad import MIN_SPEECH_SECONDS
 
 __all__ = ["AUDIO_EXTENSIONS", "CSV_COLUMNS", "build_parser", "expand_inputs", "main"]
 
@@ -41,6 +42,8 @@ CSV_COLUMNS: tuple[str, ...] = (
     "duration",
     "n_windows",
     "n_audible_windows",
+    "speech_seconds",
+    "speech_found",
     "error",
 )
 _GLOB_CHARS = set("*?[")
@@ -111,6 +114,18 @@ def _silence_floor(text: str) -> float | None:
         ) from error
     if not value <= 0.0:
         raise argparse.ArgumentTypeError(f"a level in dBFS is at most 0, got {value}")
+    return value
+
+
+def _min_speech(text: str) -> float | None:
+    if text.strip().lower() == "off":
+        return None
+    try:
+        value = float(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"seconds or 'off' are needed, got {text!r}") from error
+    if not value >= 0.0:
+        raise argparse.ArgumentTypeError(f"seconds of speech are at least 0, got {value}")
     return value
 
 
@@ -190,6 +205,15 @@ def add_predict_parser(subparsers: Any) -> argparse.ArgumentParser:
         f"a file with no louder window is an error (default {SILENCE_FLOOR_DBFS:g}; 'off' "
         "scores everything)",
     )
+    parser.add_argument(
+        "--min-speech",
+        type=_min_speech,
+        default=MIN_SPEECH_SECONDS,
+        metavar="S",
+        help="a file with fewer seconds of speech (Silero VAD) is scored but flagged: "
+        "speech_found is false and a warning goes to stderr; its verdict is about a sound the "
+        f"detector was not trained on (default {MIN_SPEECH_SECONDS:g}; 'off' skips the check)",
+    )
     parser.add_argument("--output", metavar="FILE", help="write results here instead of stdout")
     parser.add_argument(
         "--batch-size", type=_positive_int, default=32, metavar="N", help="windows per forward"
@@ -225,6 +249,8 @@ def _row(path: str, result: Any = None, error: str | None = None) -> dict[str, A
             "duration": None,
             "n_windows": None,
             "n_audible_windows": None,
+            "speech_seconds": None,
+            "speech_found": None,
             "error": error,
         }
     row = {"path": path, **result.to_dict(windows=True), "error": None}
@@ -278,6 +304,7 @@ def _run_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     from tqdm.auto import tqdm
 
     from dfa_lib.detector import DetectorFormatError, load_detector
+    from dfa_lib.vad import SpeechActivityUnavailable
 
     try:
         detector = load_detector(
@@ -286,12 +313,16 @@ def _run_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
             threshold=args.threshold,
             batch_size=args.batch_size,
             silence_dbfs=args.silence_floor,
+            min_speech_seconds=args.min_speech,
         )
         detector.window_and_hop(args.window, args.hop)  # reject a bad --window before any work
-    except (DetectorFormatError, ValueError) as error:
+        if args.min_speech is not None:
+            detector.speech_activity  # noqa: B018 - load it now: a missing model is a usage error
+    except (DetectorFormatError, ValueError, SpeechActivityUnavailable) as error:
         parser.error(str(error))
     inputs = expand_inputs(args.paths)
     failed = 0
+    no_speech = 0
     out: TextIO
     if args.output:
         try:
@@ -305,6 +336,14 @@ def _run_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         progress = tqdm(total=len(inputs), unit="file", file=sys.stderr, disable=None)
         for row in _score_rows(detector, inputs, args):
             failed += row["error"] is not None
+            if row.get("speech_found") is False:
+                no_speech += 1
+                progress.write(
+                    f"dfa predict: warning: {row['path']}: {row['speech_seconds']:.2f} s of "
+                    f"speech found (less than {args.min_speech:g} s); its verdict is about a "
+                    "sound the detector was not trained on",
+                    file=sys.stderr,
+                )
             writer.write(row)
             progress.update(1)
         progress.close()
@@ -312,6 +351,12 @@ def _run_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     finally:
         if out is not sys.stdout:
             out.close()
+    if no_speech:
+        print(
+            f"dfa predict: {no_speech} of {len(inputs)} inputs hold no speech (speech_found "
+            "false); their verdicts are kept but mean little",
+            file=sys.stderr,
+        )
     if failed:
         print(f"dfa predict: {failed} of {len(inputs)} inputs failed", file=sys.stderr)
     return EXIT_SOME_FAILED if failed else EXIT_OK

@@ -50,6 +50,15 @@ Silence
     uses, averages every window of every clip, as training's validation scores did, so score
     files and thresholds keep one rule. ``silence_dbfs=None`` turns the floor off.
 
+Speech activity
+    Sound that is loud enough but is not speech (a tone, music, noise) still gets a verdict,
+    and that verdict means nothing: the detector was trained on speech alone. The same three
+    methods measure the seconds of speech in the file and in each window
+    (:mod:`dfa_lib.vad`) and flag a file with less than ``min_speech_seconds`` (default 0.1 s)
+    of speech: ``speech_found`` is False, ``dfa predict`` and the app warn. The verdict is
+    kept, because the speech-activity model also misses some real speech (short words, shouted
+    character voices). ``min_speech_seconds=None`` skips the check; evaluation never runs it.
+
 Memory: windows are cut from the decoded waveform one batch at a time, so scoring adds only a
 batch of windows (``batch_size * window`` samples) on top of the waveform itself. Files longer
 than ten minutes that libsndfile reads (wav, flac, ogg, mp3) are decoded block by block
@@ -83,6 +92,7 @@ from dfa_lib.audio import (
     rms_normalize,
 )
 from dfa_lib.labels import FAKE, LABELS, REAL
+from dfa_lib.vad import MIN_SPEECH_SECONDS, SpeechActivity, load_speech_activity
 
 __all__ = [
     "CLASSICAL_MODELS",
@@ -240,6 +250,10 @@ class WindowedScore:
     window_p_fake: tuple[float, ...] = field(repr=False)  # probability of fake of each window
     # Whether each window holds a frame above the silence floor (all True with the floor off).
     window_audible: tuple[bool, ...] = field(repr=False)
+    # Seconds of speech in the file and in each window; None where the check did not run.
+    speech_seconds: float | None = None
+    window_speech_seconds: tuple[float, ...] | None = field(default=None, repr=False)
+    min_speech_seconds: float | None = None  # the least speech that counts as "speech found"
 
     @property
     def n_windows(self) -> int:
@@ -257,6 +271,13 @@ class WindowedScore:
         return self.n_audible_windows == 0
 
     @property
+    def speech_found(self) -> bool | None:
+        """Whether the file holds at least ``min_speech_seconds`` of speech (None: unchecked)."""
+        if self.speech_seconds is None or self.min_speech_seconds is None:
+            return None
+        return self.speech_seconds >= self.min_speech_seconds
+
+    @property
     def max_window_p_fake(self) -> float:
         """Probability of fake of the most suspicious window."""
         return max(self.window_p_fake)
@@ -271,20 +292,24 @@ class WindowedScore:
             "duration": self.duration,
             "n_windows": self.n_windows,
             "n_audible_windows": self.n_audible_windows,
+            "speech_seconds": self.speech_seconds,
+            "speech_found": self.speech_found,
             "max_window_p_fake": self.max_window_p_fake,
             "window_seconds": self.window_seconds,
             "hop_seconds": self.hop_seconds,
         }
         if windows:
+            speech = self.window_speech_seconds or (None,) * self.n_windows
             out["windows"] = [
                 {
                     "start": s,
                     "end": min(s + self.window_seconds, self.duration),
                     "p_fake": p,
                     "audible": a,
+                    "speech_seconds": sp,
                 }
-                for s, p, a in zip(
-                    self.window_starts, self.window_p_fake, self.window_audible, strict=True
+                for s, p, a, sp in zip(
+                    self.window_starts, self.window_p_fake, self.window_audible, speech, strict=True
                 )
             ]
         return out
@@ -377,7 +402,9 @@ class Detector:
     Build it with :func:`load_detector`. ``threshold`` is the probability-of-fake threshold
     (default: the folder's validation-EER threshold converted with
     :func:`probability_threshold`). ``silence_dbfs`` is the silence floor (see the module's
-    "Silence"); None scores every window.
+    "Silence"); None scores every window. ``min_speech_seconds`` is the least speech a file
+    must hold for its verdict to go unflagged (the module's "Speech activity"); None skips the
+    check.
     """
 
     def __init__(
@@ -391,6 +418,7 @@ class Detector:
         metrics: dict[str, Any] | None = None,
         model_card: str | None = None,
         silence_dbfs: float | None = SILENCE_FLOOR_DBFS,
+        min_speech_seconds: float | None = MIN_SPEECH_SECONDS,
     ) -> None:
         import torch
 
@@ -412,6 +440,10 @@ class Detector:
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold is a probability of fake in [0, 1], got {self.threshold}")
         self.silence_dbfs = None if silence_dbfs is None else float(silence_dbfs)
+        if min_speech_seconds is not None and not min_speech_seconds >= 0:
+            raise ValueError(f"min_speech_seconds must be >= 0 or None, got {min_speech_seconds}")
+        self.min_speech_seconds = min_speech_seconds
+        self._speech_activity: SpeechActivity | None = None
         self.model = model
         self.device = None
         if self.is_torch:
@@ -493,13 +525,15 @@ class Detector:
         sr: int,
         window_seconds: float | None = None,
         hop_seconds: float | None = None,
-        skip_silence: bool = True,
+        input_checks: bool = True,
     ) -> list[WindowedScore]:
         """Score several waveforms, pooling their windows into shared forward passes.
 
         ``waves`` are mono float arrays at ``sr`` Hz (resampled here when ``sr`` differs from
         the detector's rate). Returns one :class:`WindowedScore` per waveform, in order.
-        ``skip_silence=False`` counts every window as audible (the evaluation rule).
+        ``input_checks=True`` applies the silence floor and the speech-activity check (the
+        module's "Silence" and "Speech activity"); ``False`` counts every window and checks
+        nothing (the evaluation rule).
         """
         from dfa_lib.audio import resample
 
@@ -541,7 +575,8 @@ class Detector:
         results = []
         for wave, clip_starts, clip_scores in zip(prepared, starts, scores, strict=True):
             s = np.asarray(clip_scores, dtype=np.float64)
-            audible = self._audible(wave, clip_starts, window, skip_silence)
+            audible = self._audible(wave, clip_starts, window, input_checks)
+            speech, window_speech = self._speech(wave, clip_starts, window, input_checks)
             # A silent clip keeps the mean of all its windows: evaluation never loses a clip.
             file_score = float(s[audible].mean() if audible.any() else s.mean())
             p_fake = _sigmoid(-file_score)
@@ -558,15 +593,18 @@ class Detector:
                     window_scores=tuple(float(x) for x in s),
                     window_p_fake=tuple(float(x) for x in _sigmoid_array(-s)),
                     window_audible=tuple(bool(a) for a in audible),
+                    speech_seconds=speech,
+                    window_speech_seconds=window_speech,
+                    min_speech_seconds=self.min_speech_seconds if speech is not None else None,
                 )
             )
         return results
 
     def _audible(
-        self, wave: np.ndarray, starts: list[int], window: int, skip_silence: bool = True
+        self, wave: np.ndarray, starts: list[int], window: int, input_checks: bool = True
     ) -> np.ndarray:
         """Whether each window's loudest 20 ms frame reaches the silence floor."""
-        if self.silence_dbfs is None or not skip_silence:
+        if self.silence_dbfs is None or not input_checks:
             return np.ones(len(starts), dtype=bool)
         return np.asarray(
             [
@@ -576,6 +614,23 @@ class Detector:
             ],
             dtype=bool,
         )
+
+    @property
+    def speech_activity(self) -> SpeechActivity:
+        """The speech-activity model (loaded on first use; raises if it is not installed)."""
+        if self._speech_activity is None:
+            self._speech_activity = load_speech_activity()
+        return self._speech_activity
+
+    def _speech(
+        self, wave: np.ndarray, starts: list[int], window: int, input_checks: bool
+    ) -> tuple[float | None, tuple[float, ...] | None]:
+        """Seconds of speech in the whole wave and in each window (None, None when unchecked)."""
+        if self.min_speech_seconds is None or not input_checks:
+            return None, None
+        spans = [(start, min(start + window, wave.size)) for start in starts]
+        total, per_window = self.speech_activity.speech_seconds(wave, self.sample_rate, spans)
+        return total, tuple(per_window)
 
     def _refuse_silence(self, result: WindowedScore, name: str) -> WindowedScore:
         """Return ``result``, or raise SilentAudioError when none of its windows is audible."""
@@ -599,7 +654,7 @@ class Detector:
         window counts, silent or not, as in the score files training writes.
         """
         results = self.score_batch(
-            waves, sr or self.sample_rate, window_seconds, hop_seconds, skip_silence=False
+            waves, sr or self.sample_rate, window_seconds, hop_seconds, input_checks=False
         )
         return np.asarray([r.score for r in results], dtype=np.float64)
 
@@ -833,13 +888,15 @@ def load_detector(
     threshold: float | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     silence_dbfs: float | None = SILENCE_FLOOR_DBFS,
+    min_speech_seconds: float | None = MIN_SPEECH_SECONDS,
 ) -> Detector:
     """Load a detector folder (a run folder or an exported detector) and return a Detector.
 
     Raises :class:`DetectorFormatError` for a missing or non-detector folder, another format
     version, weights that do not fit the configured model, or missing files. Weights are read
     with safetensors only, never by unpickling. ``threshold`` (probability of fake) overrides
-    the folder's validation-EER threshold; ``silence_dbfs`` is the silence floor (None: off).
+    the folder's validation-EER threshold; ``silence_dbfs`` is the silence floor (None: off);
+    ``min_speech_seconds`` is the least speech a file needs to go unflagged (None: no check).
     """
     folder = Path(folder)
     config = _read_config(folder)
@@ -867,6 +924,7 @@ def load_detector(
         metrics=metrics,
         model_card=card,
         silence_dbfs=silence_dbfs,
+        min_speech_seconds=min_speech_seconds,
     )
 
 

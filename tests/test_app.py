@@ -117,6 +117,22 @@ def test_a_silent_upload_gets_no_verdict(runs):
     assert why is None and result.n_audible_windows == 1
 
 
+def test_a_verdict_on_non_speech_carries_a_warning(runs, speech_wav):
+    pytest.importorskip("silero_vad", reason="silero-vad is not installed (make setup)")
+    detector = load_detector(runs / "quick" / "lcnn", device="cpu")
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(2 * SR) / SR)).astype(np.float32)
+    result, why = app.score_for_page(detector, tone, SR, "tone.wav")
+    assert why is None and result.label in ("real", "fake")
+    assert app.speech_warning(result).startswith(
+        "Little or no speech found (0.00 s; at least 0.1 s"
+    )
+    wave, sr = app.decode_upload(speech_wav.read_bytes(), "speech.wav")
+    result, _ = app.score_for_page(detector, wave, sr, "speech.wav")
+    assert result.speech_found and app.speech_warning(result) is None
+    unchecked = load_detector(runs / "quick" / "lcnn", device="cpu", min_speech_seconds=None)
+    assert app.speech_warning(unchecked.score_waveform(tone, SR)) is None
+
+
 def test_verdict_and_figures(runs):
     import matplotlib.pyplot as plt
 

@@ -126,3 +126,4 @@ def test_upload_a_clip_and_read_the_verdict(streamlit_server, browser, tmp_path)
     assert match.group(1).lower() == expected.label
     assert float(match.group(2)) == pytest.approx(expected.p_fake, abs=1.5e-3)
     assert "3 window(s)" in body  # 2.5 s in 1-s windows, shown in the caption
+    assert "Little or no speech found (0.00 s" in body  # noise: the verdict is flagged

@@ -16,6 +16,7 @@ import soundfile as sf
 from test_detector import make_detector_folder, noise
 
 from dfa_lib.cli import CSV_COLUMNS, expand_inputs, main
+from dfa_lib.vad import SpeechActivityUnavailable
 
 SR = 16000
 
@@ -112,6 +113,39 @@ def test_silence_floor_option(model_folder, audio_folder, capsys):
         assert "silence-floor" in capsys.readouterr().err
 
 
+def test_min_speech_flags_a_tone_and_keeps_its_verdict(
+    model_folder, speech_wav, tmp_path, capsys, monkeypatch
+):
+    pytest.importorskip("silero_vad", reason="silero-vad is not installed (make setup)")
+    tone = tmp_path / "tone.wav"
+    t = np.arange(3 * SR) / SR
+    sf.write(tone, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), SR)
+    base = ["predict", str(speech_wav), str(tone), "--model", str(model_folder)]
+    assert main(base) == 0  # a flagged file is scored, not failed
+    captured = capsys.readouterr()
+    rows = {Path(r["path"]).name: r for r in csv.DictReader(io.StringIO(captured.out))}
+    assert rows["speech.wav"]["speech_found"] == "True"
+    assert float(rows["speech.wav"]["speech_seconds"]) > 0.5
+    assert rows["tone.wav"]["speech_found"] == "False" and rows["tone.wav"]["label"]
+    assert f"warning: {tone}: 0.00 s of speech found (less than 0.1 s)" in captured.err
+    assert "1 of 2 inputs hold no speech" in captured.err
+    assert main([*base, "--min-speech", "off"]) == 0
+    captured = capsys.readouterr()
+    rows = list(csv.DictReader(io.StringIO(captured.out)))
+    assert all(r["speech_found"] == "" and r["speech_seconds"] == "" for r in rows)
+    assert "warning" not in captured.err
+
+    # Without the model the check is a usage error that says how to install or skip it.
+    def unavailable():
+        raise SpeechActivityUnavailable("the speech-activity check needs the silero-vad package")
+
+    monkeypatch.setattr("dfa_lib.detector.load_speech_activity", unavailable)
+    with pytest.raises(SystemExit) as exit_info:
+        main(base)
+    assert exit_info.value.code == 2 and "silero-vad" in capsys.readouterr().err
+    assert main([*base, "--min-speech", "off"]) == 0
+
+
 def test_predict_json_threshold_window_and_hop(model_folder, audio_folder, capsys):
     path = str(audio_folder / "good_b.wav")
     base = ["predict", path, "--model", str(model_folder), "--format", "json"]
@@ -163,6 +197,8 @@ def test_expand_inputs_recurses_and_keeps_explicit_files(audio_folder):
         (["--batch-size", "0"], "must be positive"),
         (["--format", "xml"], "invalid choice"),
         (["--window", "-1"], "must be positive"),
+        (["--min-speech", "-1"], "at least 0"),
+        (["--min-speech", "lots"], "seconds or 'off'"),
     ],
 )
 def test_usage_errors_exit_2(model_folder, audio_folder, capsys, extra, message):

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from dfa_lib import __version__
-from dfa_lib.audio import AudioError, SilentAudioError, pad_or_crop, save_audio
+from dfa_lib.audio import AudioError, SilentAudioError, load_audio, pad_or_crop, save_audio
 from dfa_lib.detector import (
     CONFIG_FILE,
     WEIGHTS_FILE,
@@ -422,3 +422,47 @@ def test_long_files_decode_block_by_block_to_the_same_samples(tmp_path, sr, chan
     assert decode_long_file(path, SR) is None  # shorter than ten minutes: load_audio's job
     (tmp_path / "bad.wav").write_bytes(b"RIFF" + bytes(100))
     assert decode_long_file(tmp_path / "bad.wav", SR, min_seconds=0.0) is None
+
+
+def test_speech_activity_flags_non_speech_and_keeps_its_verdict(lcnn_folder, speech_wav):
+    pytest.importorskip("silero_vad", reason="silero-vad is not installed (make setup)")
+    detector = load_detector(lcnn_folder, device="cpu")
+    speech = detector.score_path(speech_wav)
+    assert speech.speech_found is True and speech.speech_seconds > 0.5
+    tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(3 * SR) / SR).astype(np.float32)
+    flagged = detector.score_waveform(tone, SR)
+    assert flagged.speech_found is False and flagged.speech_seconds < 0.1
+    assert flagged.label in ("real", "fake") and flagged.score == pytest.approx(
+        np.mean(flagged.window_scores)
+    )  # the verdict is kept and its score unchanged
+    # Per window: speech placed after a tone shows up in the windows that hold it.
+    words, _ = load_audio(speech_wav, target_sr=SR)
+    mixed = np.concatenate([tone, pad_or_crop(words, 2 * SR, "start")])
+    result = detector.score_waveform(mixed, SR)
+    assert len(result.window_speech_seconds) == result.n_windows == 5
+    assert max(result.window_speech_seconds[:3]) < 0.1 < result.window_speech_seconds[3]
+    rows = result.to_dict()
+    assert rows["speech_found"] is True and rows["speech_seconds"] == result.speech_seconds
+    assert [w["speech_seconds"] for w in rows["windows"]] == list(result.window_speech_seconds)
+    # Off: nothing is measured and nothing is flagged.
+    off = load_detector(lcnn_folder, device="cpu", min_speech_seconds=None)
+    unchecked = off.score_waveform(tone, SR)
+    assert unchecked.speech_seconds is None and unchecked.speech_found is None
+    assert unchecked.to_dict()["windows"][0]["speech_seconds"] is None
+    assert unchecked.score == pytest.approx(flagged.score)
+    with pytest.raises(ValueError, match="min_speech_seconds"):
+        load_detector(lcnn_folder, device="cpu", min_speech_seconds=-1)
+
+
+def test_evaluation_never_runs_the_speech_check(lcnn_folder, monkeypatch):
+    def unavailable():
+        raise RuntimeError("the speech-activity model must not be loaded here")
+
+    monkeypatch.setattr("dfa_lib.detector.load_speech_activity", unavailable)
+    detector = load_detector(lcnn_folder, device="cpu")
+    scores = detector.score_waves([noise(1.0, seed=1), noise(2.5, seed=2)])
+    assert scores.shape == (2,) and np.isfinite(scores).all()
+    (batch,) = detector.score_batch([noise(1.0, seed=1)], SR, input_checks=False)
+    assert batch.speech_seconds is None
+    with pytest.raises(RuntimeError, match="must not be loaded"):
+        detector.score_waveform(noise(1.0, seed=1), SR)

@@ -111,6 +111,17 @@ def verdict_text(result: WindowedScore) -> str:
     )
 
 
+def speech_warning(result: WindowedScore) -> str | None:
+    """Return the warning shown beside a verdict on audio that holds no speech, else None."""
+    if result.speech_found is not False:
+        return None
+    return (
+        f"Little or no speech found ({result.speech_seconds:.2f} s; at least "
+        f"{result.min_speech_seconds:g} s expected). The detector was trained on speech only, "
+        "so this verdict is about a sound it has never heard and means little."
+    )
+
+
 def waveform_figure(wave: np.ndarray, sr: int) -> Any:
     """Plot the waveform; long signals are drawn as a min/max envelope to stay light."""
     import matplotlib.pyplot as plt
@@ -255,6 +266,9 @@ def main() -> None:
         st.error(verdict)
     else:
         st.success(verdict)
+    warning = speech_warning(result)
+    if warning:
+        st.warning(warning)
     st.caption(
         f"{result.duration:.1f} s of audio in {result.n_windows} window(s) of "
         f"{result.window_seconds:g} s; the file score is the mean of the scores of the "
