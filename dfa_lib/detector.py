@@ -573,10 +573,12 @@ class Detector:
 
         sr_out = self.sample_rate
         results = []
-        for wave, clip_starts, clip_scores in zip(prepared, starts, scores, strict=True):
+        speech_checks = self._speech(prepared, starts, window, input_checks)
+        for wave, clip_starts, clip_scores, (speech, window_speech) in zip(
+            prepared, starts, scores, speech_checks, strict=True
+        ):
             s = np.asarray(clip_scores, dtype=np.float64)
             audible = self._audible(wave, clip_starts, window, input_checks)
-            speech, window_speech = self._speech(wave, clip_starts, window, input_checks)
             # A silent clip keeps the mean of all its windows: evaluation never loses a clip.
             file_score = float(s[audible].mean() if audible.any() else s.mean())
             p_fake = _sigmoid(-file_score)
@@ -623,14 +625,17 @@ class Detector:
         return self._speech_activity
 
     def _speech(
-        self, wave: np.ndarray, starts: list[int], window: int, input_checks: bool
-    ) -> tuple[float | None, tuple[float, ...] | None]:
-        """Seconds of speech in the whole wave and in each window (None, None when unchecked)."""
+        self, waves: list[np.ndarray], starts: list[list[int]], window: int, input_checks: bool
+    ) -> list[tuple[float | None, tuple[float, ...] | None]]:
+        """Seconds of speech in each wave and in each of its windows (None when unchecked)."""
         if self.min_speech_seconds is None or not input_checks:
-            return None, None
-        spans = [(start, min(start + window, wave.size)) for start in starts]
-        total, per_window = self.speech_activity.speech_seconds(wave, self.sample_rate, spans)
-        return total, tuple(per_window)
+            return [(None, None)] * len(waves)
+        spans = [
+            [(start, min(start + window, wave.size)) for start in clip_starts]
+            for wave, clip_starts in zip(waves, starts, strict=True)
+        ]
+        measured = self.speech_activity.speech_seconds_many(waves, self.sample_rate, spans)
+        return [(total, tuple(per_window)) for total, per_window in measured]
 
     def _refuse_silence(self, result: WindowedScore, name: str) -> WindowedScore:
         """Return ``result``, or raise SilentAudioError when none of its windows is audible."""

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,9 @@ __all__ = [
 SPEECH_PROBABILITY = 0.5  # the model's own default decision threshold
 MIN_SPEECH_SECONDS = 0.1  # less speech than this in a file: its verdict is flagged
 REFERENCE_DBFS = -18.0  # loudest-frame level the audio is scaled to before the model
+SEGMENT_SECONDS = 30.0  # a waveform is read in segments this long, side by side
+WARM_UP_SECONDS = 1.0  # each segment after the first starts this much early
+MAX_ROWS = 128  # segments read side by side
 _PACKAGE = "silero-vad"
 _MODEL_FILE = ("data", "silero_vad.jit")
 
@@ -126,58 +130,101 @@ class SpeechActivity:
     def probabilities(self, wave: np.ndarray, sr: int) -> np.ndarray:
         """Speech probability of every chunk of ``wave`` (mono, ``sr`` Hz), in order.
 
-        The last chunk is padded with zeros; a waveform shorter than one chunk is one chunk.
-        Digital silence gives zeros without running the model. The waveform is read chunk by
-        chunk (the model keeps its state from one chunk to the next), so an hour of audio costs
-        no copy of itself.
+        See :meth:`probabilities_many`, which this calls with one waveform.
+        """
+        return self.probabilities_many([wave], sr)[0]
+
+    def probabilities_many(self, waves: Sequence[np.ndarray], sr: int) -> list[np.ndarray]:
+        """Speech probability of every chunk of each waveform (mono, ``sr`` Hz).
+
+        The last chunk of a waveform is padded with zeros; a waveform shorter than one chunk is
+        one chunk; digital silence gives zeros without running the model. The model reads a
+        waveform chunk after chunk, carrying its state, in segments of
+        :data:`SEGMENT_SECONDS` that start :data:`WARM_UP_SECONDS` early (the warm-up's
+        probabilities are dropped), and up to :data:`MAX_ROWS` segments of any waveforms step
+        through the model side by side. A waveform no longer than one segment is therefore read
+        exactly as in one pass from its start, and the samples are read where they lie, so an
+        hour of audio costs no copy of itself.
         """
         import torch
 
-        wave = np.asarray(wave, dtype=np.float32)
-        if wave.ndim != 1:
-            raise ValueError(f"the waveform must be mono (1-D), got shape {wave.shape}")
-        if sr <= 0:
-            raise ValueError(f"the sample rate must be positive, got {sr}")
         c = _chunking(sr)
-        if sr != c.rate:
-            wave = resample(wave, sr, c.rate)
-        n_chunks = max(1, -(-wave.size // c.samples))
-        level = _loudest_frame_dbfs_blockwise(wave, c.rate)
-        out = np.zeros(n_chunks, dtype=np.float32)
-        if not np.isfinite(level):
-            return out
-        gain = np.float32(10.0 ** ((REFERENCE_DBFS - level) / 20.0))
-        chunk = torch.zeros(1, c.samples)
-        view = chunk.numpy()
+        prepared, gains, out = [], [], []
+        for i, wave in enumerate(waves):
+            wave = np.asarray(wave, dtype=np.float32)
+            if wave.ndim != 1:
+                raise ValueError(f"waveform {i} must be mono (1-D), got shape {wave.shape}")
+            if sr <= 0:
+                raise ValueError(f"the sample rate must be positive, got {sr}")
+            if sr != c.rate:
+                wave = resample(wave, sr, c.rate)
+            level = _loudest_frame_dbfs_blockwise(wave, c.rate)
+            prepared.append(wave)
+            gains.append(10.0 ** ((REFERENCE_DBFS - level) / 20.0) if np.isfinite(level) else 0.0)
+            out.append(np.zeros(max(1, -(-wave.size // c.samples)), dtype=np.float32))
+        segment = max(1, round(SEGMENT_SECONDS * c.rate / c.samples))  # in chunks
+        warm_up = round(WARM_UP_SECONDS * c.rate / c.samples)
+        rows = [  # (waveform, first chunk read, first chunk kept, end chunk)
+            (i, max(0, first - warm_up), first, min(probs.size, first + segment))
+            for i, probs in enumerate(out)
+            if gains[i] > 0
+            for first in range(0, probs.size, segment)
+        ]
+        rows.sort(key=lambda row: row[3] - row[1], reverse=True)  # similar lengths together
         with self._lock, torch.inference_mode():
-            self._model.reset_states()
-            for i in range(n_chunks):
-                piece = wave[i * c.samples : (i + 1) * c.samples]
-                view[0, : piece.size] = np.clip(piece * gain, -1.0, 1.0)
-                view[0, piece.size :] = 0.0
-                out[i] = float(self._model(chunk, c.rate))
+            for start in range(0, len(rows), MAX_ROWS):
+                block = rows[start : start + MAX_ROWS]
+                batch = torch.zeros(len(block), c.samples)
+                view = batch.numpy()
+                self._model.reset_states()
+                for step in range(block[0][3] - block[0][1]):
+                    for r, (i, read, _, end) in enumerate(block):
+                        k = read + step
+                        piece = prepared[i][k * c.samples : (k + 1) * c.samples] if k < end else ()
+                        n = len(piece)
+                        if n:
+                            np.multiply(piece, gains[i], out=view[r, :n])
+                            np.clip(view[r, :n], -1.0, 1.0, out=view[r, :n])
+                        view[r, n:] = 0.0
+                    probs = self._model(batch, c.rate)[:, 0].numpy()
+                    for r, (i, read, keep, end) in enumerate(block):
+                        if keep <= read + step < end:
+                            out[i][read + step] = probs[r]
         return out
 
     def speech_seconds(
         self,
         wave: np.ndarray,
         sr: int,
-        spans: list[tuple[int, int]] | None = None,
+        spans: Sequence[tuple[int, int]] = (),
     ) -> tuple[float, list[float]]:
         """Seconds of speech in the whole waveform, and in each ``(start, end)`` sample span.
 
         A chunk counts as speech when its probability reaches :data:`SPEECH_PROBABILITY`; a
         span gets the chunks that start inside it.
         """
-        probs = self.probabilities(wave, sr)
+        return self.speech_seconds_many([wave], sr, [spans])[0]
+
+    def speech_seconds_many(
+        self,
+        waves: Sequence[np.ndarray],
+        sr: int,
+        spans: Sequence[Sequence[tuple[int, int]]] | None = None,
+    ) -> list[tuple[float, list[float]]]:
+        """:meth:`speech_seconds` of several waveforms, read side by side (``spans`` per wave)."""
         step = self.chunk_seconds(sr)
-        speech = probs >= SPEECH_PROBABILITY
-        starts = np.arange(probs.size) * step  # seconds
-        per_span = [
-            float(speech[(starts >= a / sr) & (starts < b / sr)].sum() * step)
-            for a, b in (spans or [])
-        ]
-        return float(speech.sum() * step), per_span
+        results = []
+        for probs, wave_spans in zip(
+            self.probabilities_many(waves, sr), spans or [()] * len(waves), strict=True
+        ):
+            speech = probs >= SPEECH_PROBABILITY
+            starts = np.arange(probs.size) * step  # seconds
+            per_span = [
+                float(speech[(starts >= a / sr) & (starts < b / sr)].sum() * step)
+                for a, b in wave_spans
+            ]
+            results.append((float(speech.sum() * step), per_span))
+        return results
 
 
 _SHARED: dict[str, Any] = {}

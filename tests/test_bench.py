@@ -127,6 +127,7 @@ def test_quick_bench_writes_every_stage(tmp_path, tiny_wav2vec2_dir):
     models = {e["model"] for e in report["inference"]["results"]}
     assert models == {"original_cnn", "lcnn"}
     assert all("long_file" in e for e in report["inference"]["results"])
+    assert report["inference"]["speech_activity"]["long_signal"]["x_realtime"] > 0
     assert report["end_to_end"]["make_reports"]["timings_s"]["total"] == 70.0
     cold, warm = report["end_to_end"]["make_reports_runs"]
     assert (cold["kind"], cold["timings_s"]["total"], cold["meets_target"]) == (
@@ -164,6 +165,7 @@ def test_quick_bench_writes_every_stage(tmp_path, tiny_wav2vec2_dir):
         "1. Data loading",
         "4. Codec",
         "5. Inference",
+        "speech-activity check of",
         "original_cnn",
         "History",
     ):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import pickle
@@ -396,11 +397,16 @@ def test_inference_benchmark_runs_end_to_end(lcnn_folder, tmp_path):
     assert bench_main([*argv, "--long-seconds", "30", "--output", str(out)]) == 0
     (entry,) = json.loads(out.read_text())["results"]
     assert entry["model"] == "lcnn" and entry["batch"]["clips"] == 2
-    for key in ("single_clip", "batch", "long_file"):
+    for key in ("single_clip", "batch", "batch_without_checks", "long_file"):
         assert entry[key]["x_realtime"] > 0
     assert entry["long_file"]["audio_seconds"] == pytest.approx(30.0)
     assert entry["long_file"]["n_windows"] == 30
     assert entry["long_file"]["peak_rss_mb"] >= entry["long_file"]["rss_before_mb"] > 0
+    if importlib.util.find_spec("silero_vad") is not None:
+        vad = json.loads(out.read_text())["speech_activity"]
+        assert vad["long_signal"]["audio_seconds"] == pytest.approx(30.0)
+        assert vad["batch"]["audio_seconds"] == pytest.approx(3.0)
+        assert all(vad[k]["x_realtime"] > 0 for k in ("single_clip", "batch", "long_signal"))
 
 
 @pytest.mark.parametrize(

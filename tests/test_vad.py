@@ -99,6 +99,36 @@ def test_streaming_matches_the_model_on_the_whole_signal(activity, speech):
     )
 
 
+def test_waveforms_read_side_by_side_match_one_at_a_time(activity, speech):
+    waves = [
+        speech,
+        np.zeros(SR, np.float32),
+        non_speech(2.0)["tone 150 Hz"],
+        speech[:100],
+        np.tile(speech * 0.2, 3),
+    ]
+    together = activity.probabilities_many(waves, SR)
+    for wave, probs in zip(waves, together, strict=True):
+        np.testing.assert_allclose(probs, activity.probabilities(wave, SR), atol=1e-4)
+    assert not together[1].any() and together[3].shape == (1,)
+
+
+def test_long_waveforms_are_read_in_warmed_up_segments(activity, speech, monkeypatch):
+    """Segments read side by side agree with one pass over the whole signal."""
+    gap = non_speech(1.3)["white noise"] * 0.02
+    wave = np.tile(np.concatenate([speech, gap]), 4)  # about 14 s
+    whole = activity.probabilities(wave, SR)  # one segment: a single pass
+    monkeypatch.setattr(vad, "SEGMENT_SECONDS", 3.0)
+    segmented = activity.probabilities(wave, SR)  # five segments, four of them warmed up
+    assert segmented.shape == whole.shape
+    agree = (segmented >= vad.SPEECH_PROBABILITY) == (whole >= vad.SPEECH_PROBABILITY)
+    assert agree.mean() > 0.98
+    monkeypatch.setattr(vad, "WARM_UP_SECONDS", 0.0)
+    cold = activity.probabilities(wave, SR)
+    # The warm-up is what keeps segment starts close to the single pass.
+    assert np.abs(segmented - whole).max() < np.abs(cold - whole).max()
+
+
 def test_silence_short_and_bad_input(activity):
     assert not activity.probabilities(np.zeros(SR, np.float32), SR).any()
     assert activity.probabilities(np.zeros(0, np.float32), SR).shape == (1,)

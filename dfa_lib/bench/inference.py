@@ -6,10 +6,16 @@ For each detector (a folder given with ``--model``, or an architecture built unt
 
 - ``single_clip``: one training-length clip at a time (the latency a user of the app sees);
 - ``batch``: ``--batch-clips`` clips scored together, their windows pooled into batches;
+- ``batch_without_checks``: the same with the input checks off, as evaluation scores;
 - ``long_file``: a synthetic ``--long-seconds`` file (default one hour, 16 kHz 16-bit WAV)
   scored end to end from disk (decode + windows + model) in a fresh process, whose peak
   resident memory (``VmHWM``) is reported along with the memory of that process just
   before scoring (Python, torch and the detector loaded).
+
+All three go through the detector's interactive path, the one ``dfa predict`` and the app use,
+so they include the silence floor and the speech-activity check (:mod:`dfa_lib.vad`);
+``speech_activity`` times that check alone, on the same kinds of input (a 1.5-s clip, the
+batch, and a signal of up to ten minutes held in memory).
 
 "x real time" is seconds of audio scored per second of wall-clock time. Results go to stdout
 as a table and to ``--output`` as JSON. Example::
@@ -152,6 +158,9 @@ def bench_in_memory(detector: Any, repeats: int, batch_clips: int) -> dict[str, 
     single, single_times = _median_time(lambda: detector.score_waveform(clip, SAMPLE_RATE), repeats)
     clips = [synthetic_speechlike(detector.window_seconds, seed=10 + i) for i in range(batch_clips)]
     batched, batch_times = _median_time(lambda: detector.score_batch(clips, SAMPLE_RATE), repeats)
+    unchecked, unchecked_times = _median_time(
+        lambda: detector.score_batch(clips, SAMPLE_RATE, input_checks=False), repeats
+    )
     audio = detector.window_seconds
     return {
         "single_clip": {
@@ -167,7 +176,44 @@ def bench_in_memory(detector: Any, repeats: int, batch_clips: int) -> dict[str, 
             "runs_seconds": batch_times,
             "x_realtime": audio * batch_clips / batched,
         },
+        "batch_without_checks": {  # no silence floor, no speech-activity check (evaluation)
+            "clips": batch_clips,
+            "audio_seconds": audio * batch_clips,
+            "median_seconds": unchecked,
+            "runs_seconds": unchecked_times,
+            "x_realtime": audio * batch_clips / unchecked,
+        },
     }
+
+
+def bench_speech_activity(
+    repeats: int, batch_clips: int, long_seconds: float, clip_seconds: float = 1.5
+) -> dict[str, Any]:
+    """Time the speech-activity check alone: one clip, ``batch_clips`` clips, one long signal."""
+    from dfa_lib.vad import load_speech_activity
+
+    activity = load_speech_activity()
+    clip = synthetic_speechlike(clip_seconds, seed=1)
+    clips = [synthetic_speechlike(clip_seconds, seed=10 + i) for i in range(batch_clips)]
+    long = synthetic_speechlike(long_seconds, seed=2)
+    out: dict[str, Any] = {}
+    for name, fn, audio in (
+        ("single_clip", lambda: activity.probabilities(clip, SAMPLE_RATE), clip_seconds),
+        (
+            "batch",
+            lambda: activity.probabilities_many(clips, SAMPLE_RATE),
+            clip_seconds * batch_clips,
+        ),
+        ("long_signal", lambda: activity.probabilities(long, SAMPLE_RATE), long_seconds),
+    ):
+        median, times = _median_time(fn, repeats)
+        out[name] = {
+            "audio_seconds": audio,
+            "median_seconds": median,
+            "runs_seconds": times,
+            "x_realtime": audio / median,
+        }
+    return out
 
 
 def _long_file_child(folder: str, path: str, repeats: int, device: str, threads: int) -> None:
@@ -225,8 +271,12 @@ def run_benchmark(
     workdir: Path | None = None,
     long_sample_rate: int = SAMPLE_RATE,
     long_channels: int = 1,
+    speech_activity: bool = True,
 ) -> dict[str, Any]:
-    """Benchmark each detector folder; returns a JSON-serialisable report."""
+    """Benchmark each detector folder; returns a JSON-serialisable report.
+
+    ``speech_activity=False`` leaves out the timing of the speech-activity check alone.
+    """
     import torch
 
     from dfa_lib.detector import load_detector, resolve_device
@@ -275,6 +325,15 @@ def run_benchmark(
                 entry["long_file"] = bench_long_file(folder, long_path, repeats, device, threads)
             report["results"].append(entry)
             print(_summary_line(entry), file=sys.stderr, flush=True)
+    if not speech_activity:
+        return report
+    from dfa_lib.vad import SpeechActivityUnavailable
+
+    try:
+        long_signal = min(long_seconds, 600.0) or 60.0
+        report["speech_activity"] = bench_speech_activity(repeats, batch_clips, long_signal)
+    except SpeechActivityUnavailable as error:
+        report["speech_activity"] = {"unavailable": str(error)}
     return report
 
 
@@ -283,6 +342,7 @@ def _summary_line(entry: dict[str, Any]) -> str:
         f"{entry['model']:<14}",
         f"single {entry['single_clip']['x_realtime']:8.0f}x",
         f"batch {entry['batch']['x_realtime']:8.0f}x",
+        f"(unchecked {entry['batch_without_checks']['x_realtime']:6.0f}x)",
     ]
     if "long_file" in entry:
         long = entry["long_file"]

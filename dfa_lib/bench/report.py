@@ -159,18 +159,37 @@ def _inference(r: dict[str, Any]) -> str:
                 e["window_seconds"],
                 e["single_clip"]["x_realtime"],
                 e["batch"]["x_realtime"],
+                e.get("batch_without_checks", {}).get("x_realtime"),
                 long.get("x_realtime"),
                 long.get("peak_rss_mb"),
                 long.get("rss_before_mb"),
             ]
         )
     header = ["model", "window (s)", "single clip (x real time)", "batch (x real time)"]
+    header += ["batch, input checks off (x real time)"]
     header += ["long file (x real time)", "long file peak MB", "MB before scoring"]
     settings = r["settings"]
+    vad = r.get("speech_activity") or {}
+    if "unavailable" in vad:
+        vad_text = (
+            f"<p>Speech-activity check: not measured ({html.escape(vad['unavailable'])}).</p>"
+        )
+    elif vad:
+        vad_text = (
+            "<p>Every figure above includes the speech-activity check of "
+            "<code>dfa_lib.vad</code>; alone it reads "
+            f"{vad['single_clip']['x_realtime']:.0f}x real time on one "
+            f"{vad['single_clip']['audio_seconds']:g}-s clip, "
+            f"{vad['batch']['x_realtime']:.0f}x on the batch and "
+            f"{vad['long_signal']['x_realtime']:.0f}x on a "
+            f"{vad['long_signal']['audio_seconds'] / 60:g}-minute signal in memory.</p>"
+        )
+    else:
+        vad_text = ""
     return (
         f"<p>Detectors: {html.escape(str(r.get('detectors', '')))}. Batch: "
         f"{settings['batch_clips']} clips; long file: {settings['long_seconds'] / 60:g} minutes "
-        "scored from disk in a fresh process.</p>" + _table(header, rows)
+        "scored from disk in a fresh process.</p>" + _table(header, rows) + vad_text
     )
 
 

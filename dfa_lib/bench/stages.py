@@ -532,7 +532,13 @@ def measure_inference(config: BenchConfig, progress: bool = True) -> dict[str, A
             config.long_seconds if with_long else 0.0,
         )
         if with_long and without:
-            rest = run_benchmark(without, config.repeats, config.batch_clips, long_seconds=0.0)
+            rest = run_benchmark(
+                without,
+                config.repeats,
+                config.batch_clips,
+                long_seconds=0.0,
+                speech_activity=False,
+            )
             report["results"].extend(rest["results"])
     report["detectors"] = source
     if progress:
@@ -754,7 +760,14 @@ def figures(report: dict[str, Any]) -> dict[str, float]:
             model = entry["model"]
             out[f"inference: {model} single x real time"] = entry["single_clip"]["x_realtime"]
             out[f"inference: {model} batch x real time"] = entry["batch"]["x_realtime"]
+            if "batch_without_checks" in entry:
+                out[f"inference: {model} batch, checks off, x real time"] = entry[
+                    "batch_without_checks"
+                ]["x_realtime"]
             if "long_file" in entry:
                 out[f"inference: {model} long file x real time"] = entry["long_file"]["x_realtime"]
                 out[f"inference: {model} long file peak MB"] = entry["long_file"]["peak_rss_mb"]
+        for kind, entry in report["inference"].get("speech_activity", {}).items():
+            if isinstance(entry, dict):
+                out[f"inference: speech-activity check {kind} x real time"] = entry["x_realtime"]
     return out
