@@ -78,3 +78,40 @@ def test_audit_rejects_one_class_and_bad_classifier(tmp_path):
         shortcut_audit(df[df.label == "real"], tmp_path)
     with pytest.raises(ValueError, match="logistic"):
         shortcut_audit(df, tmp_path, classifier="svm")
+
+
+def test_speech_share_is_measured_in_batches_as_clip_by_clip(tmp_path, speech_wav):
+    pytest.importorskip("silero_vad", reason="silero-vad is not installed (make setup)")
+    from dfa_lib.audio import load_audio
+    from dfa_lib.audit import measure_manifest
+
+    speech, _ = load_audio(speech_wav, target_sr=SR)
+    tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(SR) / SR)
+    clips = {
+        "speech.wav": (speech, SR),
+        "tone.wav": (tone, SR),
+        "speech_22k.wav": (load_audio(speech_wav, target_sr=22050)[0], 22050),
+        "pause.wav": (np.concatenate([speech, np.zeros(2 * SR, np.float32)]), SR),
+    }
+    for name, (wave, sr) in clips.items():
+        sf.write(tmp_path / name, wave, sr, subtype="FLOAT")
+    manifest = pd.DataFrame({"path": list(clips), "label": ["real", "fake"] * 2})
+    table = measure_manifest(manifest, tmp_path)
+    # The audit takes a table already measured, and refuses one of another manifest.
+    given = shortcut_audit(manifest, tmp_path, folds=2, table=table.assign(label="x"))
+    assert given.features.equals(table)
+    with pytest.raises(ValueError, match="lacks rows"):
+        shortcut_audit(manifest, tmp_path, table=table.iloc[:2])
+    with pytest.raises(ValueError, match="lacks \\['speech_share'\\]"):
+        shortcut_audit(manifest, tmp_path, table=table.drop(columns="speech_share"))
+    for i, (wave, sr) in enumerate(clips.values()):
+        alone = clip_statistics(wave.astype(np.float64), sr)["speech_share"]
+        assert table.iloc[i]["speech_share"] == pytest.approx(alone, abs=1e-9)
+    share = dict(zip(clips, table["speech_share"], strict=True))
+    assert share["tone.wav"] == 0.0 and share["speech.wav"] > 0.5
+    assert share["speech_22k.wav"] == pytest.approx(share["speech.wav"], abs=0.1)
+    # Two seconds of pause after the same words: the share drops by their length.
+    duration = clips["pause.wav"][0].size / SR
+    assert share["pause.wav"] == pytest.approx(
+        share["speech.wav"] * speech.size / SR / duration, abs=0.05
+    )
