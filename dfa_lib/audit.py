@@ -2,10 +2,10 @@
 
 A corpus whose real and fake clips differ in duration, level, leading silence, the share of
 speech, bandwidth or sample rate lets a detector score well without hearing any trace of
-synthesis (the share of non-speech is a known one: in ASVspoof 2019 LA the length of the
-silences alone separates bona fide from spoofed trials). The audit
-measures a handful of such statistics per clip and cross-validates a simple classifier on
-them, with folds grouped by transcript. An ROC AUC near 0.5 means these cues tell nothing;
+synthesis (silence is a known one: in ASVspoof 2019 LA the duration of the leading and
+trailing silences alone detects many spoofed trials, Müller et al., Interspeech 2021). The
+audit measures a handful of such statistics per clip and cross-validates a simple classifier
+on them, with folds grouped by transcript. An ROC AUC near 0.5 means these cues tell nothing;
 each statistic's own AUC shows which one leaks when the total is high.
 """
 
