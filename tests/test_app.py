@@ -133,6 +133,24 @@ def test_a_verdict_on_non_speech_carries_a_warning(runs, speech_wav):
     assert app.speech_warning(unchecked.score_waveform(tone, SR)) is None
 
 
+def test_timeline_shades_windows_without_speech(runs, speech_wav):
+    pytest.importorskip("silero_vad", reason="silero-vad is not installed (make setup)")
+    import matplotlib.pyplot as plt
+
+    detector = load_detector(runs / "quick" / "lcnn", device="cpu")
+    words, _ = app.decode_upload(speech_wav.read_bytes(), "speech.wav")
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(3 * SR) / SR)).astype(np.float32)
+    result = detector.score_waveform(np.concatenate([tone, words[: 2 * SR]]), SR)
+    fig = app.timeline_figure(result)
+    shaded = [p for p in fig.axes[0].patches if p.get_label() != "window P(fake)"]
+    # The three tone windows are shaded, the speech windows are not; one legend entry.
+    assert len(shaded) == 3
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()].count(
+        "no speech found"
+    ) == 1
+    plt.close(fig)
+
+
 def test_verdict_and_figures(runs):
     import matplotlib.pyplot as plt
 

@@ -178,6 +178,16 @@ def timeline_figure(result: WindowedScore) -> Any:
     values = np.append(result.window_p_fake, result.window_p_fake[-1])
     ax.step(edges, values, where="post", label="window P(fake)")
     ax.axhline(result.threshold, color="tab:red", linestyle="--", label="threshold")
+    # Windows with less speech than the minimum are shaded: their scores judge other sounds.
+    quiet = [
+        (start, min(start + result.window_seconds, result.duration))
+        for start, speech in zip(
+            result.window_starts, result.window_speech_seconds or (), strict=False
+        )
+        if result.min_speech_seconds is not None and speech < result.min_speech_seconds
+    ]
+    for i, (start, end) in enumerate(quiet):
+        ax.axvspan(start, end, color="0.85", zorder=0, label="no speech found" if i == 0 else None)
     ax.set_ylim(0, 1)
     ax.set_xlabel("window start (s)")
     ax.set_ylabel("P(fake)")
