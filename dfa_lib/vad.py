@@ -21,8 +21,8 @@ Measured on the offline corpus (all 8,613 clips of 1.5 s, after its telephone ch
 ``python -m dfa_lib.vad data/offline-main data/offline-cross`` prints the table): every clip
 of every synthetic engine but Griffin-Lim holds at least 0.25 s of speech (Griffin-Lim: 8 of
 251 clips under 0.1 s), every real prompt of the main corpus at least 0.16 s, and 65 of the
-1,593 real game-dialogue clips of the cross-source corpus (single short words and character
-noises) less than 0.1 s. Pure tones, chirps, DTMF, harmonic stacks, clicks, white and pink
+1,593 real game-dialogue clips of the cross-source corpus (by their names, mostly single short
+words and character noises) less than 0.1 s. Pure tones, chirps, DTMF, harmonic stacks, clicks, white and pink
 noise hold none. The check therefore warns and never refuses: a real clip it misses keeps its
 verdict.
 """
