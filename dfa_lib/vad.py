@@ -219,10 +219,11 @@ class SpeechActivity:
         ):
             speech = probs >= SPEECH_PROBABILITY
             starts = np.arange(probs.size) * step  # seconds
-            per_span = [
-                float(speech[(starts >= a / sr) & (starts < b / sr)].sum() * step)
-                for a, b in wave_spans
-            ]
+            counted = np.concatenate([[0], np.cumsum(speech)])
+            bounds = np.asarray(wave_spans, dtype=np.float64).reshape(-1, 2) / sr
+            first = np.searchsorted(starts, bounds[:, 0], side="left")  # chunks starting in
+            end = np.searchsorted(starts, bounds[:, 1], side="left")  # [start, end)
+            per_span = ((counted[end] - counted[first]) * step).tolist()
             results.append((float(speech.sum() * step), per_span))
         return results
 

@@ -81,6 +81,13 @@ def test_level_rate_and_spans(activity, speech):
     total, per_span = activity.speech_seconds(wave, SR, spans)
     assert per_span[0] < MIN_SPEECH_SECONDS < per_span[1]
     assert sum(per_span) == pytest.approx(total)
+    # Overlapping spans count each chunk that starts inside them, as a direct count does.
+    spans = [(start, start + SR) for start in range(0, wave.size, 2400)]
+    _, per_span = activity.speech_seconds(wave, SR, spans)
+    speech_chunks = activity.probabilities(wave, SR) >= vad.SPEECH_PROBABILITY
+    starts = np.arange(speech_chunks.size) * 512
+    direct = [0.032 * speech_chunks[(starts >= a) & (starts < b)].sum() for a, b in spans]
+    np.testing.assert_allclose(per_span, direct)
 
 
 def test_streaming_matches_the_model_on_the_whole_signal(activity, speech):
