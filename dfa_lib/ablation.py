@@ -24,6 +24,12 @@ Studies (:data:`STUDIES`):
 - ``phase-statistics``: the logistic regression on STFT phase statistics (``ifd_logreg``)
   against the same with the relative phase shift of each harmonic (``ifd_rps_logreg``), with
   a refined F0, fewer harmonics, sparser frames or weaker regularisation (seconds each).
+
+A variant can also be judged by what it adds to detectors already trained: ``--fuse-with
+FOLDER[,FOLDER...]`` (repeatable; run folders trained on the same protocol's split, such as
+``runs/default/offline/in-domain/whisper-base_probe``) fuses each variant with those folders
+(:mod:`dfa_lib.fusion`, fitted on validation as in ``05_evaluation``) and adds the fusion's
+test EER, with its interval, and its EER on the other protocols the folders were scored on.
 """
 
 from __future__ import annotations
@@ -39,7 +45,15 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["STUDIES", "Variant", "main", "markdown_table", "run_study", "select_variants"]
+__all__ = [
+    "STUDIES",
+    "Variant",
+    "check_fusable",
+    "main",
+    "markdown_table",
+    "run_study",
+    "select_variants",
+]
 
 
 @dataclass(frozen=True)
@@ -159,6 +173,8 @@ def run_study(
     n_boot: int = 200,
     variants: Sequence[Variant] | None = None,
     also: Sequence = (),
+    fuse_with: Sequence[Sequence[Path]] = (),
+    labels: pd.Series | None = None,
 ) -> pd.DataFrame:
     """Train and test every variant of ``study``; return one row per variant.
 
@@ -171,6 +187,12 @@ def run_study(
     ``vs_<first>_%`` (negative: lower EER), with paired bootstrap intervals over clips and
     over voices (:func:`dfa_lib.evaluate.paired_difference`). A difference whose interval
     holds 0 is not one this test split can show.
+
+    Each group of ``fuse_with`` (detector folders trained on the same split) is fused with
+    every variant on the validation ``labels`` (:func:`dfa_lib.fusion.protocol_labels`); the
+    fusion folders go to ``<runs_dir>/<study>/`` and add ``+<group>_eer_%`` and
+    ``+<group>_ci_%`` columns, and ``+<group>_<protocol>_eer_%`` for each of ``also`` that
+    every member of the group was scored on (see :func:`check_fusable`).
     """
     from dfa_lib.evaluate import (
         eer_intervals,
@@ -228,11 +250,74 @@ def run_study(
                     * evaluate_run(result.folder, other, n_boot=n_boot, seed=seed)["eer"]
                     for other in also
                 },
+                **_fused_columns(result.folder, fuse_with, labels, test, also, n_boot, seed),
                 "seconds": round(time.perf_counter() - start, 1),
                 "reused": result.reused,
             }
         )
     return pd.DataFrame(rows)
+
+
+def check_fusable(groups: Sequence[Sequence[Path]], data) -> None:
+    """Raise ValueError unless every folder of ``groups`` can be fused with this study's runs.
+
+    A member must be a trained run folder whose validation scores cover exactly the validation
+    clips of ``data`` (the split the variants will be trained on) and that was scored on the
+    test protocol; checked before any training.
+    """
+    from dfa_lib.fusion import FusionError, validation_scores
+
+    wanted = set(data.frames["validation"]["path"])
+    for group in groups:
+        for folder in group:
+            if not Path(folder).is_dir():
+                raise ValueError(f"--fuse-with {folder}: no such folder")
+            try:
+                clips = set(validation_scores(folder).index)
+            except FusionError as error:  # its message starts with the folder
+                raise ValueError(f"--fuse-with {error}") from error
+            if clips != wanted:
+                raise ValueError(
+                    f"--fuse-with {folder}: its validation scores cover {len(clips)} clips, "
+                    f"{len(clips & wanted)} of them among the {len(wanted)} validation clips "
+                    f"of {data.protocol}; fuse folders trained on the same protocol's split"
+                )
+            scored = Path(folder) / "scores" / f"{data.protocol}.scored.csv"
+            if not scored.is_file():
+                raise ValueError(
+                    f"--fuse-with {folder}: not evaluated on {data.protocol} (no {scored.name}); "
+                    "run 05_evaluation (or dfa_lib.evaluate.evaluate_run) on it first"
+                )
+
+
+def _fused_columns(
+    folder: Path,
+    groups: Sequence[Sequence[Path]],
+    labels: pd.Series | None,
+    test,
+    also: Sequence,
+    n_boot: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Fit each group's fusion with ``folder``; return its EER columns (see run_study)."""
+    from dfa_lib.fusion import evaluate_fusion, fit_fusion
+
+    columns: dict[str, Any] = {}
+    for group in groups:
+        if labels is None:
+            raise ValueError("fusing needs the validation labels (fusion.protocol_labels)")
+        name = "+".join(Path(f).name for f in group)
+        fused = fit_fusion([Path(folder), *map(Path, group)], labels, out_dir=Path(folder).parent)
+        metrics = evaluate_fusion(fused, test.protocol, n_boot=n_boot, seed=seed)
+        columns[f"+{name}_eer_%"] = 100 * metrics["eer"]
+        columns[f"+{name}_ci_%"] = (
+            f"{100 * metrics['eer_ci_low']:.1f}-{100 * metrics['eer_ci_high']:.1f}"
+        )
+        for other in also:
+            if all((Path(f) / "scores" / f"{other.protocol}.scored.csv").is_file() for f in group):
+                other_metrics = evaluate_fusion(fused, other.protocol, n_boot=n_boot, seed=seed)
+                columns[f"+{name}_{other.protocol}_eer_%"] = 100 * other_metrics["eer"]
+    return columns
 
 
 def markdown_table(table: pd.DataFrame) -> str:
@@ -267,6 +352,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--variants", default=None, help="comma-separated subset of the study's variants"
     )
+    parser.add_argument(
+        "--fuse-with",
+        action="append",
+        default=[],
+        metavar="FOLDER[,FOLDER]",
+        help="also fuse each variant with these trained run folders (repeatable: one fusion each)",
+    )
     args = parser.parse_args(argv)
     try:
         variants = select_variants(args.study, args.variants)
@@ -286,6 +378,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         **common,
     )
     test = prepare_protocol(args.dataset, args.protocol, splits=("testing",), **common)
+    groups = [[Path(f) for f in spec.split(",") if f] for spec in args.fuse_with]
+    labels = None
+    if groups:
+        from dfa_lib.fusion import protocol_labels
+
+        try:
+            check_fusable(groups, data)
+        except ValueError as error:
+            parser.error(str(error))
+        labels = protocol_labels(args.dataset, args.protocol, args.data_dir, seed=args.seed)
     also = [
         prepare_protocol(args.dataset, other, splits=("testing",), **common)
         for other in protocols_for(args.dataset)
@@ -302,6 +404,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         device=args.device,
         variants=variants,
         also=also,
+        fuse_with=groups,
+        labels=labels,
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

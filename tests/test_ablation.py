@@ -92,3 +92,51 @@ def test_a_subset_of_variants_is_selected_by_name_in_the_order_given(capsys):
     with pytest.raises(SystemExit):
         main(["lcnn-phase", "--variants", "ifd-8k", "--data-dir", "/nonexistent"])
     assert "no variant ['ifd-8k']" in capsys.readouterr().err
+
+
+def test_variants_fused_with_trained_detectors(tmp_path, toy):
+    """--fuse-with: each variant is fused with folders trained on the same split."""
+    from dfa_lib.ablation import check_fusable
+    from dfa_lib.fusion import evaluate_fusion, is_fusion_folder
+
+    data, test = toy
+    cross = ProtocolData("toy", "cross-source", None, test.frames, test.stores)
+    small = {"model": "lcnn", "model_kwargs": {"frontend": "mel", "width": 4, "embedding": 8}}
+    common = {"epochs": 1, "clip_seconds": 1.0, "n_boot": 10, "device": "cpu", "also": [cross]}
+    run_study("partners", data, test, tmp_path, variants=[Variant("partner", small)], **common)
+    partner = tmp_path / "partners" / "partner"
+    labels = data.frames["validation"].set_index("path")["label"]
+    check_fusable([[partner]], data)  # same validation clips, scored on the protocol: fine
+    table = run_study(
+        "study",
+        data,
+        test,
+        tmp_path,
+        variants=[Variant("plain", {**small, "seed": 3})],
+        fuse_with=[[partner]],
+        labels=labels,
+        **common,
+    )
+    fused = tmp_path / "study" / "plain+partner"
+    assert is_fusion_folder(fused)
+    row = table.iloc[0]
+    assert row["+partner_eer_%"] == pytest.approx(100 * evaluate_fusion(fused, "in-domain")["eer"])
+    assert row["+partner_cross-source_eer_%"] == pytest.approx(row["+partner_eer_%"])
+    low, high = map(float, row["+partner_ci_%"].split("-"))
+    assert low <= row["+partner_eer_%"] <= high
+
+    # Folders from another split, or never scored on the protocol, are refused before training.
+    scores = partner / "scores" / "validation.txt"
+    lines = scores.read_text().splitlines()
+    scores.write_text("\n".join(lines[1:]) + "\n")
+    with pytest.raises(ValueError, match="cover 11 clips, 11 of them among the 12 validation"):
+        check_fusable([[partner]], data)
+    scores.write_text("\n".join(lines) + "\n")
+    (partner / "scores" / "in-domain.scored.csv").unlink()
+    with pytest.raises(ValueError, match="not evaluated on in-domain"):
+        check_fusable([[partner]], data)
+    with pytest.raises(ValueError, match="nowhere: no such folder"):
+        check_fusable([[tmp_path / "nowhere"]], data)
+    (partner / "scores" / "validation.txt").unlink()
+    with pytest.raises(ValueError, match="partner: score file not found"):
+        check_fusable([[partner]], data)
