@@ -320,11 +320,20 @@ def comparison_pairs(models: Iterable[str], fusion_weights: pd.DataFrame) -> lis
 
     ``(member, fusion)`` for every row of ``fusion_weights`` (:func:`dfa_lib.fusion.
     weights_table`; a fusion of the same members exists once per protocol), then
-    ``(detector, detector_aug)`` for every detector of ``models`` whose augmented twin is there.
+    ``(smaller, larger)`` for every fusion whose members all belong to a larger one (what the
+    extra members add), then ``(detector, detector_aug)`` for every detector of ``models``
+    whose augmented twin is there.
     """
     pairs: list[tuple[str, str]] = []
     if not fusion_weights.empty:
         pairs += [(row.member, row.fusion) for row in fusion_weights.itertuples()]
+        members = fusion_weights.groupby("fusion", sort=False)["member"].agg(frozenset)
+        pairs += [
+            (small, large)
+            for small, inner in members.items()
+            for large, outer in members.items()
+            if inner < outer
+        ]
     names = set(models)
     pairs += sorted((m, f"{m}_aug") for m in names if f"{m}_aug" in names)
     return list(dict.fromkeys(pairs))

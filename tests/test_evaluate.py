@@ -135,3 +135,13 @@ def test_comparison_pairs_list_fusion_members_then_augmented_twins_once():
     models = {"a", "b", "a+b", "lcnn", "lcnn_aug", "head_aug"}
     assert comparison_pairs(models, weights) == [("a", "a+b"), ("b", "a+b"), ("lcnn", "lcnn_aug")]
     assert comparison_pairs({"x", "x_aug"}, pd.DataFrame()) == [("x", "x_aug")]
+    # A fusion nested in a larger one is compared with it (what the extra member adds).
+    nested = pd.DataFrame(
+        {
+            "fusion": ["a+b", "a+b", "a+b+c", "a+b+c", "a+b+c", "a+c", "a+c"],
+            "member": ["a", "b", "a", "b", "c", "a", "c"],
+        }
+    )
+    pairs = comparison_pairs(set(), nested)
+    assert [p for p in pairs if "+" in p[0]] == [("a+b", "a+b+c"), ("a+c", "a+b+c")]
+    assert ("c", "a+b+c") in pairs and ("a+b", "a+c") not in pairs

@@ -99,6 +99,9 @@ def test_smoke_metrics_are_sane(smoke_reports):
         if p.parent.name.startswith("ifd_rps_logreg+") and p.parent.name.endswith("_probe")
     }
     assert fused_probe == {"in-domain", "unseen-generator"}
+    # The three-way fusion with the LCNN, where all three trained.
+    three = {p.parent.parent.name for p in metrics if p.parent.name.endswith("_probe+lcnn")}
+    assert three == {"in-domain", "unseen-generator"}
 
 
 def test_notebooks_have_one_parameters_cell_and_no_outputs():
