@@ -103,30 +103,29 @@ def _probability(text: str) -> float:
     return value
 
 
-def _silence_floor(text: str) -> float | None:
+def _number_or_off(text: str, needed: str, ok: Any, rule: str) -> float | None:
+    """Parse ``off`` (None) or a number for which ``ok(value)`` holds; else a usage error."""
     if text.strip().lower() == "off":
         return None
     try:
         value = float(text)
     except ValueError as error:
-        raise argparse.ArgumentTypeError(
-            f"a level in dBFS or 'off' is needed, got {text!r}"
-        ) from error
-    if not value <= 0.0:
-        raise argparse.ArgumentTypeError(f"a level in dBFS is at most 0, got {value}")
+        raise argparse.ArgumentTypeError(f"{needed} or 'off' is needed, got {text!r}") from error
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"{rule}, got {value}")
     return value
+
+
+def _silence_floor(text: str) -> float | None:
+    return _number_or_off(
+        text, "a level in dBFS", lambda v: v <= 0.0, "a level in dBFS is at most 0"
+    )
 
 
 def _min_speech(text: str) -> float | None:
-    if text.strip().lower() == "off":
-        return None
-    try:
-        value = float(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"seconds or 'off' are needed, got {text!r}") from error
-    if not value >= 0.0:
-        raise argparse.ArgumentTypeError(f"seconds of speech are at least 0, got {value}")
-    return value
+    return _number_or_off(
+        text, "a number of seconds", lambda v: v >= 0.0, "seconds of speech are at least 0"
+    )
 
 
 def _positive_float(text: str) -> float:

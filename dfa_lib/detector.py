@@ -30,8 +30,9 @@ Long files
 Aggregation rule (file score)
     The file's bona fide score is the **mean of the window scores** (mean of the logit
     differences) over its audible windows, and its probability of fake is ``sigmoid(-mean)``.
-    Why the mean and not the maximum probability: the threshold was chosen on single training-length clips, and the mean
-    of window scores stays on that scale whatever the file length, whereas the maximum over
+    Why the mean and not the maximum probability: the threshold was chosen on single
+    training-length clips, and the mean of window scores stays on that scale whatever the file
+    length, whereas the maximum over
     ``n`` windows drifts towards "fake" as ``n`` grows (one noisy window in an hour of genuine
     speech would flag the whole file). Averaging logits rather than probabilities keeps
     confident windows from being flattened by the sigmoid. The most suspicious window is still

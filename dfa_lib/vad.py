@@ -22,9 +22,9 @@ Measured on the offline corpus (all 8,613 clips of 1.5 s, after its telephone ch
 of every synthetic engine but Griffin-Lim holds at least 0.25 s of speech (Griffin-Lim: 8 of
 251 clips under 0.1 s), every real prompt of the main corpus at least 0.16 s, and 65 of the
 1,593 real game-dialogue clips of the cross-source corpus (by their names, mostly single short
-words and character noises) less than 0.1 s. Pure tones, chirps, DTMF, harmonic stacks, clicks, white and pink
-noise hold none. The check therefore warns and never refuses: a real clip it misses keeps its
-verdict.
+words and character noises) less than 0.1 s. Pure tones, chirps, DTMF, harmonic stacks,
+clicks, white and pink noise hold none. The check therefore warns and never refuses: a real
+clip it misses keeps its verdict.
 """
 
 from __future__ import annotations
@@ -148,14 +148,14 @@ class SpeechActivity:
         """
         import torch
 
+        if sr <= 0:
+            raise ValueError(f"the sample rate must be positive, got {sr}")
         c = _chunking(sr)
         prepared, gains, out = [], [], []
         for i, wave in enumerate(waves):
             wave = np.asarray(wave, dtype=np.float32)
             if wave.ndim != 1:
                 raise ValueError(f"waveform {i} must be mono (1-D), got shape {wave.shape}")
-            if sr <= 0:
-                raise ValueError(f"the sample rate must be positive, got {sr}")
             if sr != c.rate:
                 wave = resample(wave, sr, c.rate)
             level = _loudest_frame_dbfs_blockwise(wave, c.rate)
