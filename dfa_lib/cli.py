@@ -42,6 +42,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "duration",
     "n_windows",
     "n_audible_windows",
+    "n_windows_in_mean",
     "speech_seconds",
     "speech_found",
     "error",
@@ -211,7 +212,8 @@ def add_predict_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="S",
         help="a file with fewer seconds of speech (Silero VAD) is scored but flagged: "
         "speech_found is false and a warning goes to stderr; its verdict is about a sound the "
-        f"detector was not trained on (default {MIN_SPEECH_SECONDS:g}; 'off' skips the check)",
+        "detector was not trained on; in a file with speech, windows holding less are left "
+        f"out of the file score (default {MIN_SPEECH_SECONDS:g}; 'off' skips the check)",
     )
     parser.add_argument("--output", metavar="FILE", help="write results here instead of stdout")
     parser.add_argument(
@@ -248,6 +250,7 @@ def _row(path: str, result: Any = None, error: str | None = None) -> dict[str, A
             "duration": None,
             "n_windows": None,
             "n_audible_windows": None,
+            "n_windows_in_mean": None,
             "speech_seconds": None,
             "speech_found": None,
             "error": error,

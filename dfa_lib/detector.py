@@ -29,7 +29,9 @@ Long files
 
 Aggregation rule (file score)
     The file's bona fide score is the **mean of the window scores** (mean of the logit
-    differences) over its audible windows, and its probability of fake is ``sigmoid(-mean)``.
+    differences) over its audible windows that hold speech (see "Silence" and "Speech
+    activity"; ``WindowedScore.in_mean`` says which), and its probability of fake is
+    ``sigmoid(-mean)``.
     Why the mean and not the maximum probability: the threshold was chosen on single
     training-length clips, and the mean of window scores stays on that scale whatever the file
     length, whereas the maximum over
@@ -58,7 +60,11 @@ Speech activity
     (:mod:`dfa_lib.vad`) and flag a file with less than ``min_speech_seconds`` (default 0.1 s)
     of speech: ``speech_found`` is False, ``dfa predict`` and the app warn. The verdict is
     kept, because the speech-activity model also misses some real speech (short words, shouted
-    character voices). ``min_speech_seconds=None`` skips the check; evaluation never runs it.
+    character voices). In a file where some audible windows hold at least
+    ``min_speech_seconds`` of speech, only those count in the file's mean: a long pause filled
+    with music, hum or room noise does not sway the verdict on the speech around it. With no
+    such window, the audible windows count as before. ``min_speech_seconds=None`` skips the
+    check; evaluation never runs it.
 
 Memory: windows are cut from the decoded waveform one batch at a time, so scoring adds only a
 batch of windows (``batch_size * window`` samples) on top of the waveform itself. Files longer
@@ -240,7 +246,7 @@ class WindowedScore:
     """The verdict on one waveform: file-level score and label, plus every window's score."""
 
     p_fake: float  # probability of fake of the file (sigmoid of minus the mean window score)
-    score: float  # bona fide score: mean of the audible windows' scores (higher = real)
+    score: float  # bona fide score: mean of the scores of the windows in_mean (higher = real)
     label: str  # "fake" when p_fake >= threshold, else "real"
     threshold: float  # probability-of-fake threshold used for the label
     duration: float  # seconds of audio scored
@@ -255,6 +261,9 @@ class WindowedScore:
     speech_seconds: float | None = None
     window_speech_seconds: tuple[float, ...] | None = field(default=None, repr=False)
     min_speech_seconds: float | None = None  # the least speech that counts as "speech found"
+    # Whether each window counts in the file score (None: the audible windows, or all of them
+    # for a silent file); see the module's "Speech activity".
+    window_in_mean: tuple[bool, ...] | None = field(default=None, repr=False)
 
     @property
     def n_windows(self) -> int:
@@ -263,8 +272,20 @@ class WindowedScore:
 
     @property
     def n_audible_windows(self) -> int:
-        """Number of windows louder than the silence floor (the ones the file score averages)."""
+        """Number of windows louder than the silence floor."""
         return sum(self.window_audible)
+
+    @property
+    def in_mean(self) -> tuple[bool, ...]:
+        """Whether each window counts in the file score."""
+        if self.window_in_mean is not None:
+            return self.window_in_mean
+        return self.window_audible if any(self.window_audible) else (True,) * self.n_windows
+
+    @property
+    def n_windows_in_mean(self) -> int:
+        """Number of windows whose scores the file score averages."""
+        return sum(self.in_mean)
 
     @property
     def silent(self) -> bool:
@@ -293,6 +314,7 @@ class WindowedScore:
             "duration": self.duration,
             "n_windows": self.n_windows,
             "n_audible_windows": self.n_audible_windows,
+            "n_windows_in_mean": self.n_windows_in_mean,
             "speech_seconds": self.speech_seconds,
             "speech_found": self.speech_found,
             "max_window_p_fake": self.max_window_p_fake,
@@ -308,9 +330,15 @@ class WindowedScore:
                     "p_fake": p,
                     "audible": a,
                     "speech_seconds": sp,
+                    "in_mean": m,
                 }
-                for s, p, a, sp in zip(
-                    self.window_starts, self.window_p_fake, self.window_audible, speech, strict=True
+                for s, p, a, sp, m in zip(
+                    self.window_starts,
+                    self.window_p_fake,
+                    self.window_audible,
+                    speech,
+                    self.in_mean,
+                    strict=True,
                 )
             ]
         return out
@@ -579,9 +607,16 @@ class Detector:
             prepared, starts, scores, speech_checks, strict=True
         ):
             s = np.asarray(clip_scores, dtype=np.float64)
-            audible = self._audible(wave, clip_starts, window, input_checks)
+            in_mean = self._audible(wave, clip_starts, window, input_checks)
+            audible = in_mean.copy()
+            if window_speech is not None:
+                speaking = in_mean & (np.asarray(window_speech) >= self.min_speech_seconds)
+                if speaking.any():  # with no window of speech, the audible ones decide
+                    in_mean = speaking
             # A silent clip keeps the mean of all its windows: evaluation never loses a clip.
-            file_score = float(s[audible].mean() if audible.any() else s.mean())
+            if not in_mean.any():
+                in_mean[:] = True
+            file_score = float(s[in_mean].mean())
             p_fake = _sigmoid(-file_score)
             results.append(
                 WindowedScore(
@@ -599,6 +634,7 @@ class Detector:
                     speech_seconds=speech,
                     window_speech_seconds=window_speech,
                     min_speech_seconds=self.min_speech_seconds if speech is not None else None,
+                    window_in_mean=tuple(bool(m) for m in in_mean),
                 )
             )
         return results

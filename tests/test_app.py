@@ -149,6 +149,15 @@ def test_timeline_shades_windows_without_speech(runs, speech_wav):
         "no speech found"
     ) == 1
     plt.close(fig)
+    # The caption says the score averages only the windows with speech.
+    counted = result.n_windows_in_mean
+    assert 0 < counted < result.n_audible_windows == 5
+    assert app.score_caption(result).endswith(
+        f"the mean of the scores of the {counted} audible window(s) that hold speech."
+    )
+    assert app.score_caption(detector.score_waveform(tone, SR)).endswith(
+        "the mean of the scores of the 3 audible window(s)."
+    )
 
 
 def test_verdict_and_figures(runs):

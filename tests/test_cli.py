@@ -15,6 +15,7 @@ import pytest
 import soundfile as sf
 from test_detector import make_detector_folder, noise
 
+from dfa_lib.audio import load_audio
 from dfa_lib.cli import CSV_COLUMNS, expand_inputs, main
 from dfa_lib.vad import SpeechActivityUnavailable
 
@@ -119,20 +120,32 @@ def test_min_speech_flags_a_tone_and_keeps_its_verdict(
     pytest.importorskip("silero_vad", reason="silero-vad is not installed (make setup)")
     tone = tmp_path / "tone.wav"
     t = np.arange(3 * SR) / SR
-    sf.write(tone, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), SR)
-    base = ["predict", str(speech_wav), str(tone), "--model", str(model_folder)]
+    sine = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    sf.write(tone, sine, SR)
+    mixed = tmp_path / "mixed.wav"  # nine seconds of tone, then the words
+    words, _ = load_audio(speech_wav, target_sr=SR)
+    sf.write(mixed, np.concatenate([sine, sine, sine, words]), SR)
+    base = ["predict", str(speech_wav), str(tone), str(mixed), "--model", str(model_folder)]
     assert main(base) == 0  # a flagged file is scored, not failed
     captured = capsys.readouterr()
     rows = {Path(r["path"]).name: r for r in csv.DictReader(io.StringIO(captured.out))}
     assert rows["speech.wav"]["speech_found"] == "True"
     assert float(rows["speech.wav"]["speech_seconds"]) > 0.5
     assert rows["tone.wav"]["speech_found"] == "False" and rows["tone.wav"]["label"]
+    assert rows["tone.wav"]["n_windows_in_mean"] == rows["tone.wav"]["n_audible_windows"]
+    # The tone's windows are left out of the mixed file's score.
+    assert (
+        0
+        < int(rows["mixed.wav"]["n_windows_in_mean"])
+        < int(rows["mixed.wav"]["n_audible_windows"])
+    )
     assert f"warning: {tone}: 0.00 s of speech found (less than 0.1 s)" in captured.err
-    assert "1 of 2 inputs hold no speech" in captured.err
+    assert "1 of 3 inputs hold no speech" in captured.err
     assert main([*base, "--min-speech", "off"]) == 0
     captured = capsys.readouterr()
     rows = list(csv.DictReader(io.StringIO(captured.out)))
     assert all(r["speech_found"] == "" and r["speech_seconds"] == "" for r in rows)
+    assert all(r["n_windows_in_mean"] == r["n_audible_windows"] for r in rows)
     assert "warning" not in captured.err
 
     # Without the model the check is a usage error that says how to install or skip it.

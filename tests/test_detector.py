@@ -447,7 +447,16 @@ def test_speech_activity_flags_non_speech_and_keeps_its_verdict(lcnn_folder, spe
     result = detector.score_waveform(mixed, SR)
     assert len(result.window_speech_seconds) == result.n_windows == 5
     assert max(result.window_speech_seconds[:3]) < 0.1 < result.window_speech_seconds[3]
+    # Only the windows that hold speech count in the file score; the tone's do not.
+    speaking = tuple(sp >= 0.1 for sp in result.window_speech_seconds)
+    assert result.in_mean == speaking and result.n_windows_in_mean == sum(speaking) < 5
+    kept = [s for s, m in zip(result.window_scores, speaking, strict=True) if m]
+    assert result.score == pytest.approx(np.mean(kept))
+    assert result.p_fake == pytest.approx(1 / (1 + np.exp(np.mean(kept))))
+    assert flagged.in_mean == (True,) * flagged.n_windows  # no speech anywhere: all audible
     rows = result.to_dict()
+    assert rows["n_windows_in_mean"] == sum(speaking)
+    assert [w["in_mean"] for w in rows["windows"]] == list(speaking)
     assert rows["speech_found"] is True and rows["speech_seconds"] == result.speech_seconds
     assert [w["speech_seconds"] for w in rows["windows"]] == list(result.window_speech_seconds)
     # Off: nothing is measured and nothing is flagged.
@@ -456,6 +465,9 @@ def test_speech_activity_flags_non_speech_and_keeps_its_verdict(lcnn_folder, spe
     assert unchecked.speech_seconds is None and unchecked.speech_found is None
     assert unchecked.to_dict()["windows"][0]["speech_seconds"] is None
     assert unchecked.score == pytest.approx(flagged.score)
+    everything = off.score_waveform(mixed, SR)
+    assert everything.in_mean == (True,) * 5
+    assert everything.score == pytest.approx(np.mean(everything.window_scores))
     with pytest.raises(ValueError, match="min_speech_seconds"):
         load_detector(lcnn_folder, device="cpu", min_speech_seconds=-1)
 

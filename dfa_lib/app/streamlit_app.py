@@ -196,6 +196,19 @@ def timeline_figure(result: WindowedScore) -> Any:
     return fig
 
 
+def score_caption(result: WindowedScore) -> str:
+    """One line saying how many windows there were and which of them the file score averages."""
+    counted = result.n_windows_in_mean
+    if result.speech_seconds is not None and counted < result.n_audible_windows:
+        which = f"{counted} audible window(s) that hold speech"
+    else:
+        which = f"{counted} audible window(s)"
+    return (
+        f"{result.duration:.1f} s of audio in {result.n_windows} window(s) of "
+        f"{result.window_seconds:g} s; the file score is the mean of the scores of the {which}."
+    )
+
+
 def _uploader(st: Any, limit_mb: int) -> Any:
     kwargs: dict[str, Any] = {"help": f"wav, flac, mp3, ogg, m4a, opus ... up to {limit_mb} MB"}
     # Older Streamlit has no per-widget limit; then server.maxUploadSize (Makefile) applies.
@@ -279,11 +292,7 @@ def main() -> None:
     warning = speech_warning(result)
     if warning:
         st.warning(warning)
-    st.caption(
-        f"{result.duration:.1f} s of audio in {result.n_windows} window(s) of "
-        f"{result.window_seconds:g} s; the file score is the mean of the scores of the "
-        f"{result.n_audible_windows} audible window(s)."
-    )
+    st.caption(score_caption(result))
     st.audio(data)
     st.subheader("Waveform")
     _show(st, waveform_figure(wave, sr))
