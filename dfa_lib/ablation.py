@@ -4,7 +4,8 @@
 one protocol's training split (capped per class), keeps the best validation epoch, scores the
 complete test split (and that of every protocol answered by the same training, such as
 ``cross-source`` for ``in-domain``: a choice that helps in-domain can hurt elsewhere) and
-writes ``<out>/ablation_<study>.json`` and ``.md`` (run folders under
+writes ``<out>/ablation_<study>.json`` and ``.md`` (other settings, fusions or a subset of the
+variants add themselves to the name: :func:`report_stem`; run folders under
 ``runs/ablation/<study>/``): the table behind a design choice (which front end, which
 regularisation), reproducible from the repository. Variants of a study differ only in the
 settings they name; seed, data and budget are shared.
@@ -48,9 +49,11 @@ import pandas as pd
 __all__ = [
     "STUDIES",
     "Variant",
+    "build_parser",
     "check_fusable",
     "main",
     "markdown_table",
+    "report_stem",
     "run_study",
     "select_variants",
 ]
@@ -334,8 +337,37 @@ def markdown_table(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run one study from the command line and write its JSON and Markdown tables."""
+def report_stem(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
+    """Return the tables' file name without suffix: ``ablation_<study>`` plus what differs.
+
+    The study's whole set of variants under the default settings writes
+    ``ablation_<study>``; a run with other settings, fusions or a subset of the variants adds
+    them to the name (``ablation_lcnn-phase_all-clips_seed1_mel-4k``), so that it never
+    overwrites the full study's tables.
+    """
+    parts = [f"ablation_{args.study}"]
+
+    def changed(name: str) -> bool:
+        return getattr(args, name) != parser.get_default(name)
+
+    for name in ("dataset", "protocol"):
+        if changed(name):
+            parts.append(str(getattr(args, name)))
+    if changed("max_per_class"):
+        parts.append("all-clips" if not args.max_per_class else f"{args.max_per_class}-per-class")
+    for name, text in (("epochs", "{}-epochs"), ("patience", "patience{}"), ("seed", "seed{}")):
+        if changed(name):
+            parts.append(text.format(getattr(args, name)))
+    if args.fuse_with:
+        parts.append("fused")
+    chosen = [v.name for v in select_variants(args.study, args.variants)]
+    if chosen != [v.name for v in STUDIES[args.study]]:
+        parts.append(",".join(chosen))
+    return "_".join(parts)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the command line's parser."""
     parser = argparse.ArgumentParser(prog="python -m dfa_lib.ablation", description=__doc__)
     parser.add_argument("study", choices=sorted(STUDIES))
     parser.add_argument("--dataset", default="offline")
@@ -359,6 +391,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="FOLDER[,FOLDER]",
         help="also fuse each variant with these trained run folders (repeatable: one fusion each)",
     )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one study from the command line and write its JSON and Markdown tables."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         variants = select_variants(args.study, args.variants)
@@ -416,9 +454,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "variants": {v.name: v.settings for v in variants},
         "results": table.to_dict("records"),
     }
-    (out / f"ablation_{args.study}.json").write_text(json.dumps(record, indent=2) + "\n")
-    (out / f"ablation_{args.study}.md").write_text(markdown_table(table))
+    stem = report_stem(args, parser)
+    (out / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
+    (out / f"{stem}.md").write_text(markdown_table(table))
     print(table.to_string(index=False))
+    print(f"tables: {out / stem}.md and .json")
     return 0
 
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 from conftest import make_toy_split
 
-from dfa_lib.ablation import STUDIES, Variant, main, markdown_table, run_study, select_variants
+from dfa_lib.ablation import (
+    STUDIES,
+    Variant,
+    build_parser,
+    main,
+    markdown_table,
+    report_stem,
+    run_study,
+    select_variants,
+)
 from dfa_lib.experiment import ProtocolData
 
 
@@ -92,6 +101,31 @@ def test_a_subset_of_variants_is_selected_by_name_in_the_order_given(capsys):
     with pytest.raises(SystemExit):
         main(["lcnn-phase", "--variants", "ifd-8k", "--data-dir", "/nonexistent"])
     assert "no variant ['ifd-8k']" in capsys.readouterr().err
+
+
+def test_only_the_full_default_study_writes_the_canonical_tables():
+    parser = build_parser()
+
+    def stem(*argv: str) -> str:
+        return report_stem(parser.parse_args(argv), parser)
+
+    every = ",".join(v.name for v in STUDIES["lcnn-phase"])
+    assert stem("lcnn-phase") == stem("lcnn-phase", "--variants", every) == "ablation_lcnn-phase"
+    # Settings that change the numbers, fusions and subsets name themselves, in a fixed order.
+    assert (
+        stem("lcnn-phase", "--variants", "mel-4k", "--max-per-class", "0", "--seed", "1")
+        == "ablation_lcnn-phase_all-clips_seed1_mel-4k"
+    )
+    assert (
+        stem("lcnn-pooling", "--protocol", "unseen-generator", "--max-per-class", "500")
+        == "ablation_lcnn-pooling_unseen-generator_500-per-class"
+    )
+    assert stem("lcnn-phase", "--fuse-with", "a,b") == "ablation_lcnn-phase_fused"
+    assert stem("lcnn-phase", "--epochs", "3", "--patience", "1") == (
+        "ablation_lcnn-phase_3-epochs_patience1"
+    )
+    # Where the tables go and which device trains do not change the numbers' meaning.
+    assert stem("lcnn-phase", "--out", "elsewhere", "--device", "cpu") == "ablation_lcnn-phase"
 
 
 def test_variants_fused_with_trained_detectors(tmp_path, toy):
