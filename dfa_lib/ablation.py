@@ -22,6 +22,9 @@ Studies (:data:`STUDIES`):
   discard), with and without per-utterance normalisation, and with SpecAugment;
 - ``lcnn-pooling``: mean and standard deviation over time against attentive statistics
   pooling (attention-weighted ones), on log-mel and on unnormalised phase features;
+- ``cpu-bfloat16``: the log-mel and the unnormalised phase LCNN trained in float32 and with
+  bfloat16 training steps (``cpu_bfloat16``; on a CPU without native bfloat16 both train in
+  float32). ``--cpu-bfloat16`` trains every variant of any study that way;
 - ``phase-statistics``: the logistic regression on STFT phase statistics (``ifd_logreg``)
   against the same with the relative phase shift of each harmonic (``ifd_rps_logreg``), with
   a refined F0, fewer harmonics, sparser frames or weaker regularisation (seconds each).
@@ -133,6 +136,15 @@ STUDIES: dict[str, tuple[Variant, ...]] = {
             _lcnn("ifd", 4000.0, normalize=False, pooling="attentive"),
         ),
     ),
+    "cpu-bfloat16": (
+        Variant("mel-4k", _lcnn("mel", 4000.0)),
+        Variant("mel-4k-bfloat16", {**_lcnn("mel", 4000.0), "cpu_bfloat16": True}),
+        Variant("ifd-4k-unnormalised", _lcnn("ifd", 4000.0, normalize=False)),
+        Variant(
+            "ifd-4k-unnormalised-bfloat16",
+            {**_lcnn("ifd", 4000.0, normalize=False), "cpu_bfloat16": True},
+        ),
+    ),
     "phase-statistics": (
         Variant("ifd", _phase("ifd_logreg")),
         Variant("ifd+rps", _phase("ifd_rps_logreg")),
@@ -178,6 +190,7 @@ def run_study(
     also: Sequence = (),
     fuse_with: Sequence[Sequence[Path]] = (),
     labels: pd.Series | None = None,
+    cpu_bfloat16: bool = False,
 ) -> pd.DataFrame:
     """Train and test every variant of ``study``; return one row per variant.
 
@@ -215,6 +228,7 @@ def run_study(
         patience=patience,
         seed=seed,
         device=device,
+        cpu_bfloat16=cpu_bfloat16,
     )
     rows, reference = [], None
     for variant in variants:
@@ -358,6 +372,8 @@ def report_stem(args: argparse.Namespace, parser: argparse.ArgumentParser) -> st
     for name, text in (("epochs", "{}-epochs"), ("patience", "patience{}"), ("seed", "seed{}")):
         if changed(name):
             parts.append(text.format(getattr(args, name)))
+    if args.cpu_bfloat16:
+        parts.append("bfloat16")
     if args.fuse_with:
         parts.append("fused")
     chosen = [v.name for v in select_variants(args.study, args.variants)]
@@ -381,6 +397,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--patience", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--cpu-bfloat16",
+        action="store_true",
+        help="bfloat16 training steps on a CPU that has them natively (TrainConfig.cpu_bfloat16)",
+    )
     parser.add_argument(
         "--variants", default=None, help="comma-separated subset of the study's variants"
     )
@@ -440,6 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         patience=args.patience,
         seed=args.seed,
         device=args.device,
+        cpu_bfloat16=args.cpu_bfloat16,
         variants=variants,
         also=also,
         fuse_with=groups,

@@ -71,6 +71,10 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | mps
     num_workers: int = 0  # DataLoader workers; clips are already decoded, so 0 is usually fastest
     mixed_precision: bool = True  # autocast and gradient scaling, on CUDA only
+    # bfloat16 autocast for the training steps on a CPU with native bfloat16 arithmetic
+    # (AVX512-BF16 or AMX; about twice as fast for the CNNs); float32 on any other CPU.
+    # Validation and test scores are always computed in float32.
+    cpu_bfloat16: bool = False
     grad_accumulation: int = 1  # optimizer step every N batches
     max_batches_per_epoch: int | None = None  # cap for quick experiments
     augment: dict | None = None  # dfa_lib.augment.AugmentConfig fields, or None for clean training
@@ -93,6 +97,29 @@ class RunResult:
     history: pd.DataFrame
     reused: bool
     seconds: float
+
+
+def native_bfloat16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (x86 AVX512-BF16 or AMX-BF16, Linux)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            flags = next((line for line in info if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def training_precision(config: TrainConfig, device: torch.device) -> str:
+    """Return what the training steps of ``config`` compute in on ``device``.
+
+    ``"float16-mixed"`` (CUDA with ``mixed_precision``), ``"bfloat16"`` (a CPU with native
+    bfloat16 and ``cpu_bfloat16``) or ``"float32"``. Recorded in the run's provenance.
+    """
+    if device.type == "cuda" and config.mixed_precision:
+        return "float16-mixed"
+    if device.type == "cpu" and config.cpu_bfloat16 and native_bfloat16():
+        return "bfloat16"
+    return "float32"
 
 
 def choose_device(requested: str = "auto") -> torch.device:
@@ -226,8 +253,12 @@ def _labels_of(df: pd.DataFrame) -> np.ndarray:
 
 def fingerprint(config: TrainConfig, train_checksum: str, val_checksum: str) -> str:
     """Return the hash that decides whether an existing run folder can be reused."""
+    resolved = config.resolved()
+    # The precision the steps ran in is what matters: asking for bfloat16 on a CPU without it
+    # trains exactly as without asking, and folders from before the setting stay valid.
+    del resolved["cpu_bfloat16"]
     payload = {
-        "config": config.resolved(),
+        "config": resolved,
         "train": train_checksum,
         "val": val_checksum,
         "dfa": __version__,
@@ -237,6 +268,10 @@ def fingerprint(config: TrainConfig, train_checksum: str, val_checksum: str) -> 
         # Classical validation scores were once those of one centre crop per clip; folders
         # written then are refitted (seconds) rather than reused.
         payload["validation_scores"] = "window-mean"
+    elif config.cpu_bfloat16:
+        precision = training_precision(config, choose_device(config.device))
+        if precision == "bfloat16":
+            payload["precision"] = precision
     blob = json.dumps(payload, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
@@ -338,6 +373,10 @@ def _train_one(
             "validation": [val_df["path"].iloc[i] for i in val_store.errors],
         },
         train_seconds=round(seconds, 2),
+        # What the training steps computed in (classical models: scikit-learn's own).
+        precision=None
+        if config.model in CLASSICAL_MODELS
+        else training_precision(config, choose_device(config.device)),
     )
     save_run(
         folder,
@@ -441,8 +480,18 @@ def _fit_torch(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
     scheduler = _scheduler(optimizer, config)
-    use_amp = config.mixed_precision and device.type == "cuda"
+    precision = training_precision(config, device)
+    use_amp = precision == "float16-mixed"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    if precision == "bfloat16":  # no gradient scaling needed: bfloat16 has float32's range
+
+        def autocast():
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+
+    else:
+
+        def autocast():
+            return torch.autocast(device.type, enabled=use_amp)
 
     val_waves = [val_store[int(r)] for r in val_rows]
     best = (math.inf, 0, None, None)  # eer, epoch, state, scores
@@ -457,8 +506,8 @@ def _fit_torch(
             if config.max_batches_per_epoch and step > config.max_batches_per_epoch:
                 break
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with torch.autocast(device.type, enabled=use_amp):
-                loss = loss_fn(model(x), y)
+            with autocast():
+                loss = loss_fn(model(x).float(), y)
             if not torch.isfinite(loss):
                 raise TrainingError(f"{config.name}: loss became {loss.item()} at epoch {epoch}")
             scaler.scale(loss / config.grad_accumulation).backward()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from conftest import make_toy_split
 
@@ -16,6 +18,7 @@ from dfa_lib.ablation import (
     select_variants,
 )
 from dfa_lib.experiment import ProtocolData
+from dfa_lib.train import TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +83,8 @@ def test_studies_name_real_model_settings():
         for v in variants:
             build = build_classical if v.settings["model"] in CLASSICAL_MODEL_NAMES else build_model
             build(v.settings["model"], **v.settings["model_kwargs"])
+            replace(TrainConfig(), **v.settings)  # every other setting is a config field
+    assert replace(TrainConfig(), **STUDIES["cpu-bfloat16"][1].settings).cpu_bfloat16
     harmonics = [v.settings["model_kwargs"].get("rps") for v in STUDIES["phase-statistics"]]
     assert harmonics[4] == {"frame_period_ms": 20.0}
 
@@ -121,6 +126,7 @@ def test_only_the_full_default_study_writes_the_canonical_tables():
         == "ablation_lcnn-pooling_unseen-generator_500-per-class"
     )
     assert stem("lcnn-phase", "--fuse-with", "a,b") == "ablation_lcnn-phase_fused"
+    assert stem("lcnn-phase", "--cpu-bfloat16") == "ablation_lcnn-phase_bfloat16"
     assert stem("lcnn-phase", "--epochs", "3", "--patience", "1") == (
         "ablation_lcnn-phase_3-epochs_patience1"
     )

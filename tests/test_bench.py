@@ -279,3 +279,23 @@ def test_epoch_benchmark_times_every_epoch_and_refuses_bad_settings(tmp_path):
         == 0
     )
     assert set(json.loads(out.read_text())["models"]) == {"lcnn-mel-4k", "lcnn-ifd-4k-unnormalised"}
+    assert json.loads(out.read_text())["models"]["lcnn-mel-4k"]["precision"] == "float32"
+
+
+def test_epoch_benchmark_times_bfloat16_beside_float32(monkeypatch):
+    from dfa_lib.bench.epochs import measure_epochs
+
+    monkeypatch.setattr("dfa_lib.train.native_bfloat16", lambda: True)
+    record = measure_epochs(
+        "cpu", epochs=2, n_train=8, n_val=4, models=("lcnn-mel-4k",), bfloat16=True
+    )
+    plain, half = record["models"]["lcnn-mel-4k"], record["models"]["lcnn-mel-4k+bfloat16"]
+    assert (plain["precision"], half["precision"]) == ("float32", "bfloat16")
+    assert half["speedup"] == pytest.approx(
+        plain["median_after_first"] / half["median_after_first"]
+    )
+    monkeypatch.setattr("dfa_lib.train.native_bfloat16", lambda: False)
+    record = measure_epochs(
+        "cpu", epochs=2, n_train=8, n_val=4, models=("lcnn-mel-4k",), bfloat16=True
+    )
+    assert record["models"]["lcnn-mel-4k+bfloat16"]["precision"] == "float32"

@@ -12,7 +12,14 @@ import torch
 
 from dfa_lib.clips import ClipStore, decode_clips
 from dfa_lib.scoring import score_waves
-from dfa_lib.train import TrainConfig, TrainingError, choose_device, train
+from dfa_lib.train import (
+    TrainConfig,
+    TrainingError,
+    choose_device,
+    fingerprint,
+    train,
+    training_precision,
+)
 
 SR = 16000
 pytestmark = pytest.mark.slow
@@ -85,6 +92,31 @@ def test_same_seed_same_metrics_and_reuse(tmp_path, toy):
     assert again.reused and again.val_eer == a.val_eer
     changed = train(_cfg(epochs=2, seed=7), tr, va, trs, vas, tmp_path / "a", progress=False)[0]
     assert not changed.reused
+
+
+def test_cpu_bfloat16_only_where_the_cpu_has_it(tmp_path, toy, monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert training_precision(_cfg(), cuda) == "float16-mixed"
+    assert training_precision(_cfg(mixed_precision=False), cuda) == "float32"
+    monkeypatch.setattr("dfa_lib.train.native_bfloat16", lambda: False)
+    assert training_precision(_cfg(cpu_bfloat16=True), cpu) == "float32"
+    # Asked for on a CPU without it: trained exactly as without asking, so folders are shared.
+    assert fingerprint(_cfg(cpu_bfloat16=True), "t", "v") == fingerprint(_cfg(), "t", "v")
+    (tr, trs), (va, vas) = toy
+    plain = train(_cfg(epochs=2), tr, va, trs, vas, tmp_path, progress=False)[0]
+    assert json.loads((plain.folder / "provenance.json").read_text())["precision"] == "float32"
+    monkeypatch.setattr("dfa_lib.train.native_bfloat16", lambda: True)
+    assert training_precision(_cfg(cpu_bfloat16=True), cpu) == "bfloat16"
+    assert training_precision(_cfg(), cpu) == "float32"
+    assert fingerprint(_cfg(cpu_bfloat16=True), "t", "v") != fingerprint(_cfg(), "t", "v")
+    # bfloat16 steps (emulated where the CPU lacks it) still learn the toy task; the folder
+    # says what they ran in, and the float32 folder of the same config is not reused for it.
+    fast = train(_cfg(epochs=2, cpu_bfloat16=True), tr, va, trs, vas, tmp_path, progress=False)[0]
+    assert not fast.reused and fast.val_eer < 0.2
+    assert json.loads((fast.folder / "provenance.json").read_text())["precision"] == "bfloat16"
+    assert not fast.history["train_loss"].equals(plain.history["train_loss"])
+    again = train(_cfg(epochs=2, cpu_bfloat16=True), tr, va, trs, vas, tmp_path, progress=False)
+    assert again[0].reused
 
 
 def test_early_stopping_stops_after_patience(tmp_path, toy):

@@ -11,6 +11,11 @@ crops, batch 32, front ends cut at 4 kHz; 389 validation clips per class scored 
 epoch (part of the epoch's time, as in the engine). Clips are 2-4 s tones and noise: the cost
 of an epoch depends on the clips' lengths, not on what they contain. The first epoch carries
 the warm-up; the record keeps every epoch and the median of the later ones.
+
+``--bfloat16`` times each model a second time with the engine's ``cpu_bfloat16`` (bfloat16
+training steps on a CPU that has them natively; see :class:`dfa_lib.train.TrainConfig`), as
+``<model>+bfloat16``, with the speed-up over float32; each entry records the precision its
+steps actually ran in (float32 on a CPU without native bfloat16).
 """
 
 from __future__ import annotations
@@ -61,9 +66,13 @@ def measure_epochs(
     n_val: int = 389,
     models: tuple[str, ...] = tuple(MODELS),
     seed: int = 0,
+    bfloat16: bool = False,
 ) -> dict[str, Any]:
-    """Train each model for ``epochs`` epochs; return seconds per epoch and their summary."""
-    from dfa_lib.train import TrainConfig, choose_device, train
+    """Train each model for ``epochs`` epochs; return seconds per epoch and their summary.
+
+    ``bfloat16`` also trains each with ``cpu_bfloat16`` (entry ``<model>+bfloat16``).
+    """
+    from dfa_lib.train import TrainConfig, choose_device, train, training_precision
 
     if epochs < 2:
         raise ValueError("epochs must be at least 2: the first one carries the warm-up")
@@ -82,8 +91,11 @@ def measure_epochs(
         "settings": {"epochs": epochs, "n_train": n_train, "n_val": n_val, "seed": seed},
         "models": {},
     }
+    runs = [(name, False) for name in models]
+    if bfloat16:
+        runs = [(name, half) for name in models for half in (False, True)]
     with tempfile.TemporaryDirectory() as out:
-        for name in models:
+        for name, half in runs:
             config = TrainConfig(
                 name=name,
                 model="lcnn",
@@ -95,13 +107,20 @@ def measure_epochs(
                 device=str(resolved),
                 patience=epochs,
                 seed=seed,
+                cpu_bfloat16=half,
             )
             [res] = train(config, tr, va, trs, vas, out, progress=False, reuse=False)
             seconds = [float(s) for s in res.history["seconds"]]
-            record["models"][name] = {
+            entry = {
                 "seconds": seconds,
                 "median_after_first": statistics.median(seconds[1:]),
+                "precision": training_precision(config, resolved),
             }
+            if half:
+                entry["speedup"] = (
+                    record["models"][name]["median_after_first"] / entry["median_after_first"]
+                )
+            record["models"][f"{name}+bfloat16" if half else name] = entry
     return record
 
 
@@ -122,11 +141,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-train", type=int, default=1000, help="training clips per class")
     parser.add_argument("--n-val", type=int, default=389, help="validation clips per class")
     parser.add_argument("--out", type=Path, help="write the record as JSON here")
+    parser.add_argument(
+        "--bfloat16", action="store_true", help="also time each model with cpu_bfloat16"
+    )
     args = parser.parse_args(argv)
-    record = measure_epochs(args.device, args.epochs, args.n_train, args.n_val)
+    record = measure_epochs(
+        args.device, args.epochs, args.n_train, args.n_val, bfloat16=args.bfloat16
+    )
     for name, row in record["models"].items():
         times = ", ".join(f"{s:.2f}" for s in row["seconds"])
-        print(f"{name} on {record['device_name']}: {times} s per epoch")
+        faster = f", {row['speedup']:.2f}x float32" if "speedup" in row else ""
+        print(
+            f"{name} on {record['device_name']} ({row['precision']}): {times} s per epoch{faster}"
+        )
     if args.out:
         write_json(args.out, record)
     return 0
