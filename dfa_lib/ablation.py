@@ -6,7 +6,8 @@ complete test split (and that of every protocol answered by the same training, s
 ``cross-source`` for ``in-domain``: a choice that helps in-domain can hurt elsewhere) and
 writes ``<out>/ablation_<study>.json`` and ``.md`` (other settings, fusions or a subset of the
 variants add themselves to the name: :func:`report_stem`; run folders under
-``runs/ablation/<study>/``): the table behind a design choice (which front end, which
+``runs/ablation/<study>/``, or ``runs/ablation/<settings>/<study>/`` for other settings:
+:func:`runs_folder`): the table behind a design choice (which front end, which
 regularisation), reproducible from the repository. Variants of a study differ only in the
 settings they name; seed, data and budget are shared.
 
@@ -58,7 +59,9 @@ __all__ = [
     "markdown_table",
     "report_stem",
     "run_study",
+    "runs_folder",
     "select_variants",
+    "setting_names",
 ]
 
 
@@ -351,15 +354,12 @@ def markdown_table(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def report_stem(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
-    """Return the tables' file name without suffix: ``ablation_<study>`` plus what differs.
+def setting_names(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
+    """Name each training setting of ``args`` that differs from the parser's default.
 
-    The study's whole set of variants under the default settings writes
-    ``ablation_<study>``; a run with other settings, fusions or a subset of the variants adds
-    them to the name (``ablation_lcnn-phase_all-clips_seed1_mel-4k``), so that it never
-    overwrites the full study's tables.
+    In a fixed order: dataset, protocol, clips per class, epochs, patience, seed, bfloat16.
     """
-    parts = [f"ablation_{args.study}"]
+    parts = []
 
     def changed(name: str) -> bool:
         return getattr(args, name) != parser.get_default(name)
@@ -374,6 +374,30 @@ def report_stem(args: argparse.Namespace, parser: argparse.ArgumentParser) -> st
             parts.append(text.format(getattr(args, name)))
     if args.cpu_bfloat16:
         parts.append("bfloat16")
+    return parts
+
+
+def runs_folder(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Path:
+    """Return where the study's run folders go: ``<runs-dir>[/<settings>]/<study>/``.
+
+    Runs under the default settings keep ``<runs-dir>/<study>/``; other settings get a folder
+    of their own (``runs/ablation/unseen-neural-fargan_bfloat16/lcnn-phase/``), so that a run
+    on another protocol or seed never replaces the default run's models.
+    """
+    settings = setting_names(args, parser)
+    root = Path(args.runs_dir)
+    return (root / "_".join(settings) if settings else root) / args.study
+
+
+def report_stem(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
+    """Return the tables' file name without suffix: ``ablation_<study>`` plus what differs.
+
+    The study's whole set of variants under the default settings writes
+    ``ablation_<study>``; a run with other settings, fusions or a subset of the variants adds
+    them to the name (``ablation_lcnn-phase_all-clips_seed1_mel-4k``), so that it never
+    overwrites the full study's tables.
+    """
+    parts = [f"ablation_{args.study}", *setting_names(args, parser)]
     if args.fuse_with:
         parts.append("fused")
     chosen = [v.name for v in select_variants(args.study, args.variants)]
@@ -456,7 +480,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.study,
         data,
         test,
-        args.runs_dir,
+        runs_folder(args, parser).parent,
         epochs=args.epochs,
         patience=args.patience,
         seed=args.seed,

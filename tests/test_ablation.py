@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from conftest import make_toy_split
@@ -15,6 +16,7 @@ from dfa_lib.ablation import (
     markdown_table,
     report_stem,
     run_study,
+    runs_folder,
     select_variants,
 )
 from dfa_lib.experiment import ProtocolData
@@ -132,6 +134,22 @@ def test_only_the_full_default_study_writes_the_canonical_tables():
     )
     # Where the tables go and which device trains do not change the numbers' meaning.
     assert stem("lcnn-phase", "--out", "elsewhere", "--device", "cpu") == "ablation_lcnn-phase"
+
+    # Run folders: the default settings keep <runs-dir>/<study>; other training settings get
+    # a folder of their own, so that they never replace those models; fusions and subsets
+    # share the models of the same settings.
+    def runs(*argv: str) -> Path:
+        return runs_folder(parser.parse_args(argv), parser)
+
+    assert runs("lcnn-phase", "--variants", "mel-4k", "--fuse-with", "a") == Path(
+        "runs/ablation/lcnn-phase"
+    )
+    assert runs(
+        "lcnn-phase", "--protocol", "unseen-neural-fargan", "--cpu-bfloat16", "--runs-dir", "r"
+    ) == Path("r/unseen-neural-fargan_bfloat16/lcnn-phase")
+    assert runs("lcnn-pooling", "--max-per-class", "0", "--seed", "1") == Path(
+        "runs/ablation/all-clips_seed1/lcnn-pooling"
+    )
 
 
 def test_variants_fused_with_trained_detectors(tmp_path, toy):
