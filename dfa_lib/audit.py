@@ -32,7 +32,6 @@ AUDIT_FEATURES: tuple[str, ...] = (
     "bandwidth_hz",  # highest frequency within 50 dB of the spectrum's peak
     "speech_share",  # share of the clip that the speech-activity model calls speech
 )
-SPEECH_BATCH = 64  # clips whose speech activity is read side by side
 PASS_AUC = 0.6  # an audit AUC below this counts as "near chance"
 
 
@@ -109,32 +108,20 @@ def clip_statistics(
 
 def measure_manifest(manifest: pd.DataFrame, root: str | Path) -> pd.DataFrame:
     """Return one row of :data:`AUDIT_FEATURES` per manifest row (files read under ``root``)."""
-    from dfa_lib.vad import load_speech_activity
+    from dfa_lib.vad import with_speech_seconds
 
-    activity = load_speech_activity()
     root = Path(root)
-    rows: list[dict[str, float]] = []
-    pending: list[tuple[np.ndarray, int]] = []
 
-    def flush() -> None:
-        # The speech-activity model is the slow part: clips of one rate are read side by side.
-        speech: dict[int, float] = {}
-        for rate in {sr for _, sr in pending}:
-            same = [i for i, (_, sr) in enumerate(pending) if sr == rate]
-            measured = activity.speech_seconds_many([pending[i][0] for i in same], rate)
-            speech.update((i, seconds) for i, (seconds, _) in zip(same, measured, strict=True))
-        rows.extend(
-            clip_statistics(wave, sr, speech_seconds=speech[i])
-            for i, (wave, sr) in enumerate(pending)
-        )
-        pending.clear()
+    def clips():
+        for rel in manifest["path"]:
+            wave, sr = sf.read(str(root / rel), dtype="float64", always_2d=True)
+            yield wave.mean(axis=1), int(sr)
 
-    for rel in manifest["path"]:
-        wave, sr = sf.read(str(root / rel), dtype="float64", always_2d=True)
-        pending.append((wave.mean(axis=1), int(sr)))
-        if len(pending) == SPEECH_BATCH:
-            flush()
-    flush()
+    # The speech-activity model is the slow part: it reads many clips side by side.
+    rows = [
+        clip_statistics(wave, sr, speech_seconds=seconds)
+        for wave, sr, seconds in with_speech_seconds(clips())
+    ]
     return pd.DataFrame(rows, columns=list(AUDIT_FEATURES), index=manifest.index)
 
 

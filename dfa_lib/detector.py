@@ -257,13 +257,12 @@ class WindowedScore:
     window_p_fake: tuple[float, ...] = field(repr=False)  # probability of fake of each window
     # Whether each window holds a frame above the silence floor (all True with the floor off).
     window_audible: tuple[bool, ...] = field(repr=False)
+    # Whether each window counts in the file score (see the module's "Speech activity").
+    in_mean: tuple[bool, ...] = field(repr=False)
     # Seconds of speech in the file and in each window; None where the check did not run.
     speech_seconds: float | None = None
     window_speech_seconds: tuple[float, ...] | None = field(default=None, repr=False)
     min_speech_seconds: float | None = None  # the least speech that counts as "speech found"
-    # Whether each window counts in the file score (None: the audible windows, or all of them
-    # for a silent file); see the module's "Speech activity".
-    window_in_mean: tuple[bool, ...] | None = field(default=None, repr=False)
 
     @property
     def n_windows(self) -> int:
@@ -274,13 +273,6 @@ class WindowedScore:
     def n_audible_windows(self) -> int:
         """Number of windows louder than the silence floor."""
         return sum(self.window_audible)
-
-    @property
-    def in_mean(self) -> tuple[bool, ...]:
-        """Whether each window counts in the file score."""
-        if self.window_in_mean is not None:
-            return self.window_in_mean
-        return self.window_audible if any(self.window_audible) else (True,) * self.n_windows
 
     @property
     def n_windows_in_mean(self) -> int:
@@ -607,15 +599,15 @@ class Detector:
             prepared, starts, scores, speech_checks, strict=True
         ):
             s = np.asarray(clip_scores, dtype=np.float64)
-            in_mean = self._audible(wave, clip_starts, window, input_checks)
-            audible = in_mean.copy()
+            audible = self._audible(wave, clip_starts, window, input_checks)
+            in_mean = audible
             if window_speech is not None:
-                speaking = in_mean & (np.asarray(window_speech) >= self.min_speech_seconds)
+                speaking = audible & (np.asarray(window_speech) >= self.min_speech_seconds)
                 if speaking.any():  # with no window of speech, the audible ones decide
                     in_mean = speaking
             # A silent clip keeps the mean of all its windows: evaluation never loses a clip.
             if not in_mean.any():
-                in_mean[:] = True
+                in_mean = np.ones_like(audible)
             file_score = float(s[in_mean].mean())
             p_fake = _sigmoid(-file_score)
             results.append(
@@ -631,10 +623,10 @@ class Detector:
                     window_scores=tuple(float(x) for x in s),
                     window_p_fake=tuple(float(x) for x in _sigmoid_array(-s)),
                     window_audible=tuple(bool(a) for a in audible),
+                    in_mean=tuple(bool(m) for m in in_mean),
                     speech_seconds=speech,
                     window_speech_seconds=window_speech,
                     min_speech_seconds=self.min_speech_seconds if speech is not None else None,
-                    window_in_mean=tuple(bool(m) for m in in_mean),
                 )
             )
         return results

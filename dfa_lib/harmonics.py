@@ -17,8 +17,8 @@ offline corpus's validation split as the refined ones: ``make ablation
 STUDY=phase-statistics``). Harmonics above ``f_max`` are left out frame by frame, so the
 statistics cover the band that every clip of the corpus keeps. :func:`rps_statistics`
 summarises a clip by, for every harmonic k = 2..K, the circular mean of ``RPS_k`` over voiced
-frames (cosine and sine), its resultant length (1: the same RPS in every frame; 0: none consistent) and the resultant
-length of its change from one frame to the next. A clip without voiced frames (silence,
+frames (cosine and sine), its resultant length (1: the same RPS in every frame; 0: none
+consistent) and the resultant length of its change from one frame to the next. A clip without voiced frames (silence,
 noise, a whisper) gets zeros, which no voiced clip produces, rather than an error.
 """
 

@@ -136,6 +136,23 @@ def test_long_waveforms_are_read_in_warmed_up_segments(activity, speech, monkeyp
     assert np.abs(segmented - whole).max() < np.abs(cold - whole).max()
 
 
+def test_clips_measured_in_batches_keep_their_order_and_values(activity, speech):
+    clips = [
+        (speech, SR),
+        (resample(speech, SR, 8000), 8000),
+        (non_speech(1.0)["tone 1 kHz"], SR),
+        (np.zeros(SR, np.float32), SR),
+        (speech[: SR // 2], SR),
+    ]
+    measured = list(vad.with_speech_seconds(iter(clips), activity, batch=2))
+    assert [(w is c[0], sr) for (w, sr, _), c in zip(measured, clips, strict=True)] == [
+        (True, sr) for _, sr in clips
+    ]
+    one_by_one = [activity.speech_seconds(wave, sr)[0] for wave, sr in clips]
+    assert [seconds for *_, seconds in measured] == pytest.approx(one_by_one, abs=0.07)
+    assert list(vad.with_speech_seconds([], activity)) == []
+
+
 def test_silence_short_and_bad_input(activity):
     assert not activity.probabilities(np.zeros(SR, np.float32), SR).any()
     assert activity.probabilities(np.zeros(0, np.float32), SR).shape == (1,)
