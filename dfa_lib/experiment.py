@@ -60,6 +60,20 @@ def protocols_for(dataset: str) -> list[str]:
     return ["in-domain"]
 
 
+def models_to_train(models: str, gpu_models: str, device_type: str) -> tuple[list[str], list[str]]:
+    """Return the model names a notebook trains, and those it adds on any device but the CPU.
+
+    ``models`` and ``gpu_models`` are comma-separated names (empty entries ignored);
+    ``device_type`` is ``torch.device.type`` of the device the run trains on. Models that cost
+    too much on a CPU are named in ``gpu_models`` and join the list only elsewhere, so one
+    profile serves both. The second list is what ``gpu_models`` added (for the report).
+    """
+    names = [m for m in models.split(",") if m]
+    extra = [m for m in gpu_models.split(",") if m] if device_type != "cpu" else []
+    added = [m for m in dict.fromkeys(extra) if m not in names]
+    return names + added, added
+
+
 def load_protocol_frames(
     dataset: str, protocol: str, data_dir: str | os.PathLike, seed: int = 0
 ) -> tuple[Path, pd.DataFrame]:

@@ -102,6 +102,17 @@ def test_smoke_metrics_are_sane(smoke_reports):
     # The three-way fusion with the LCNN, where all three trained.
     three = {p.parent.parent.name for p in metrics if p.parent.name.endswith("_probe+lcnn")}
     assert three == {"in-domain", "unseen-generator"}
+    # The phase LCNN (02's own default list; off the CPU the profile adds it through
+    # gpu_models) and the fusions of each phase detector with it and the probe head.
+    phase = {p.parent.parent.name for p in metrics if p.parent.name == "lcnn_phase"}
+    assert phase == {"in-domain", "unseen-generator"}
+    for first in ("ifd_logreg+", "ifd_rps_logreg+"):
+        with_phase = {
+            p.parent.parent.name
+            for p in metrics
+            if p.parent.name.startswith(first) and p.parent.name.endswith("_probe+lcnn_phase")
+        }
+        assert with_phase == {"in-domain", "unseen-generator"}, first
 
 
 def test_notebooks_have_one_parameters_cell_and_no_outputs():
