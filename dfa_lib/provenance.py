@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -58,17 +59,58 @@ def package_versions(names: tuple[str, ...] = KEY_PACKAGES) -> dict[str, str]:
     return out
 
 
+CPU_FIELDS = ("vendor_id", "cpu family", "model", "stepping", "model name", "cache size")
+
+
+def parse_cpuinfo(text: str) -> dict:
+    """Return the first processor's identity from ``/proc/cpuinfo`` text, and its flags.
+
+    Keys: the :data:`CPU_FIELDS` found (spaces as underscores) and ``flags``, a sorted list.
+    Two machines sold as the same kind can differ in family, model or cache size, and their
+    floating-point kernels then differ too (see the README on results across machines).
+    """
+    info: dict = {}
+    for line in text.splitlines():
+        if not line.strip():
+            if info:
+                break  # the end of the first processor's block
+            continue
+        key, _, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if key in CPU_FIELDS:
+            info[key.replace(" ", "_")] = value
+        elif key == "flags":
+            info["flags"] = sorted(value.split())
+    return info
+
+
+@functools.cache
+def cpu_identity(path: str = "/proc/cpuinfo") -> dict:
+    """:func:`parse_cpuinfo` of this machine; empty where there is no such file (not Linux)."""
+    try:
+        return parse_cpuinfo(Path(path).read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        return {}
+
+
 def machine() -> dict:
-    """Describe the machine: CPU count, platform, Python and the accelerator if any."""
+    """Describe the machine: CPU count and identity, platform, Python and the accelerator.
+
+    ``cpu`` holds the CPU's vendor, family, model, stepping, name and cache size, and
+    ``torch_cpu_capability`` the vector instructions torch's CPU kernels use (e.g.
+    ``AVX512``): training on another CPU can round differently and end elsewhere.
+    """
     info = {
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
+        "cpu": {k: v for k, v in cpu_identity().items() if k != "flags"},
     }
     try:
         import torch
 
         info["torch_threads"] = torch.get_num_threads()
+        info["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
         info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     except ImportError:  # pragma: no cover - torch is a dependency
         info["cuda"] = None

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
 import hashlib
 import json
 import math
@@ -101,14 +100,11 @@ class RunResult:
     seconds: float
 
 
-@functools.cache
 def native_bfloat16() -> bool:
     """Whether this CPU computes in bfloat16 natively (x86 AVX512-BF16 or AMX-BF16, Linux)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            flags = next((line for line in info if line.startswith("flags")), "").split()
-    except OSError:
-        return False
+    from dfa_lib.provenance import cpu_identity
+
+    flags = cpu_identity().get("flags", [])
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 

@@ -330,3 +330,28 @@ def test_crop_batches_give_each_item_the_same_crop_in_any_batch_and_worker(toy):
         np.testing.assert_array_equal(ya, yb)
     seen = np.concatenate([y for _, y in alone])
     assert sorted(seen.tolist()) == sorted(labels.tolist())
+
+
+def test_cpu_identity_reads_the_first_processor_and_its_flags():
+    from dfa_lib.provenance import machine, parse_cpuinfo
+
+    text = (
+        "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n"
+        "model name\t: AMD EPYC\nstepping\t: 1\ncache size\t: 1024 KB\n"
+        "flags\t\t: fpu avx2 avx512_bf16\n\n"
+        "processor\t: 1\nvendor_id\t: Other\nmodel\t\t: 99\nflags\t\t: fpu\n"
+    )
+    info = parse_cpuinfo(text)
+    assert info == {
+        "vendor_id": "AuthenticAMD",
+        "cpu_family": "25",
+        "model": "17",
+        "model_name": "AMD EPYC",
+        "stepping": "1",
+        "cache_size": "1024 KB",
+        "flags": ["avx2", "avx512_bf16", "fpu"],
+    }
+    assert parse_cpuinfo("") == {}
+    # The machine record carries the identity without the long flag list.
+    record = machine()
+    assert "flags" not in record["cpu"] and record["torch_cpu_capability"]
