@@ -30,6 +30,12 @@ Studies (:data:`STUDIES`):
   against the same with the relative phase shift of each harmonic (``ifd_rps_logreg``), with
   a refined F0, fewer harmonics, sparser frames or weaker regularisation (seconds each).
 
+One run per variant is one draw of the training: another seed (another subset of clips and
+another initialisation), or another machine, can move an LCNN's EER by several points.
+``--seeds 0,1,2`` runs the study once per seed, exactly as ``--seed`` runs it, and adds a
+table of every variant's EERs under each seed, their mean and spread, and in how many seeds
+each variant beat the first (:func:`seed_summary`).
+
 A variant can also be judged by what it adds to detectors already trained: ``--fuse-with
 FOLDER[,FOLDER...]`` (repeatable; run folders trained on the same protocol's split, such as
 ``runs/default/offline/in-domain/whisper-base_probe``) fuses each variant with those folders
@@ -43,7 +49,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -57,9 +63,11 @@ __all__ = [
     "check_fusable",
     "main",
     "markdown_table",
+    "parse_seeds",
     "report_stem",
     "run_study",
     "runs_folder",
+    "seed_summary",
     "select_variants",
     "setting_names",
 ]
@@ -420,6 +428,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--patience", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seeds",
+        default=None,
+        help="comma-separated seeds: the study once per seed (as --seed), then a table of all",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument(
         "--cpu-bfloat16",
@@ -439,15 +452,60 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run one study from the command line and write its JSON and Markdown tables."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def parse_seeds(text: str) -> list[int]:
+    """Return the distinct seeds of a comma-separated list, in order; at least two."""
     try:
-        variants = select_variants(args.study, args.variants)
-    except KeyError as error:
-        parser.error(error.args[0])
+        seeds = list(dict.fromkeys(int(part) for part in text.split(",") if part.strip()))
+    except ValueError as error:
+        raise ValueError(f"--seeds takes comma-separated integers, got {text!r}") from error
+    if len(seeds) < 2:
+        raise ValueError(f"--seeds needs at least two different seeds, got {text!r}")
+    return seeds
 
+
+def seed_summary(tables: Mapping[int, pd.DataFrame]) -> pd.DataFrame:
+    """Summarise one study run under several seeds: one row per variant.
+
+    ``tables`` maps each seed to its :func:`run_study` table (same variants, same columns).
+    For each EER column (the test split's, each other protocol's and each fusion's) the row
+    gives the value under every seed (``<column>_per_seed``, text), their mean and their
+    spread (largest minus smallest). Against the first variant it gives the difference under
+    every seed, its mean and in how many seeds the variant had the lower EER (``lower_in``).
+    A difference that changes sign from seed to seed is one that another training run would
+    not repeat, whatever its bootstrap interval under any single seed.
+    """
+    seeds = list(tables)
+    if not seeds:
+        raise ValueError("no tables to summarise")
+    first = tables[seeds[0]]
+    for seed in seeds[1:]:
+        if tables[seed]["variant"].tolist() != first["variant"].tolist():
+            raise ValueError(f"seed {seed} ran other variants than seed {seeds[0]}")
+    indexed = {seed: table.set_index("variant") for seed, table in tables.items()}
+    reference = first["variant"].iloc[0]
+    versus = f"vs_{reference}_%"
+    columns = [c for c in first.columns if c.endswith("eer_%") and not c.startswith("vs_")]
+    rows = []
+    for variant in first["variant"]:
+        row: dict[str, Any] = {"variant": variant}
+        for column in ["val_eer_%", *[c for c in columns if c != "val_eer_%"]]:
+            values = [float(indexed[seed].loc[variant, column]) for seed in seeds]
+            name = column.removesuffix("_%")
+            row[f"{name}_per_seed"] = " / ".join(f"{v:.1f}" for v in values)
+            row[f"{name}_mean_%"] = sum(values) / len(values)
+            row[f"{name}_spread"] = max(values) - min(values)
+        diffs = [float(indexed[seed].loc[variant, versus]) for seed in seeds]
+        row[f"vs_{reference}_per_seed"] = " / ".join(f"{d:+.1f}" for d in diffs)
+        row[f"vs_{reference}_mean_%"] = sum(diffs) / len(diffs)
+        row["lower_in"] = (
+            "-" if variant == reference else f"{sum(d < 0 for d in diffs)} of {len(diffs)} seeds"
+        )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, variants) -> pd.DataFrame:
+    """Run the study under ``args`` (one seed); write its tables and return its table."""
     from dfa_lib.evaluate import TRAINED_ON
     from dfa_lib.experiment import prepare_protocol, protocols_for
 
@@ -491,8 +549,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         fuse_with=groups,
         labels=labels,
     )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     record = {
         "study": args.study,
         "arguments": vars(args),
@@ -500,11 +556,57 @@ def main(argv: Sequence[str] | None = None) -> int:
         "variants": {v.name: v.settings for v in variants},
         "results": table.to_dict("records"),
     }
-    stem = report_stem(args, parser)
+    _write_tables(Path(args.out), report_stem(args, parser), table, record)
+    return table
+
+
+def _write_tables(out: Path, stem: str, table: pd.DataFrame, record: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
     (out / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
     (out / f"{stem}.md").write_text(markdown_table(table))
     print(table.to_string(index=False))
     print(f"tables: {out / stem}.md and .json")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one study from the command line and write its JSON and Markdown tables.
+
+    With ``--seeds`` the study runs once per seed, exactly as ``--seed`` would run it (same
+    run folders and tables), and :func:`seed_summary` of the runs goes to
+    ``<stem>_seeds<a>-<b>...``.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        variants = select_variants(args.study, args.variants)
+    except KeyError as error:
+        parser.error(error.args[0])
+    if args.seeds is None:
+        _run(args, parser, variants)
+        return 0
+    if args.seed != parser.get_default("seed"):
+        parser.error("give either --seed or --seeds, not both")
+    try:
+        seeds = parse_seeds(args.seeds)
+    except ValueError as error:
+        parser.error(str(error))
+    tables = {
+        seed: _run(
+            argparse.Namespace(**{**vars(args), "seed": seed, "seeds": None}), parser, variants
+        )
+        for seed in seeds
+    }
+    summary = seed_summary(tables)
+    record = {
+        "study": args.study,
+        "arguments": vars(args),
+        "seeds": seeds,
+        "variants": {v.name: v.settings for v in variants},
+        "summary": summary.to_dict("records"),
+        "per_seed": {str(seed): table.to_dict("records") for seed, table in tables.items()},
+    }
+    stem = f"{report_stem(args, parser)}_seeds{'-'.join(map(str, seeds))}"
+    _write_tables(Path(args.out), stem, summary, record)
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import make_toy_split
 
@@ -17,6 +18,7 @@ from dfa_lib.ablation import (
     report_stem,
     run_study,
     runs_folder,
+    seed_summary,
     select_variants,
 )
 from dfa_lib.experiment import ProtocolData
@@ -198,3 +200,73 @@ def test_variants_fused_with_trained_detectors(tmp_path, toy):
     (partner / "scores" / "validation.txt").unlink()
     with pytest.raises(ValueError, match="partner: score file not found"):
         check_fusable([[partner]], data)
+
+
+def _seed_table(test: list[float], cross: list[float], val: list[float]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "variant": ["plain", "masked"],
+            "val_eer_%": val,
+            "test_eer_%": test,
+            "vs_plain_%": [0.0, test[1] - test[0]],
+            "cross-source_eer_%": cross,
+            "seconds": [1.0, 2.0],
+        }
+    )
+
+
+def test_seed_summary_gives_each_seed_the_mean_the_spread_and_the_sign_count():
+    tables = {
+        0: _seed_table([20.0, 15.0], [30.0, 35.0], [18.0, 12.0]),
+        1: _seed_table([22.0, 24.0], [31.0, 29.0], [19.0, 13.0]),
+        2: _seed_table([21.0, 18.0], [32.0, 33.0], [20.0, 14.0]),
+    }
+    summary = seed_summary(tables).set_index("variant")
+    masked = summary.loc["masked"]
+    assert masked["test_eer_per_seed"] == "15.0 / 24.0 / 18.0"
+    assert masked["test_eer_mean_%"] == pytest.approx(19.0)
+    assert masked["test_eer_spread"] == pytest.approx(9.0)
+    assert masked["cross-source_eer_mean_%"] == pytest.approx(97 / 3)
+    assert masked["val_eer_mean_%"] == pytest.approx(13.0)
+    # Lower than the first variant under two seeds of three, higher under the other.
+    assert masked["vs_plain_per_seed"] == "-5.0 / +2.0 / -3.0"
+    assert masked["vs_plain_mean_%"] == pytest.approx(-2.0)
+    assert masked["lower_in"] == "2 of 3 seeds"
+    assert summary.loc["plain", "lower_in"] == "-"
+    # Runs of different variants cannot be set side by side.
+    other = _seed_table([1.0, 2.0], [3.0, 4.0], [5.0, 6.0]).assign(variant=["plain", "x"])
+    with pytest.raises(ValueError, match="other variants"):
+        seed_summary({0: tables[0], 1: other})
+
+
+def test_seeds_run_the_study_once_per_seed_and_write_the_summary(tmp_path, monkeypatch):
+    import json
+
+    import dfa_lib.ablation as ablation
+
+    seen = []
+
+    def fake_run(args, parser, variants):
+        seen.append((args.seed, args.seeds, report_stem(args, parser)))
+        return _seed_table([20.0 + args.seed, 15.0], [30.0, 35.0], [18.0, 12.0])
+
+    monkeypatch.setattr(ablation, "_run", fake_run)
+    assert main(["lcnn-specaugment", "--seeds", "0,2,2", "--out", str(tmp_path)]) == 0
+    # Each seed as --seed would run it: the default seed keeps the canonical tables.
+    assert seen == [
+        (0, None, "ablation_lcnn-specaugment"),
+        (2, None, "ablation_lcnn-specaugment_seed2"),
+    ]
+    record = json.loads((tmp_path / "ablation_lcnn-specaugment_seeds0-2.json").read_text())
+    assert record["seeds"] == [0, 2] and set(record["per_seed"]) == {"0", "2"}
+    assert record["summary"][0]["test_eer_per_seed"] == "20.0 / 22.0"
+    assert "| variant |" in (tmp_path / "ablation_lcnn-specaugment_seeds0-2.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "argv", [["--seeds", "1"], ["--seeds", "0,x"], ["--seeds", "0,1", "--seed", "3"]]
+)
+def test_bad_seed_lists_are_refused_before_training(argv, capsys):
+    with pytest.raises(SystemExit):
+        main(["lcnn-specaugment", *argv, "--data-dir", "/nonexistent"])
+    assert "seed" in capsys.readouterr().err
