@@ -12,6 +12,7 @@ DATA_DIR ?= data
 RUNS_DIR ?= runs
 DATASET ?=
 STUDY ?= lcnn-specaugment
+SEEDS ?=
 LOCK := .setup/requirements.lock
 APT_LIST := .setup/debian-packages.txt
 APT_PACKAGES := $(shell grep -v '^\#' $(APT_LIST) | grep -v '^$$')
@@ -99,9 +100,9 @@ reports: setup
 bench: setup
 	$(BIN)/python -m dfa_lib.bench --data-dir $(DATA_DIR) --runs-dir $(RUNS_DIR) --out reports
 
-## Train and test the variants of one design choice into reports/ablation_STUDY.md (STUDY=...)
+## Train and test the variants of one design choice into reports/ablation_STUDY.md (STUDY=..., SEEDS=0,1,2)
 ablation: data
-	$(BIN)/python -m dfa_lib.ablation $(STUDY) --data-dir $(DATA_DIR) --runs-dir $(RUNS_DIR)/ablation --out reports
+	$(BIN)/python -m dfa_lib.ablation $(STUDY) --data-dir $(DATA_DIR) --runs-dir $(RUNS_DIR)/ablation --out reports $(if $(SEEDS),--seeds $(SEEDS))
 
 ## Start the Streamlit app on the trained detectors in RUNS_DIR
 app: setup
