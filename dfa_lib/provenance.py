@@ -66,8 +66,9 @@ def parse_cpuinfo(text: str) -> dict:
     """Return the first processor's identity from ``/proc/cpuinfo`` text, and its flags.
 
     Keys: the :data:`CPU_FIELDS` found (spaces as underscores) and ``flags``, a sorted list.
-    Two machines sold as the same kind can differ in family, model or cache size, and their
-    floating-point kernels then differ too (see the README on results across machines).
+    Two machines sold as the same kind can differ in family, model or cache size; recorded
+    with every run, they let two runs' machines be compared (the same code has given other
+    EERs on another machine: see the README on results across machines).
     """
     info: dict = {}
     for line in text.splitlines():
