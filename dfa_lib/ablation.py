@@ -56,6 +56,8 @@ from typing import Any
 
 import pandas as pd
 
+from dfa_lib.models import phase_lcnn_kwargs
+
 __all__ = [
     "STUDIES",
     "Variant",
@@ -135,7 +137,7 @@ STUDIES: dict[str, tuple[Variant, ...]] = {
         ),
         Variant(
             "ifd-4k-unnormalised+specaugment",
-            _lcnn("ifd", 4000.0, normalize=False, spec_augment={}),
+            {"model": "lcnn", "model_kwargs": phase_lcnn_kwargs(4000.0)},
         ),
     ),
     "lcnn-pooling": (
@@ -488,7 +490,7 @@ def seed_summary(tables: Mapping[int, pd.DataFrame]) -> pd.DataFrame:
     rows = []
     for variant in first["variant"]:
         row: dict[str, Any] = {"variant": variant}
-        for column in ["val_eer_%", *[c for c in columns if c != "val_eer_%"]]:
+        for column in columns:
             values = [float(indexed[seed].loc[variant, column]) for seed in seeds]
             name = column.removesuffix("_%")
             row[f"{name}_per_seed"] = " / ".join(f"{v:.1f}" for v in values)

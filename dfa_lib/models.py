@@ -388,6 +388,22 @@ _BUILDERS: dict[str, type[nn.Module]] = {
 }
 
 
+def phase_lcnn_kwargs(f_max: float = 4000.0) -> dict[str, Any]:
+    """The LCNN settings of ``lcnn_phase`` (``02_cnn``): power and phase, unnormalised, masked.
+
+    The ``ifd`` front end (each STFT bin's log power and instantaneous-frequency deviation) up
+    to ``f_max``, without per-utterance normalisation, with SpecAugment: the
+    ``ifd-4k-unnormalised+specaugment`` variant of the ``lcnn-phase`` ablation, which builds
+    its settings here too.
+    """
+    return {
+        "frontend": "ifd",
+        "frontend_settings": {"f_max": f_max},
+        "normalize": False,
+        "spec_augment": {},
+    }
+
+
 def build_model(name: str, **kwargs: Any) -> nn.Module:
     """Build a detector by name (one of :data:`MODEL_NAMES`) with JSON-serialisable kwargs.
 

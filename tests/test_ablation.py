@@ -270,3 +270,13 @@ def test_bad_seed_lists_are_refused_before_training(argv, capsys):
     with pytest.raises(SystemExit):
         main(["lcnn-specaugment", *argv, "--data-dir", "/nonexistent"])
     assert "seed" in capsys.readouterr().err
+
+
+def test_the_phase_lcnn_of_02_is_the_ablations_masked_phase_variant():
+    from dfa_lib.ablation import _lcnn
+    from dfa_lib.models import phase_lcnn_kwargs
+
+    [variant] = select_variants("lcnn-phase", "ifd-4k-unnormalised+specaugment")
+    # The same settings as the study always had, so its trained folders are still reused.
+    assert variant.settings == _lcnn("ifd", 4000.0, normalize=False, spec_augment={})
+    assert variant.settings["model_kwargs"] == phase_lcnn_kwargs(4000.0)
