@@ -41,6 +41,11 @@ FOLDER[,FOLDER...]`` (repeatable; run folders trained on the same protocol's spl
 ``runs/default/offline/in-domain/whisper-base_probe``) fuses each variant with those folders
 (:mod:`dfa_lib.fusion`, fitted on validation as in ``05_evaluation``) and adds the fusion's
 test EER, with its interval, and its EER on the other protocols the folders were scored on.
+
+On a GPU the variants train with mixed precision, so their numbers are not the CPU's: the
+device type joins the settings in the names (``runs/ablation/cuda/lcnn-phase/``,
+``ablation_lcnn-phase_cuda``). ``--own-test-only`` scores the protocol's own test split alone,
+for a machine that holds only that protocol's corpus.
 """
 
 from __future__ import annotations
@@ -367,8 +372,12 @@ def markdown_table(table: pd.DataFrame) -> str:
 def setting_names(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
     """Name each training setting of ``args`` that differs from the parser's default.
 
-    In a fixed order: dataset, protocol, clips per class, epochs, patience, seed, bfloat16.
+    In a fixed order: dataset, protocol, clips per class, epochs, patience, seed, bfloat16,
+    then the device type where it is not the CPU (``cuda``: mixed-precision training, so other
+    numbers than the CPU's float32 ones; ``--device auto`` is named by what it resolves to).
     """
+    from dfa_lib.train import choose_device
+
     parts = []
 
     def changed(name: str) -> bool:
@@ -384,6 +393,9 @@ def setting_names(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
             parts.append(text.format(getattr(args, name)))
     if args.cpu_bfloat16:
         parts.append("bfloat16")
+    device = choose_device(args.device).type
+    if device != "cpu":
+        parts.append(device)
     return parts
 
 
@@ -408,6 +420,8 @@ def report_stem(args: argparse.Namespace, parser: argparse.ArgumentParser) -> st
     overwrites the full study's tables.
     """
     parts = [f"ablation_{args.study}", *setting_names(args, parser)]
+    if args.own_test_only:
+        parts.append("own-test-only")
     if args.fuse_with:
         parts.append("fused")
     chosen = [v.name for v in select_variants(args.study, args.variants)]
@@ -443,6 +457,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--variants", default=None, help="comma-separated subset of the study's variants"
+    )
+    parser.add_argument(
+        "--own-test-only",
+        action="store_true",
+        help="score the protocol's own test split only, not the other protocols it answers "
+        "(such as cross-source for in-domain), e.g. where their corpora are not on the machine",
     )
     parser.add_argument(
         "--fuse-with",
@@ -534,7 +554,9 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, variants) ->
     also = [
         prepare_protocol(args.dataset, other, splits=("testing",), **common)
         for other in protocols_for(args.dataset)
-        if other != args.protocol and TRAINED_ON.get(other) == args.protocol
+        if other != args.protocol
+        and TRAINED_ON.get(other) == args.protocol
+        and not args.own_test_only
     ]
     table = run_study(
         args.study,

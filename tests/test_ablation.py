@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from conftest import make_toy_split
 
 from dfa_lib.ablation import (
@@ -134,8 +135,10 @@ def test_only_the_full_default_study_writes_the_canonical_tables():
     assert stem("lcnn-phase", "--epochs", "3", "--patience", "1") == (
         "ablation_lcnn-phase_3-epochs_patience1"
     )
-    # Where the tables go and which device trains do not change the numbers' meaning.
+    # Where the tables go does not change the numbers' meaning, and the CPU is the default.
     assert stem("lcnn-phase", "--out", "elsewhere", "--device", "cpu") == "ablation_lcnn-phase"
+    # A table without the other protocols' columns does not replace the complete one.
+    assert stem("lcnn-phase", "--own-test-only") == "ablation_lcnn-phase_own-test-only"
 
     # Run folders: the default settings keep <runs-dir>/<study>; other training settings get
     # a folder of their own, so that they never replace those models; fusions and subsets
@@ -152,6 +155,20 @@ def test_only_the_full_default_study_writes_the_canonical_tables():
     assert runs("lcnn-pooling", "--max-per-class", "0", "--seed", "1") == Path(
         "runs/ablation/all-clips_seed1/lcnn-pooling"
     )
+    # Scoring fewer test splits trains the same models.
+    assert runs("lcnn-phase", "--own-test-only") == Path("runs/ablation/lcnn-phase")
+
+
+def test_a_gpu_names_itself_in_the_settings(monkeypatch):
+    """Mixed-precision training on CUDA gives other numbers than the CPU's float32."""
+    parser = build_parser()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for argv in (["lcnn-phase"], ["lcnn-phase", "--device", "cuda"]):
+        args = parser.parse_args([*argv, "--max-per-class", "0"])
+        assert report_stem(args, parser) == "ablation_lcnn-phase_all-clips_cuda"
+        assert runs_folder(args, parser) == Path("runs/ablation/all-clips_cuda/lcnn-phase")
+    args = parser.parse_args(["lcnn-phase", "--device", "cpu"])
+    assert report_stem(args, parser) == "ablation_lcnn-phase"
 
 
 def test_variants_fused_with_trained_detectors(tmp_path, toy):
@@ -261,6 +278,29 @@ def test_seeds_run_the_study_once_per_seed_and_write_the_summary(tmp_path, monke
     assert record["seeds"] == [0, 2] and set(record["per_seed"]) == {"0", "2"}
     assert record["summary"][0]["test_eer_per_seed"] == "20.0 / 22.0"
     assert "| variant |" in (tmp_path / "ablation_lcnn-specaugment_seeds0-2.md").read_text()
+
+
+@pytest.mark.parametrize("own_only, tested", [(False, ["cross-source"]), (True, [])])
+def test_own_test_only_leaves_out_the_other_protocols(tmp_path, monkeypatch, own_only, tested):
+    import dfa_lib.ablation as ablation
+    import dfa_lib.experiment as experiment
+
+    prepared, also_seen = [], []
+
+    def fake_prepare(dataset, protocol, *args, **kwargs):
+        prepared.append(protocol)
+        return ProtocolData(dataset=dataset, protocol=protocol, root=tmp_path, frames={})
+
+    def fake_study(study, data, test, runs, **kwargs):
+        also_seen.extend(other.protocol for other in kwargs["also"])
+        return _seed_table([20.0, 15.0], [30.0, 35.0], [18.0, 12.0])
+
+    monkeypatch.setattr(experiment, "prepare_protocol", fake_prepare)
+    monkeypatch.setattr(ablation, "run_study", fake_study)
+    argv = ["lcnn-phase", "--variants", "mel-4k", "--out", str(tmp_path), "--device", "cpu"]
+    assert main(argv + (["--own-test-only"] if own_only else [])) == 0
+    assert prepared == ["in-domain", "in-domain", *tested]
+    assert also_seen == tested
 
 
 @pytest.mark.parametrize(

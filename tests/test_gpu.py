@@ -20,6 +20,7 @@ from dfa_lib.detector import load_detector
 from dfa_lib.frontends import FRONTEND_NAMES, build_frontend
 from dfa_lib.heads import HeadConfig, predict_logits, train_head
 from dfa_lib.metrics import equal_error_rate
+from dfa_lib.models import phase_lcnn_kwargs
 from dfa_lib.train import TrainConfig, choose_device, train
 
 pytestmark = [
@@ -54,6 +55,7 @@ def test_auto_device_is_the_gpu():
         ("lcnn", {"frontend": "lfcc"}),
         ("lcnn", {"frontend": "mel"}),
         ("lcnn", {"frontend": "ifd", "normalize": False}),
+        ("lcnn", phase_lcnn_kwargs(4000.0)),  # 02's lcnn_phase: with SpecAugment masks
         ("resnet", {"frontend": "mel"}),
     ],
 )
