@@ -1,7 +1,7 @@
 """``make reports``: build the data, execute the notebooks with papermill, render HTML, write the index.
 
-Each notebook runs with the parameters of a profile (``dfa_lib/profiles/<name>.json``), in
-order, on the registered Jupyter kernel. The executed notebook is kept in
+Each notebook runs with the parameters of a profile (``dfa_lib/profiles/<name>.json``; on a
+GPU also its ``gpu_parameters``), in order, on the registered Jupyter kernel. The executed notebook is kept in
 ``reports/executed/`` (the immutable record of the run) and rendered to
 ``reports/<notebook>.html`` with its figures embedded. ``reports/index.html`` links every
 report, shows the headline table (EER by model and protocol) and the run's record. A failing
@@ -60,9 +60,25 @@ class NotebookRun:
     outputs: dict = field(default_factory=dict)
 
 
-def notebook_parameters(profile: dict, notebook: dict, overrides: dict) -> dict:
-    """Merge the profile's common parameters, the notebook's own and command-line overrides."""
-    return {**profile["common"], **notebook.get("parameters", {}), **overrides}
+def notebook_parameters(
+    profile: dict, notebook: dict, overrides: dict, device_type: str = "cpu"
+) -> dict:
+    """Merge the profile's common parameters, the notebook's own and command-line overrides.
+
+    On any device but the CPU (``device_type``, a ``torch.device.type``) the notebook's
+    ``gpu_parameters`` replace its own before the overrides apply: a profile sized for a
+    2-core CPU can give a GPU every clip and more epochs.
+    """
+    gpu = notebook.get("gpu_parameters", {}) if device_type != "cpu" else {}
+    return {**profile["common"], **notebook.get("parameters", {}), **gpu, **overrides}
+
+
+def notebook_device(profile: dict, notebook: dict, overrides: dict) -> str:
+    """Return the type of the device the notebook will run on (its ``device`` parameter)."""
+    from dfa_lib.train import choose_device
+
+    device = notebook_parameters(profile, notebook, overrides).get("device", "auto")
+    return choose_device(str(device)).type
 
 
 def execute_notebook(
@@ -251,7 +267,11 @@ def run_reports(
     runs = []
     for nb in profile["notebooks"]:
         name = nb["name"]
-        params = notebook_parameters(profile, nb, overrides)
+        device_type = notebook_device(profile, nb, overrides)
+        record.setdefault("devices", {})[name] = device_type
+        params = notebook_parameters(profile, nb, overrides, device_type)
+        if device_type != "cpu" and nb.get("gpu_parameters"):
+            print(f"[reports] {name} on {device_type}: {nb['gpu_parameters']}", file=sys.stderr)
         if only and name not in only:
             runs.append(NotebookRun(name=name, parameters=params, status="skipped"))
             continue
