@@ -22,6 +22,7 @@ from importlib import resources
 from pathlib import Path
 
 from dfa_lib.provenance import package_versions, provenance_record, write_json
+from dfa_lib.train import TrainingError
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -251,6 +252,12 @@ def run_reports(
         "runs_dir": str(run_root),
         "cache_dir": str(data_dir / "cache"),
     }
+    devices = {}
+    for nb in profile["notebooks"]:  # a device that is not there fails before any work
+        try:
+            devices[nb["name"]] = notebook_device(profile, nb, overrides)
+        except TrainingError as err:
+            raise ProfileError(f"profile {profile_name!r}, notebook {nb['name']}: {err}") from err
     # Detectors built on a pretrained encoder find its converted weights here.
     os.environ.setdefault("DFA_CACHE_DIR", str(data_dir / "cache" / "models"))
     record = {
@@ -258,6 +265,7 @@ def run_reports(
         "dataset": dataset,
         "start": starting_state(data_dir, run_root, dataset),
         "timings_s": {},
+        "devices": devices,
     }
     start = time.perf_counter()
     if dataset == "offline" and profile.get("data", {}).get("build", True):
@@ -267,8 +275,7 @@ def run_reports(
     runs = []
     for nb in profile["notebooks"]:
         name = nb["name"]
-        device_type = notebook_device(profile, nb, overrides)
-        record.setdefault("devices", {})[name] = device_type
+        device_type = devices[name]
         params = notebook_parameters(profile, nb, overrides, device_type)
         if device_type != "cpu" and nb.get("gpu_parameters"):
             print(f"[reports] {name} on {device_type}: {nb['gpu_parameters']}", file=sys.stderr)

@@ -76,3 +76,19 @@ def test_the_device_comes_from_the_notebooks_device_parameter(monkeypatch):
     smoke = load_profile("smoke")
     assert all(notebook_device(smoke, nb, OVERRIDES) == "cpu" for nb in smoke["notebooks"])
     assert notebook_device({"common": {}}, notebook, {"device": "cpu"}) == "cpu"
+
+
+def test_a_profile_asking_for_a_missing_gpu_fails_before_any_work(tmp_path, monkeypatch):
+    import dfa_lib.reports as reports
+
+    profile = {"common": {"device": "cuda"}, "notebooks": [{"name": "02_cnn"}]}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(reports, "load_profile", lambda name: profile)
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("the corpus was built before the device was checked")
+
+    monkeypatch.setattr(reports, "build_data", no_build)
+    with pytest.raises(reports.ProfileError, match=r"'gpu-only', notebook 02_cnn: .*no CUDA"):
+        reports.run_reports("gpu-only", "dfa", tmp_path, tmp_path / "runs", tmp_path / "rep")
+    assert not (tmp_path / "rep" / "run_record.json").exists()
