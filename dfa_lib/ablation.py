@@ -605,6 +605,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         variants = select_variants(args.study, args.variants)
     except KeyError as error:
         parser.error(error.args[0])
+    from dfa_lib.train import TrainingError
+
+    try:
+        setting_names(args, parser)  # resolves --device: a missing GPU fails before any data
+    except TrainingError as error:
+        parser.error(str(error))
     if args.seeds is None:
         _run(args, parser, variants)
         return 0

@@ -1,8 +1,8 @@
 """``make reports``: build the data, execute the notebooks with papermill, render HTML, write the index.
 
 Each notebook runs with the parameters of a profile (``dfa_lib/profiles/<name>.json``; on a
-GPU also its ``gpu_parameters``), in order, on the registered Jupyter kernel. The executed notebook is kept in
-``reports/executed/`` (the immutable record of the run) and rendered to
+GPU also its ``gpu_parameters``), in order, on the registered Jupyter kernel. The executed
+notebook is kept in ``reports/executed/`` (the immutable record of the run) and rendered to
 ``reports/<notebook>.html`` with its figures embedded. ``reports/index.html`` links every
 report, shows the headline table (EER by model and protocol) and the run's record. A failing
 notebook still gets its HTML (showing the error) and is marked in the index; the command then
@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 
 from dfa_lib.provenance import package_versions, provenance_record, write_json
-from dfa_lib.train import TrainingError
+from dfa_lib.train import TrainingError, choose_device
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -76,8 +76,6 @@ def notebook_parameters(
 
 def notebook_device(profile: dict, notebook: dict, overrides: dict) -> str:
     """Return the type of the device the notebook will run on (its ``device`` parameter)."""
-    from dfa_lib.train import choose_device
-
     device = notebook_parameters(profile, notebook, overrides).get("device", "auto")
     return choose_device(str(device)).type
 

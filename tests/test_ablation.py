@@ -171,6 +171,13 @@ def test_a_gpu_names_itself_in_the_settings(monkeypatch):
     assert report_stem(args, parser) == "ablation_lcnn-phase"
 
 
+def test_a_missing_gpu_is_refused_before_any_data_is_read(monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit):
+        main(["lcnn-phase", "--device", "cuda", "--data-dir", "/nonexistent"])
+    assert "no CUDA device is available" in capsys.readouterr().err
+
+
 def test_variants_fused_with_trained_detectors(tmp_path, toy):
     """--fuse-with: each variant is fused with folders trained on the same split."""
     from dfa_lib.ablation import check_fusable
