@@ -45,7 +45,8 @@ test EER, with its interval, and its EER on the other protocols the folders were
 On a GPU the variants train with mixed precision, so their numbers are not the CPU's: the
 device type joins the settings in the names (``runs/ablation/cuda/lcnn-phase/``,
 ``ablation_lcnn-phase_cuda``). ``--own-test-only`` scores the protocol's own test split alone,
-for a machine that holds only that protocol's corpus.
+for a machine that holds only that protocol's corpus; ``dfa evaluate`` scores the folders on
+the other protocols later, where their corpora are.
 """
 
 from __future__ import annotations
@@ -321,7 +322,7 @@ def check_fusable(groups: Sequence[Sequence[Path]], data) -> None:
             if not scored.is_file():
                 raise ValueError(
                     f"--fuse-with {folder}: not evaluated on {data.protocol} (no {scored.name}); "
-                    "run 05_evaluation (or dfa_lib.evaluate.evaluate_run) on it first"
+                    "run 05_evaluation (or dfa evaluate) on it first"
                 )
 
 

@@ -1,8 +1,13 @@
-"""The ``dfa`` command line: ``dfa predict`` scores audio files with a trained detector.
+"""The ``dfa`` command line.
+
+- ``dfa predict`` scores audio files with a trained detector;
+- ``dfa evaluate`` scores run folders on a protocol's test split (for instance detectors
+  trained on another machine, on the cross-source corpus) and writes their metrics.
 
 Each command lives in its own ``add_<command>_parser`` function that registers a subparser and
 its handler, so new commands join :func:`build_parser` in one line. Exit status: 0 when every
-file was scored, 1 when some failed (each failure still gets a row), 2 for a usage error.
+file or folder was done, 1 when some failed (each failure still gets a row), 2 for a usage
+error.
 """
 
 from __future__ import annotations
@@ -229,14 +234,94 @@ def add_predict_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
+def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``dfa evaluate``: score run folders on one protocol's test split."""
+    from dfa_lib.protocols import PROTOCOLS
+
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="score run folders on a protocol's test split and write their metrics",
+        description=(
+            "Score trained detectors (run folders, or folders holding them) on the test split "
+            "of one protocol, with each detector's own validation-EER threshold. Score files "
+            "(ASVspoof 2019 and 2021 forms) and metrics.json are written into each run folder, "
+            "as 05_evaluation writes them; fusions are evaluated from their members' score "
+            "files. A folder already evaluated on the same test split with the same weights is "
+            "read back. One row per folder."
+        ),
+        epilog=(
+            "examples:\n"
+            "  dfa evaluate runs/ablation/cuda/lcnn-phase --protocol cross-source\n"
+            "  dfa evaluate runs/default/offline/in-domain/lcnn --protocol in-domain "
+            "--format csv --output lcnn.csv\n"
+            "  dfa evaluate runs/default/offline/in-domain --dataset for-2sec --protocol "
+            "in-domain\n"
+            "exit status: 0 every folder evaluated, 1 some failed (see their error column), "
+            "2 usage error (unknown protocol, missing data, no run folder)"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "folders", nargs="+", metavar="RUN", help="run folders, or folders that hold run folders"
+    )
+    parser.add_argument(
+        "--protocol",
+        required=True,
+        metavar="NAME",
+        help=f"the test split: {', '.join(PROTOCOLS)} (offline corpus); in-domain for others",
+    )
+    parser.add_argument(
+        "--dataset",
+        default="offline",
+        help="offline (default), a FoR version, a folder in FoR layout or a csv of path,label",
+    )
+    parser.add_argument("--data-dir", default="data", metavar="DIR", help="where corpora live")
+    parser.add_argument(
+        "--cache-dir",
+        default=None,
+        metavar="DIR",
+        help="decoded-audio cache (default: <data-dir>/cache)",
+    )
+    parser.add_argument(
+        "--n-boot",
+        type=_positive_int,
+        default=1000,
+        metavar="N",
+        help="bootstrap replicates for the EER interval (default 1000)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    parser.add_argument(
+        "--rescore",
+        action="store_true",
+        help="score again even where the folder holds this test split's metrics",
+    )
+    parser.add_argument(
+        "--format",
+        choices=("table", "csv", "json"),
+        default="table",
+        help="table: aligned text (default); csv or json: every column",
+    )
+    parser.add_argument("--output", metavar="FILE", help="write results here instead of stdout")
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="auto: the GPU when torch sees one, else the CPU",
+    )
+    parser.set_defaults(handler=_run_evaluate)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``dfa`` parser with one subcommand per task."""
     parser = argparse.ArgumentParser(
-        prog="dfa", description="Audio deepfake detection: score files with trained detectors."
+        prog="dfa",
+        description="Audio deepfake detection: score files and evaluate trained detectors.",
     )
     parser.add_argument("--version", action="version", version=f"dfa {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_predict_parser(subparsers)
+    add_evaluate_parser(subparsers)
     return parser
 
 
@@ -362,6 +447,94 @@ def _run_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     if failed:
         print(f"dfa predict: {failed} of {len(inputs)} inputs failed", file=sys.stderr)
     return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def _run_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import pandas as pd
+
+    from dfa_lib.datasets import DatasetError
+    from dfa_lib.detector import resolve_device
+    from dfa_lib.evaluate import EVALUATION_COLUMNS, evaluate_folders, run_folders
+    from dfa_lib.experiment import ProtocolUnavailableError, prepare_protocol
+    from dfa_lib.manifest import ManifestError
+    from dfa_lib.protocols import ProtocolError
+
+    try:
+        resolve_device(args.device)
+    except (RuntimeError, ValueError) as error:
+        parser.error(str(error))
+    folders, problems = run_folders(args.folders)
+    if not folders:
+        parser.error("; ".join(message for _, message in problems) or "no run folder given")
+    cache_dir = args.cache_dir or str(Path(args.data_dir) / "cache")
+    try:
+        data = prepare_protocol(
+            args.dataset,
+            args.protocol,
+            args.data_dir,
+            cache_dir,
+            seed=args.seed,
+            splits=("testing",),
+            progress=sys.stderr.isatty(),
+        )
+    except (DatasetError, ProtocolUnavailableError, ProtocolError, ManifestError) as error:
+        parser.error(str(error))
+    if data.frames["testing"].empty:
+        parser.error(f"{args.dataset}: the {args.protocol} protocol has no test clips")
+    table = evaluate_folders(
+        folders,
+        data,
+        n_boot=args.n_boot,
+        seed=args.seed,
+        device=args.device,
+        reuse=not args.rescore,
+    )
+    missing = [
+        {**dict.fromkeys(EVALUATION_COLUMNS), "protocol": args.protocol, "folder": path,
+         "error": message}
+        for path, message in problems
+    ]  # fmt: skip
+    if missing:
+        table = pd.concat([table, pd.DataFrame(missing, columns=table.columns)], ignore_index=True)
+    _write_table(table, args, parser)
+    failed = int(table["error"].notna().sum())
+    if failed:
+        print(f"dfa evaluate: {failed} of {len(table)} folders failed", file=sys.stderr)
+    return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def _write_table(table: Any, args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Write ``dfa evaluate``'s rows as an aligned table, CSV or a JSON list."""
+    if args.format == "csv":
+        text = table.to_csv(index=False)
+    elif args.format == "json":
+        text = json.dumps(
+            [{k: (None if _missing(v) else v) for k, v in row.items()} for row in
+             table.to_dict(orient="records")],
+            indent=2,
+        ) + "\n"  # fmt: skip
+    else:
+        shown = table.drop(columns=["folder", "error"]).astype({"n": "Int64"})
+        shown.insert(len(shown.columns), "status", table["error"].map(_status))
+        text = shown.round(2).to_string(index=False, na_rep="-") + "\n"
+        errors = table["error"].dropna()
+        if len(errors):
+            text += "\nfailed:\n" + "".join(f"  {message}\n" for message in errors)
+    if not args.output:
+        sys.stdout.write(text)
+        return
+    try:
+        Path(args.output).write_text(text, encoding="utf-8")
+    except OSError as error:
+        parser.error(f"cannot write --output {args.output}: {error}")
+
+
+def _status(error: Any) -> str:
+    return "ok" if _missing(error) else "failed"
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

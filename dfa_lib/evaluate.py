@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -94,11 +94,13 @@ def evaluate_run(
     seed: int = 0,
     detector=None,
     reuse: bool = True,
+    device: str = "auto",
 ) -> dict:
     """Score one run folder on ``data``'s test split, write score files and update metrics.json.
 
     With ``reuse``, a protocol already evaluated on the same test split (same checksum) by the
-    same weights is read back instead of scored again.
+    same weights is read back instead of scored again. ``device`` is where a detector loaded
+    here scores (``detector``, when given, keeps its own).
     """
     from dfa_lib.detector import load_detector
 
@@ -108,7 +110,7 @@ def evaluate_run(
     fresh = previous and previous.get("weights_mtime") == weights_mtime(folder)
     if reuse and fresh and previous.get("test_checksum") == checksum:
         return previous
-    detector = detector or load_detector(folder)
+    detector = detector or load_detector(folder, device=device)
     scored = score_split(detector, data, "testing")
     return write_evaluation(
         folder,
@@ -122,6 +124,181 @@ def evaluate_run(
             "n_undecodable": len(data.stores["testing"].errors),
         },
     )
+
+
+class EvaluationError(ValueError):
+    """A run folder cannot be evaluated on the requested test split; the message says why."""
+
+
+# Columns of :func:`evaluate_folders`: one row per run folder, ``error`` set when it failed.
+EVALUATION_COLUMNS: tuple[str, ...] = (
+    "model",
+    "trained_on",
+    "protocol",
+    "eer_%",
+    "eer_ci_low_%",
+    "eer_ci_high_%",
+    "auc",
+    "accuracy_%",
+    "n",
+    "folder",
+    "error",
+)
+
+
+def protocol_mismatch(config: dict, dataset: str, protocol: str) -> str | None:
+    """Why a detector must not be tested on ``protocol`` of ``dataset`` (None when it may).
+
+    On its own dataset a detector answers only the protocols of :data:`TRAINED_ON` that its
+    training protocol serves: another protocol's test split can hold its training clips
+    (a neural rotation's test fakes are in-domain training clips, for instance). A detector
+    trained on another dataset may be tested on any protocol, which is a cross-dataset test.
+    """
+    trained = config.get("dataset")
+    if not isinstance(trained, dict) or not trained.get("protocol"):
+        return (
+            "the folder does not record the data it was trained on (config.json has no "
+            "dataset.protocol), so its test clips may have been its training clips"
+        )
+    if trained.get("dataset", dataset) != dataset:
+        return None
+    answer = TRAINED_ON.get(protocol, protocol)
+    if trained["protocol"] != answer:
+        return (
+            f"trained on {dataset}/{trained['protocol']}: the {protocol} test split is for "
+            f"detectors trained on {answer} (its clips can be this detector's training clips)"
+        )
+    return None
+
+
+def run_folders(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Expand run folders and folders that hold run folders (searched recursively).
+
+    Returns ``(folders, problems)``: detector folders in input order without duplicates, and
+    ``(path, message)`` for each input that names none (missing, a file, no detector inside).
+    A folder with a dfa ``config.json`` of another format version is kept, so that its
+    evaluation reports the version.
+    """
+    from dfa_lib.detector import is_detector_folder
+
+    folders: list[Path] = []
+    problems: list[tuple[str, str]] = []
+    for item in paths:
+        path = Path(item)
+        if is_detector_folder(path):
+            found = [path]
+        elif not path.exists():
+            problems.append((str(item), f"{item}: no such folder"))
+            continue
+        elif not path.is_dir():
+            problems.append((str(item), f"{item}: is a file; give a run folder"))
+            continue
+        else:
+            found = find_runs(path)
+            if not found:
+                problems.append((str(item), f"{item}: holds no detector folder (config.json)"))
+                continue
+        folders += [f for f in found if f not in folders]
+    return folders, problems
+
+
+def _evaluation_row(folder: Path, protocol: str, trained_on: str, metrics: dict) -> dict:
+    return {
+        "model": folder.name,
+        "trained_on": trained_on,
+        "protocol": protocol,
+        "eer_%": 100 * metrics["eer"],
+        "eer_ci_low_%": 100 * metrics["eer_ci_low"],
+        "eer_ci_high_%": 100 * metrics["eer_ci_high"],
+        "auc": metrics["auc"],
+        "accuracy_%": 100 * metrics["accuracy"],
+        "n": metrics["n"],
+        "folder": str(folder),
+        "error": None,
+    }
+
+
+def evaluate_folders(
+    folders: Sequence[str | os.PathLike],
+    data: ProtocolData,
+    n_boot: int = 1000,
+    seed: int = 0,
+    device: str = "auto",
+    reuse: bool = True,
+) -> pd.DataFrame:
+    """Evaluate run folders on ``data``'s test split; one row each (:data:`EVALUATION_COLUMNS`).
+
+    Detectors are scored (:func:`evaluate_run`, writing their score files and metrics) before
+    fusions, which are evaluated from their members' score files
+    (:func:`dfa_lib.fusion.evaluate_fusion`); a fusion's members join the list (and the
+    table) when they are not in it already. A folder that cannot be evaluated (not a detector,
+    another format version, broken weights, trained for another protocol of this dataset, a
+    fusion with a missing or retrained member) gets a row whose ``error`` says why; the others
+    go on.
+    """
+    from dfa_lib.detector import read_detector_config
+    from dfa_lib.fusion import evaluate_fusion, is_fusion_folder, member_folders
+
+    ordered = _with_members([Path(f) for f in folders])
+    rows = []
+    failed: set[Path] = set()
+    for folder in ordered:
+        trained_on = ""
+        try:
+            config = read_detector_config(folder)
+            trained = config.get("dataset") or {}
+            trained_on = "/".join(
+                str(trained[k]) for k in ("dataset", "protocol") if trained.get(k)
+            )
+            problem = protocol_mismatch(config, data.dataset, data.protocol)
+            if problem:
+                raise EvaluationError(problem)
+            if is_fusion_folder(folder):
+                broken = [m.name for m in member_folders(folder) if m.resolve() in failed]
+                if broken:
+                    raise EvaluationError(
+                        f"member(s) {', '.join(broken)} could not be evaluated here (see their "
+                        "rows), so their score files may be stale"
+                    )
+                metrics = evaluate_fusion(folder, data.protocol, n_boot=n_boot, seed=seed)
+            else:
+                metrics = evaluate_run(
+                    folder, data, n_boot=n_boot, seed=seed, reuse=reuse, device=device
+                )
+            rows.append(_evaluation_row(folder, data.protocol, trained_on, metrics))
+        except Exception as error:  # noqa: BLE001 - one bad folder must not stop the batch
+            failed.add(folder.resolve())
+            message = str(error) or type(error).__name__
+            rows.append(
+                {
+                    **dict.fromkeys(EVALUATION_COLUMNS),
+                    "model": folder.name,
+                    "trained_on": trained_on,
+                    "protocol": data.protocol,
+                    "folder": str(folder),
+                    "error": message if str(folder) in message else f"{folder}: {message}",
+                }
+            )
+    return pd.DataFrame(rows, columns=list(EVALUATION_COLUMNS))
+
+
+def _with_members(folders: list[Path]) -> list[Path]:
+    """Detector folders first, then fusions, each fusion's members added where missing."""
+    from dfa_lib.fusion import FusionError, is_fusion_folder, member_folders
+
+    seen = {f.resolve() for f in folders}
+    detectors = [f for f in folders if not is_fusion_folder(f)]
+    fusions = [f for f in folders if is_fusion_folder(f)]
+    for fused in fusions:
+        try:
+            members = member_folders(fused)
+        except FusionError:
+            continue  # the fusion's own row reports it
+        for member in members:
+            if member.resolve() not in seen:
+                seen.add(member.resolve())
+                detectors.append(Path(os.path.relpath(member)))
+    return detectors + fusions
 
 
 def weights_mtime(folder: Path) -> float | None:

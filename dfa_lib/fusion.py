@@ -236,8 +236,15 @@ def load_fusion(folder: str | os.PathLike, device: str = "auto") -> FusedScorer:
     config = _config(folder)
     parameters = FusionParameters.from_kwargs(config["model"]["kwargs"])
     # Every member is checked before any is loaded: a stale member is named first.
-    folders = [_member_folder(folder, r) for r in _member_records(folder, config)]
+    folders = member_folders(folder)
     return FusedScorer([load_detector(f, device=device) for f in folders], parameters)
+
+
+def member_folders(folder: str | os.PathLike) -> list[Path]:
+    """A fusion folder's member folders, each checked (present, not retrained since the fit)."""
+    folder = Path(folder)
+    config = _config(folder)
+    return [_member_folder(folder, r) for r in _member_records(folder, config)]
 
 
 def members_and_parameters(folder: str | os.PathLike) -> tuple[list[str], FusionParameters]:
