@@ -134,3 +134,46 @@ def test_papermill_lists_the_parameters():
         check=True,
     ).stdout
     assert "cnn_epochs" in out and "maximum epochs of the original CNN" in out
+
+
+def test_evaluation_reports_a_broken_detector_and_fails_after_the_rest(smoke_reports, tmp_path):
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    code, reports, runs, log = smoke_reports
+    assert code == 0, log[-3000:]
+    copy = Path(shutil.copytree(runs, tmp_path / "runs"))
+    offline = next(p.parent for p in copy.rglob("in-domain") if p.is_dir())  # <profile>/offline
+    (offline / "in-domain" / "original_cnn" / "model.safetensors").write_bytes(b"broken")
+    data_dir = runs.parent / "data"
+    output = tmp_path / "05.ipynb"
+    with pytest.raises(PapermillExecutionError, match="could not be evaluated: original_cnn"):
+        papermill.execute_notebook(
+            str(NOTEBOOKS_DIR / "05_evaluation.ipynb"),
+            str(output),
+            parameters={
+                "data_dir": str(data_dir),
+                "cache_dir": str(data_dir / "cache"),
+                "runs_dir": str(offline),
+                "device": "cpu",
+                "n_boot": 20,
+                "n_worst": 1,
+            },
+            kernel_name=KERNEL,
+            cwd=str(NOTEBOOKS_DIR),
+            progress_bar=False,
+        )
+    text = output.read_text()
+    # The broken folder is named with its error, once per protocol it answers ...
+    assert "Detectors that could not be evaluated" in text
+    assert text.count("original_cnn/model.safetensors") >= 2
+    # ... and every other detector still got its tables, the broken one left out of them.
+    executed = json.loads(text)
+    headline = next(
+        "".join(o.get("data", {}).get("text/plain", ""))
+        for c in executed["cells"]
+        if c["cell_type"] == "code" and "headline_table(results)" in "".join(c["source"])
+        for o in c["outputs"]
+        if o.get("output_type") == "display_data"
+    )
+    assert "lcnn" in headline and "whisper" in headline
