@@ -247,7 +247,8 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
             "(ASVspoof 2019 and 2021 forms) and metrics.json are written into each run folder, "
             "as 05_evaluation writes them; fusions are evaluated from their members' score "
             "files. A folder already evaluated on the same test split with the same weights is "
-            "read back. One row per folder."
+            "read back. On another dataset than a detector's own the results are filed as "
+            "<dataset>.<protocol>, beside its own. One row per folder."
         ),
         epilog=(
             "examples:\n"

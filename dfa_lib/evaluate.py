@@ -9,6 +9,7 @@ validation splits are the in-domain ones). Results go into the run folder:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -95,18 +96,21 @@ def evaluate_run(
     detector=None,
     reuse: bool = True,
     device: str = "auto",
+    key: str | None = None,
 ) -> dict:
     """Score one run folder on ``data``'s test split, write score files and update metrics.json.
 
     With ``reuse``, a protocol already evaluated on the same test split (same checksum) by the
     same weights is read back instead of scored again. ``device`` is where a detector loaded
-    here scores (``detector``, when given, keeps its own).
+    here scores (``detector``, when given, keeps its own). ``key`` names the metrics entry and
+    the score files (default: the protocol; see :func:`evaluation_key`).
     """
     from dfa_lib.detector import load_detector
 
     folder = Path(folder)
     checksum = test_checksum(data.frames["testing"])
-    previous = read_metrics(folder).get(data.protocol)
+    key = key or data.protocol
+    previous = read_metrics(folder).get(key)
     fresh = previous and previous.get("weights_mtime") == weights_mtime(folder)
     if reuse and fresh and previous.get("test_checksum") == checksum:
         return previous
@@ -114,7 +118,7 @@ def evaluate_run(
     scored = score_split(detector, data, "testing")
     return write_evaluation(
         folder,
-        data.protocol,
+        key,
         scored,
         detector.score_threshold,
         n_boot=n_boot,
@@ -131,6 +135,7 @@ class EvaluationError(ValueError):
 
 
 # Columns of :func:`evaluate_folders`: one row per run folder, ``error`` set when it failed.
+# ``protocol`` is the metrics entry the result went to (:func:`evaluation_key`).
 EVALUATION_COLUMNS: tuple[str, ...] = (
     "model",
     "trained_on",
@@ -169,6 +174,27 @@ def protocol_mismatch(config: dict, dataset: str, protocol: str) -> str | None:
             f"detectors trained on {answer} (its clips can be this detector's training clips)"
         )
     return None
+
+
+def evaluation_key(config: dict, dataset: str, protocol: str) -> str:
+    """The metrics entry (and score file name) of a test on ``protocol`` of ``dataset``.
+
+    A detector tested on its own dataset files the result under the protocol, as
+    ``05_evaluation`` does. Tested on another dataset, the result is filed under
+    ``<dataset>.<protocol>`` (a folder or CSV dataset is named by its file name and a short
+    hash of its path), so a cross-dataset test never replaces the detector's own results.
+    """
+    trained = config.get("dataset")
+    own = trained.get("dataset", dataset) if isinstance(trained, dict) else dataset
+    if own == dataset:
+        return protocol
+    path = Path(dataset)
+    if len(path.parts) == 1 and not path.suffix:
+        label = dataset  # a named dataset: offline, for-2sec ...
+    else:
+        digest = hashlib.sha256(str(path.expanduser().resolve()).encode()).hexdigest()[:8]
+        label = f"{path.stem}-{digest}"
+    return f"{label}.{protocol}"
 
 
 def run_folders(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -234,7 +260,8 @@ def evaluate_folders(
     table) when they are not in it already. A folder that cannot be evaluated (not a detector,
     another format version, broken weights, trained for another protocol of this dataset, a
     fusion with a missing or retrained member) gets a row whose ``error`` says why; the others
-    go on.
+    go on. Results on another dataset than a detector's own are filed under
+    :func:`evaluation_key`, beside its own.
     """
     from dfa_lib.detector import read_detector_config
     from dfa_lib.fusion import evaluate_fusion, is_fusion_folder, member_folders
@@ -253,6 +280,7 @@ def evaluate_folders(
             problem = protocol_mismatch(config, data.dataset, data.protocol)
             if problem:
                 raise EvaluationError(problem)
+            key = evaluation_key(config, data.dataset, data.protocol)
             if is_fusion_folder(folder):
                 broken = [m.name for m in member_folders(folder) if m.resolve() in failed]
                 if broken:
@@ -260,12 +288,12 @@ def evaluate_folders(
                         f"member(s) {', '.join(broken)} could not be evaluated here (see their "
                         "rows), so their score files may be stale"
                     )
-                metrics = evaluate_fusion(folder, data.protocol, n_boot=n_boot, seed=seed)
+                metrics = evaluate_fusion(folder, key, n_boot=n_boot, seed=seed)
             else:
                 metrics = evaluate_run(
-                    folder, data, n_boot=n_boot, seed=seed, reuse=reuse, device=device
+                    folder, data, n_boot=n_boot, seed=seed, reuse=reuse, device=device, key=key
                 )
-            rows.append(_evaluation_row(folder, data.protocol, trained_on, metrics))
+            rows.append(_evaluation_row(folder, key, trained_on, metrics))
         except Exception as error:  # noqa: BLE001 - one bad folder must not stop the batch
             failed.add(folder.resolve())
             message = str(error) or type(error).__name__

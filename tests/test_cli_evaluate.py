@@ -15,7 +15,7 @@ import torch
 from conftest import make_toy_split
 
 from dfa_lib.cli import main
-from dfa_lib.evaluate import protocol_mismatch, run_folders
+from dfa_lib.evaluate import evaluation_key, protocol_mismatch, run_folders
 from dfa_lib.experiment import prepare_protocol
 from dfa_lib.fusion import fit_fusion
 from dfa_lib.metrics import equal_error_rate
@@ -240,3 +240,38 @@ def test_run_folders_expands_parents_and_reports_what_names_none(trained_runs, t
         "is a file; give a run folder",
         "no such folder",
     ]
+
+
+def test_another_dataset_is_filed_beside_the_detectors_own_results(toy_root, runs, tmp_path):
+    code, _ = _evaluate(toy_root, str(runs), "--protocol", "in-domain")
+    assert code == 0
+    own = {f.name: (f / "metrics.json").read_text() for f in runs.iterdir()}
+    own_scores = (runs / "lfcc_logreg" / "scores" / "in-domain.scored.csv").read_bytes()
+    # A second dataset: the toy test clips with their labels swapped.
+    other = tmp_path / "swapped"
+    for label, swapped in (("real", "fake"), ("fake", "real")):
+        shutil.copytree(toy_root / "testing" / label, other / "testing" / swapped)
+    code, out = _evaluate(other, str(runs), "--protocol", "in-domain", "--format", "csv")
+    assert code == 0
+    table = _csv(out)
+    key = evaluation_key({"dataset": {"dataset": str(toy_root)}}, str(other), "in-domain")
+    assert key.startswith("swapped-") and key.endswith(".in-domain")
+    assert (table["protocol"] == key).all()
+    assert table["auc"].max() < 0.1  # the labels are swapped: every detector is inverted
+    for folder in runs.iterdir():
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert json.loads(own[folder.name])["in-domain"] == metrics["in-domain"]
+        assert metrics[key]["auc"] < 0.1
+        assert (folder / "scores" / f"{key}.scored.csv").is_file()
+    assert (runs / "lfcc_logreg" / "scores" / "in-domain.scored.csv").read_bytes() == own_scores
+
+
+def test_evaluation_key_names_other_datasets():
+    config = {"dataset": {"dataset": "offline", "protocol": "in-domain"}}
+    assert evaluation_key(config, "offline", "cross-source") == "cross-source"
+    assert evaluation_key(config, "for-2sec", "in-domain") == "for-2sec.in-domain"
+    one = evaluation_key(config, "/data/a/set.csv", "in-domain")
+    two = evaluation_key(config, "/data/b/set.csv", "in-domain")
+    assert one.startswith("set-") and two.startswith("set-") and one != two
+    # A folder that does not name its dataset is taken to be on this one.
+    assert evaluation_key({"dataset": {"protocol": "in-domain"}}, "x", "in-domain") == "in-domain"
