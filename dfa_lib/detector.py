@@ -962,6 +962,26 @@ def load_detector(
     )
 
 
+def load_detectors(
+    folders: Iterable[str | os.PathLike], device: str = "auto"
+) -> tuple[dict[str, Detector], dict[str, str]]:
+    """Load several detector folders, keyed by folder name; one that fails does not stop the rest.
+
+    Returns ``(detectors, failed)``: the loaded detectors, and for each folder that could not be
+    loaded the error :func:`load_detector` raised (missing, another format version, broken
+    weights ...), naming the folder.
+    """
+    detectors: dict[str, Detector] = {}
+    failed: dict[str, str] = {}
+    for folder in map(Path, folders):
+        try:
+            detectors[folder.name] = load_detector(folder, device=device)
+        except (DetectorFormatError, OSError, ValueError, RuntimeError) as error:
+            message = str(error) or type(error).__name__
+            failed[folder.name] = message if str(folder) in message else f"{folder}: {message}"
+    return detectors, failed
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import math
 import pickle
+import shutil
 import tracemalloc
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from dfa_lib.detector import (
     export_detector,
     is_detector_folder,
     load_detector,
+    load_detectors,
     probability_threshold,
     score_threshold,
     write_model_card,
@@ -484,3 +486,14 @@ def test_evaluation_never_runs_the_speech_check(lcnn_folder, monkeypatch):
     assert batch.speech_seconds is None
     with pytest.raises(RuntimeError, match="must not be loaded"):
         detector.score_waveform(noise(1.0, seed=1), SR)
+
+
+def test_load_detectors_keeps_going_past_a_bad_folder(lcnn_folder, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(lcnn_folder, broken)
+    (broken / WEIGHTS_FILE).write_bytes(b"not safetensors")
+    detectors, failed = load_detectors([lcnn_folder, broken, tmp_path / "gone"], device="cpu")
+    assert list(detectors) == ["lcnn"] and isinstance(detectors["lcnn"], Detector)
+    assert set(failed) == {"broken", "gone"}
+    assert "not a readable safetensors file" in failed["broken"] and str(broken) in failed["broken"]
+    assert "no such detector folder" in failed["gone"]
