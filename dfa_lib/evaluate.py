@@ -468,6 +468,19 @@ def eer_intervals(
     return row
 
 
+def calibration_costs(scored: pd.DataFrame) -> dict:
+    """Cllr and minCllr (bits) of a scored split, and the calibration loss between them.
+
+    See :func:`dfa_lib.metrics.cllr`: the scores are read as log-likelihood ratios, as
+    ``p_fake = sigmoid(-score)`` reads them.
+    """
+    from dfa_lib.metrics import cllr, min_cllr
+
+    bona, spoof = _by_class(scored)
+    actual, best = cllr(bona, spoof), min_cllr(bona, spoof)
+    return {"cllr": actual, "min_cllr": best, "calibration_loss": actual - best}
+
+
 def format_interval(interval: tuple[float, float]) -> str:
     """An interval as "low to high" with one decimal, or "-" when it is NaN."""
     low, high = interval

@@ -1,4 +1,4 @@
-"""Detection metrics for deepfake scores: EER, its bootstrap interval, AUC and score files.
+"""Detection metrics for deepfake scores: EER, its bootstrap interval, AUC, Cllr and score files.
 
 Score convention (ASVspoof): a score is larger the more a clip looks bona fide (``real``);
 a clip is accepted as bona fide when ``score >= threshold``. A model with two logits
@@ -470,6 +470,73 @@ def roc_auc(bonafide: Any, spoof: Any) -> float:
     spoof_below = np.cumsum(spoof_counts) - spoof_counts
     wins = np.sum(bona_counts * (spoof_below + 0.5 * spoof_counts))
     return float(wins / (bona.size * spf.size))
+
+
+# --------------------------------------------------------------------------------------
+# Calibration: scores read as log-likelihood ratios
+# --------------------------------------------------------------------------------------
+
+
+def cllr(bonafide: Any, spoof: Any) -> float:
+    """Return the log-likelihood-ratio cost in bits, reading each score as a natural-log LLR.
+
+    ``Cllr = (mean over bona fide of log2(1 + e^-s) + mean over spoof of log2(1 + e^s)) / 2``.
+    Every detector here scores a clip with the log-odds of bona fide at equal priors (two
+    logits, a balanced logistic regression, a GMM log-likelihood difference), which is what
+    ``p_fake = sigmoid(-score)`` of ``dfa predict`` assumes; Cllr measures how far those
+    probabilities can be trusted. It is 0 for confident correct scores, 1 for scores that are
+    all 0 (no information, honestly stated), and above 1 when the scores mislead. Compare with
+    :func:`min_cllr`: the difference is what calibration alone would save.
+
+    Raises:
+        MetricError: a class is empty, or a score is NaN or infinite.
+    """
+    bona, spf = _check_both(bonafide, spoof)
+    cost = np.mean(np.logaddexp(0.0, -bona)) + np.mean(np.logaddexp(0.0, spf))
+    return float(cost / (2.0 * np.log(2.0)))
+
+
+def _pav_blocks(bona_counts: np.ndarray, spoof_counts: np.ndarray) -> list[list[float]]:
+    """Pool adjacent score levels until the bona fide share never falls as the score rises."""
+    blocks: list[list[float]] = []  # [bona fide clips, spoof clips]
+    for b, f in zip(bona_counts, spoof_counts, strict=True):
+        blocks.append([float(b), float(f)])
+        # Merge while the previous block holds a larger bona fide share (b1/n1 > b2/n2).
+        while len(blocks) > 1:
+            (b1, f1), (b2, f2) = blocks[-2], blocks[-1]
+            if b1 * (b2 + f2) <= b2 * (b1 + f1):
+                break
+            blocks[-2:] = [[b1 + b2, f1 + f2]]
+    return blocks
+
+
+def min_cllr(bonafide: Any, spoof: Any) -> float:
+    """Return the Cllr (bits) of the scores after the best order-preserving recalibration.
+
+    The scores are replaced by the LLRs of the pool-adjacent-violators fit (the monotone map
+    from score to the share of bona fide clips, found on these very scores), so only the order
+    of the scores matters, as for the EER: 0 for perfect separation, 1 when the order carries
+    no information (all scores equal, or fully inverted, since a monotone map cannot turn the
+    order round). ``cllr - min_cllr`` is the calibration loss. Ties between the classes are
+    pooled first.
+
+    Raises:
+        MetricError: a class is empty, or a score is NaN or infinite.
+    """
+    bona, spf = _check_both(bonafide, spoof)
+    values, rank_bona, rank_spoof = _pooled_ranks(bona, spf)
+    bona_counts = np.bincount(rank_bona, minlength=values.size)
+    spoof_counts = np.bincount(rank_spoof, minlength=values.size)
+    bona_cost = spoof_cost = 0.0
+    for b, f in _pav_blocks(bona_counts, spoof_counts):
+        # The block's LLR: its share of the bona fide clips over its share of the spoofs;
+        # infinite where it holds one class only, and then that class pays nothing.
+        if b and f:
+            llr = np.log(b / bona.size) - np.log(f / spf.size)
+            bona_cost += b * np.logaddexp(0.0, -llr)
+            spoof_cost += f * np.logaddexp(0.0, llr)
+    cost = bona_cost / bona.size + spoof_cost / spf.size
+    return float(cost / (2.0 * np.log(2.0)))
 
 
 # --------------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dfa_lib.evaluate import eer_intervals, errors_by_group
+from dfa_lib.evaluate import calibration_costs, eer_intervals, errors_by_group
+from dfa_lib.metrics import cllr, min_cllr
 
 
 def _scored() -> pd.DataFrame:
@@ -145,3 +146,17 @@ def test_comparison_pairs_list_fusion_members_then_augmented_twins_once():
     pairs = comparison_pairs(set(), nested)
     assert [p for p in pairs if "+" in p[0]] == [("a+b", "a+b+c"), ("a+c", "a+b+c")]
     assert ("c", "a+b+c") in pairs and ("a+b", "a+c") not in pairs
+
+
+def test_calibration_costs_read_scores_as_llrs():
+    scored = _scored()
+    costs = calibration_costs(scored)
+    real = scored["label"] == "real"
+    bona, spoof = scored.loc[real, "score"], scored.loc[~real, "score"]
+    assert costs["cllr"] == pytest.approx(cllr(bona, spoof))
+    assert costs["min_cllr"] == pytest.approx(min_cllr(bona, spoof))
+    assert costs["calibration_loss"] == pytest.approx(costs["cllr"] - costs["min_cllr"])
+    # Halving every score keeps the order, so only the calibration cost moves.
+    halved = calibration_costs(scored.assign(score=scored["score"] / 2))
+    assert halved["min_cllr"] == pytest.approx(costs["min_cllr"])
+    assert halved["cllr"] != pytest.approx(costs["cllr"])

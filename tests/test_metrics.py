@@ -16,12 +16,14 @@ from dfa_lib.metrics import (
     ScoreFileError,
     breakdown,
     classification_summary,
+    cllr,
     det_curve,
     eer_bootstrap_ci,
     eer_by_generator,
     eer_by_group,
     equal_error_rate,
     labels_from_scores,
+    min_cllr,
     read_scores_asvspoof2019,
     read_scores_asvspoof2021,
     roc_auc,
@@ -508,3 +510,43 @@ def test_paired_difference_over_voices_when_one_voice_makes_the_gain():
     assert by_voice[2] == 0.0  # a resample without v0 shows no gain at all
     with pytest.raises(MetricError, match="scored different clips"):
         eer_difference_ci(bona, spoof_a, bona[:-1], spoof_b)
+
+
+def test_cllr_hand_computed_cases():
+    log3 = np.log(3.0)
+    # Each clip given odds of 3 to 1 for its true class: log2(1 + 1/3) for both classes.
+    assert cllr([log3], [-log3]) == pytest.approx(np.log2(4 / 3))
+    assert cllr([0.0, 0.0], [0.0]) == pytest.approx(1.0)  # no information, honestly stated
+    assert cllr([-log3], [log3]) == pytest.approx(2.0)  # odds of 3 to 1 for the wrong class
+    assert cllr([60.0], [-60.0]) == pytest.approx(0.0, abs=1e-20)
+    # Large scores stay finite (log1p(exp(800)) would overflow).
+    assert cllr([-800.0], [800.0]) == pytest.approx(800.0 / np.log(2.0))
+
+
+def test_min_cllr_hand_computed_cases():
+    assert min_cllr([1.0, 2.0], [-1.0, 0.5]) == 0.0  # separable: some monotone map is perfect
+    assert min_cllr([0.0, 0.0], [0.0, 0.0, 0.0]) == pytest.approx(1.0)
+    assert min_cllr([-2.0, -1.0], [1.0, 2.0]) == pytest.approx(1.0)  # inverted: no monotone fix
+    # Sorted: 0 spoof, 1 bona, 2 spoof, 3 bona. The violators pool into {1, 2} (one clip of
+    # each: LLR 0, log 2 nats per clip); 0 and 3 are pure (pay nothing): (0.5 + 0.5) / 2 bits.
+    assert min_cllr([1.0, 3.0], [0.0, 2.0]) == pytest.approx(0.5)
+
+
+def test_min_cllr_depends_on_order_only_and_never_exceeds_cllr():
+    rng = np.random.default_rng(0)
+    bona, spoof = rng.normal(1.0, 1.0, 300), rng.normal(-1.0, 1.5, 200)
+    base = min_cllr(bona, spoof)
+    assert 0.0 < base < cllr(bona, spoof)
+    assert min_cllr(3 * bona + 7, 3 * spoof + 7) == pytest.approx(base)
+    assert min_cllr(np.exp(bona), np.exp(spoof)) == pytest.approx(base)
+    # Scaling the same scores changes their calibration but not their order.
+    assert cllr(10 * bona, 10 * spoof) > cllr(bona, spoof)
+    assert min_cllr(10 * bona, 10 * spoof) == pytest.approx(base)
+
+
+@pytest.mark.parametrize("metric", [cllr, min_cllr])
+def test_calibration_metrics_refuse_one_class_and_bad_scores(metric):
+    with pytest.raises(MetricError, match="empty"):
+        metric([], [0.1, 0.2])
+    with pytest.raises(MetricError):
+        metric([0.1, np.nan], [0.2])
