@@ -162,7 +162,8 @@ def add_predict_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=(
             "Score audio files (any format ffmpeg or libsndfile reads) with a detector folder. "
             "Long files are scored in windows; the file's probability of fake is the sigmoid "
-            "of minus the mean window bona fide score. One row per file."
+            "of minus the mean window bona fide score, through the calibration the folder "
+            "carries (fitted on its validation scores; none: the raw score). One row per file."
         ),
         epilog=(
             "examples:\n"

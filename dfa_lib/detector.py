@@ -18,6 +18,10 @@ Scores and threshold
     from :mod:`dfa_lib.classical`) return a bona fide score directly (a log-likelihood ratio or
     log-odds); the same ``sigmoid(-s)`` maps it to a probability of fake (the posterior at
     equal priors for a log-likelihood ratio).
+    A folder may carry a calibration fitted on its validation scores
+    (:mod:`dfa_lib.calibration`): then ``p_fake = sigmoid(-(a * s + b))`` and
+    ``t = sigmoid(-(a * tau + b))`` with ``a > 0``, so the decisions and the scores stay the
+    same and only the probabilities change.
 
 Long files
     The same windows as :mod:`dfa_lib.scoring` (the rule validation and evaluation use, so
@@ -98,6 +102,8 @@ from dfa_lib.audio import (
     peak_normalize,
     rms_normalize,
 )
+from dfa_lib.calibration import Calibration, CalibrationError
+from dfa_lib.calibration import describe as describe_calibration
 from dfa_lib.labels import FAKE, LABELS, REAL
 from dfa_lib.vad import MIN_SPEECH_SECONDS, SpeechActivity, load_speech_activity
 
@@ -455,8 +461,14 @@ class Detector:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.batch_size = batch_size
         self.score_threshold = float(config.get("threshold", 0.0))
+        try:
+            self.calibration = Calibration.from_config(config)
+        except CalibrationError as error:
+            raise DetectorFormatError(f"{folder or 'detector'}: {error}") from error
         self.threshold = (
-            probability_threshold(self.score_threshold) if threshold is None else float(threshold)
+            probability_threshold(self.calibration.apply(self.score_threshold))
+            if threshold is None
+            else float(threshold)
         )
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold is a probability of fake in [0, 1], got {self.threshold}")
@@ -609,7 +621,7 @@ class Detector:
             if not in_mean.any():
                 in_mean = np.ones_like(audible)
             file_score = float(s[in_mean].mean())
-            p_fake = _sigmoid(-file_score)
+            p_fake = _sigmoid(-self.calibration.apply(file_score))
             results.append(
                 WindowedScore(
                     p_fake=p_fake,
@@ -621,7 +633,9 @@ class Detector:
                     hop_seconds=hop / sr_out,
                     window_starts=tuple(st / sr_out for st in clip_starts),
                     window_scores=tuple(float(x) for x in s),
-                    window_p_fake=tuple(float(x) for x in _sigmoid_array(-s)),
+                    window_p_fake=tuple(
+                        float(x) for x in _sigmoid_array(-self.calibration.apply(s))
+                    ),
                     window_audible=tuple(bool(a) for a in audible),
                     in_mean=tuple(bool(m) for m in in_mean),
                     speech_seconds=speech,
@@ -1033,6 +1047,10 @@ def model_card(config: dict[str, Any], metrics: dict[str, Any] | None = None) ->
     model = config.get("model", {})
     prep = Preprocessing.from_dict(config.get("preprocessing", {}))
     tau = float(config.get("threshold", 0.0))
+    try:
+        calibration = Calibration.from_config(config)
+    except CalibrationError:
+        calibration = Calibration()
     dataset = config.get("dataset", {}) or {}
     training = config.get("training", {}) or {}
     name = model.get("name", "unknown")
@@ -1065,9 +1083,11 @@ def model_card(config: dict[str, Any], metrics: dict[str, Any] | None = None) ->
         f"({prep.pad_mode}), level normalisation: {prep.normalization}.",
         "- Output: probability of fake per window; the file's score is the mean of the "
         f"window bona fide scores ({window_score}) and its probability of fake "
-        "is the sigmoid of minus that mean.",
+        "is the sigmoid of minus that mean, calibrated.",
+        f"- Calibration: {describe_calibration(config)}.",
         f"- Decision threshold: bona fide score {tau:.4g} (validation equal error rate), i.e. "
-        f'"fake" when the probability of fake is at least {probability_threshold(tau):.4g}.',
+        f'"fake" when the probability of fake is at least '
+        f"{probability_threshold(calibration.apply(tau)):.4g}.",
     ]
     if isinstance(config.get("val_eer"), int | float):
         lines.append(f"- Validation equal error rate: {100 * float(config['val_eer']):.2f} %.")

@@ -468,17 +468,22 @@ def eer_intervals(
     return row
 
 
-def calibration_costs(scored: pd.DataFrame) -> dict:
+def calibration_costs(scored: pd.DataFrame, calibration=None) -> dict:
     """Cllr and minCllr (bits) of a scored split, and the calibration loss between them.
 
-    See :func:`dfa_lib.metrics.cllr`: the scores are read as log-likelihood ratios, as
-    ``p_fake = sigmoid(-score)`` reads them.
+    See :func:`dfa_lib.metrics.cllr`: the raw scores are read as log-likelihood ratios, as
+    ``sigmoid(-score)`` reads them. With the detector's
+    :class:`~dfa_lib.calibration.Calibration`, ``cllr_calibrated`` is the cost of the
+    probabilities the detector reports once calibrated on its validation scores.
     """
     from dfa_lib.metrics import cllr, min_cllr
 
     bona, spoof = _by_class(scored)
     actual, best = cllr(bona, spoof), min_cllr(bona, spoof)
-    return {"cllr": actual, "min_cllr": best, "calibration_loss": actual - best}
+    costs = {"cllr": actual, "min_cllr": best, "calibration_loss": actual - best}
+    if calibration is not None:
+        costs["cllr_calibrated"] = cllr(calibration.apply(bona), calibration.apply(spoof))
+    return costs
 
 
 def format_interval(interval: tuple[float, float]) -> str:

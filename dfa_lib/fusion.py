@@ -257,7 +257,8 @@ def members_and_parameters(folder: str | os.PathLike) -> tuple[list[str], Fusion
     return names, FusionParameters.from_kwargs(config["model"]["kwargs"])
 
 
-def _labels_of(paths: pd.Index, labels: Mapping[str, str] | pd.Series) -> np.ndarray:
+def labels_of(paths: pd.Index, labels: Mapping[str, str] | pd.Series) -> np.ndarray:
+    """1 for each real clip of ``paths``, 0 for each fake, from ``labels`` (path -> label)."""
     labels = pd.Series(labels)
     missing = paths.difference(labels.index)
     if len(missing):
@@ -326,7 +327,7 @@ def fit_fusion(
                 f"{len(index)}, {name} has {len(scores)}; train them on the same split"
             )
     table = pd.DataFrame({name: s.loc[index] for name, s in columns.items()})
-    y = _labels_of(table.index, labels)
+    y = labels_of(table.index, labels)
     mean, std = table.mean().to_numpy(), table.std(ddof=0).to_numpy()
     flat = [name for name, s in zip(table.columns, std, strict=True) if not s > 0]
     if flat:

@@ -1,0 +1,188 @@
+"""Calibration of a detector's scores: the probability of fake it reports should mean what it says.
+
+Every detector here scores a clip with the log-odds of bona fide at equal priors, and
+``dfa predict`` turns a score ``s`` into ``p_fake = sigmoid(-s)``. Trained networks are often
+overconfident (their log-odds are too large) and some heads are biased, which the
+log-likelihood-ratio cost of :func:`dfa_lib.metrics.cllr` shows on test data. A detector folder
+may therefore carry an affine calibration fitted on its own validation scores, the split that
+also chose its threshold:
+
+    calibrated log-likelihood ratio = scale * s + offset,   p_fake = sigmoid(-(scale * s + offset))
+
+fitted as a class-balanced logistic regression of the label on the score (equal priors), the
+usual linear calibration of speaker and spoofing detection. ``scale`` is positive, so the order
+of the scores, their EER, the threshold's decisions and the score files are unchanged: only the
+probabilities move. The map is stored in ``config.json`` under ``"calibration"`` with the
+fingerprint of the validation scores it was fitted on; a folder without one reports
+``sigmoid(-s)`` as before.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+CALIBRATION_KEY = "calibration"
+
+
+class CalibrationError(ValueError):
+    """A calibration cannot be fitted or read; the message says which folder and why."""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The affine map from a bona fide score to a calibrated log-likelihood ratio."""
+
+    scale: float = 1.0
+    offset: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.scale) and np.isfinite(self.offset) and self.scale > 0):
+            raise CalibrationError(
+                f"a calibration needs a finite positive scale and a finite offset, got "
+                f"scale={self.scale}, offset={self.offset}"
+            )
+
+    @property
+    def is_identity(self) -> bool:
+        return self.scale == 1.0 and self.offset == 0.0
+
+    def apply(self, scores: Any) -> Any:
+        """Calibrated log-likelihood ratios of bona fide scores (float or array)."""
+        if np.ndim(scores) == 0:
+            return self.scale * float(scores) + self.offset
+        return self.scale * np.asarray(scores, dtype=np.float64) + self.offset
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Calibration:
+        """The calibration a detector config carries (the identity when it has none)."""
+        entry = config.get(CALIBRATION_KEY)
+        if entry is None:
+            return cls()
+        if not isinstance(entry, Mapping) or not {"scale", "offset"} <= set(entry):
+            raise CalibrationError(f'"{CALIBRATION_KEY}" needs "scale" and "offset", got {entry!r}')
+        return cls(float(entry["scale"]), float(entry["offset"]))
+
+
+def fit_calibration(bonafide: Any, spoof: Any) -> Calibration:
+    """Fit ``scale * s + offset`` as a class-balanced logistic regression (equal priors).
+
+    Each class carries half the weight whatever its size, so the result is a log-likelihood
+    ratio, not a posterior at the split's class ratio. Raises :class:`CalibrationError` when a
+    class is empty or the scores rank the classes the wrong way round (no positive scale).
+    """
+    from scipy.optimize import minimize
+
+    bona = np.asarray(bonafide, dtype=np.float64).reshape(-1)
+    spf = np.asarray(spoof, dtype=np.float64).reshape(-1)
+    if bona.size == 0 or spf.size == 0:
+        raise CalibrationError("a calibration needs scores of real and of fake clips")
+    if not (np.isfinite(bona).all() and np.isfinite(spf).all()):
+        raise CalibrationError("a score is NaN or infinite")
+    # Standardise for a well-conditioned fit, then map the solution back.
+    pooled = np.concatenate([bona, spf])
+    centre, spread = float(pooled.mean()), float(pooled.std()) or 1.0
+    zb, zs = (bona - centre) / spread, (spf - centre) / spread
+
+    def cost(params: np.ndarray) -> tuple[float, np.ndarray]:
+        a, b = params
+        lb, ls = a * zb + b, a * zs + b
+        value = np.mean(np.logaddexp(0.0, -lb)) + np.mean(np.logaddexp(0.0, ls))
+        gb, gs = -_sigmoid(-lb), _sigmoid(ls)  # d cost / d llr for each class
+        grad = np.array(
+            [np.mean(gb * zb) + np.mean(gs * zs), np.mean(gb) + np.mean(gs)], dtype=np.float64
+        )
+        return float(value), grad
+
+    result = minimize(cost, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B")
+    a, b = (float(v) for v in result.x)
+    if not a > 0:
+        raise CalibrationError(
+            "the validation scores rank fakes above real clips on the whole; no calibration "
+            "with a positive scale fits them"
+        )
+    return Calibration(scale=a / spread, offset=b - a * centre / spread)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def calibrate_folder(
+    folder: str | os.PathLike, labels: Mapping[str, str] | pd.Series
+) -> Calibration:
+    """Fit a detector folder's calibration on its validation scores and write it to its config.
+
+    ``labels`` maps each validation clip's path to ``real`` or ``fake`` (e.g.
+    :func:`dfa_lib.fusion.protocol_labels`). A folder whose stored calibration was fitted on
+    the same validation scores is left as it is. The model card is written again.
+    """
+    from dfa_lib.atomic import write_json_atomically
+    from dfa_lib.detector import CONFIG_FILE, read_detector_config, write_model_card
+    from dfa_lib.fusion import FusionError, labels_of, validation_fingerprint, validation_scores
+
+    folder = Path(folder)
+    config = read_detector_config(folder)
+    try:
+        fingerprint = validation_fingerprint(folder)
+        scores = validation_scores(folder)
+        truth = labels_of(scores.index, labels)
+    except FusionError as error:
+        raise CalibrationError(f"{folder}: cannot calibrate: {error}") from error
+    stored = config.get(CALIBRATION_KEY)
+    if isinstance(stored, Mapping) and stored.get("validation_fingerprint") == fingerprint:
+        return Calibration.from_config(config)
+    real = truth == 1
+    try:
+        calibration = fit_calibration(scores.to_numpy()[real], scores.to_numpy()[~real])
+    except CalibrationError as error:
+        raise CalibrationError(f"{folder}: {error}") from error
+    config[CALIBRATION_KEY] = {
+        "scale": calibration.scale,
+        "offset": calibration.offset,
+        "fitted_on": "validation",
+        "n_real": int(real.sum()),
+        "n_fake": int((~real).sum()),
+        "validation_fingerprint": fingerprint,
+    }
+    write_json_atomically(folder / CONFIG_FILE, config)
+    write_model_card(folder)
+    return calibration
+
+
+def calibrate_folders(
+    folders: Iterable[str | os.PathLike], labels: Mapping[str, str] | pd.Series
+) -> dict[str, str]:
+    """:func:`calibrate_folder` for each folder; returns the error of each that failed, by name.
+
+    A detector whose calibration cannot be fitted keeps reporting ``sigmoid(-score)``.
+    """
+    from dfa_lib.detector import DetectorFormatError
+
+    failed: dict[str, str] = {}
+    for folder in map(Path, folders):
+        try:
+            calibrate_folder(folder, labels)
+        except (CalibrationError, DetectorFormatError, OSError) as error:
+            failed[folder.name] = str(error)
+    return failed
+
+
+def describe(config: Mapping[str, Any]) -> str:
+    """One line for a model card: the calibration, or that there is none."""
+    entry = config.get(CALIBRATION_KEY)
+    if not entry:
+        return "none: the probability of fake is the sigmoid of minus the raw score"
+    return (
+        f"{entry['scale']:.4g} x score {entry['offset']:+.4g}, fitted on "
+        f"{entry.get('fitted_on', '?')} scores ({entry.get('n_real', '?')} real, "
+        f"{entry.get('n_fake', '?')} fake clips)"
+    )
