@@ -20,6 +20,7 @@ fingerprint of the validation scores it was fitted on; a folder without one repo
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 CALIBRATION_KEY = "calibration"
+# How the map is fitted (stored with it): a stored map fitted another way is fitted again.
+CALIBRATION_METHOD = "class-balanced logistic regression, Platt targets"
 
 
 class CalibrationError(ValueError):
@@ -76,8 +79,11 @@ def fit_calibration(bonafide: Any, spoof: Any) -> Calibration:
     """Fit ``scale * s + offset`` as a class-balanced logistic regression (equal priors).
 
     Each class carries half the weight whatever its size, so the result is a log-likelihood
-    ratio, not a posterior at the split's class ratio. Raises :class:`CalibrationError` when a
-    class is empty or the scores rank the classes the wrong way round (no positive scale).
+    ratio, not a posterior at the split's class ratio. The targets are Platt's
+    ``(n + 1) / (n + 2)`` for bona fide and ``1 / (n + 2)`` for spoof clips rather than 1 and 0,
+    so scores that separate the classes perfectly still get a finite scale. Raises
+    :class:`CalibrationError` when a class is empty or the scores rank the classes the wrong
+    way round (no positive scale).
     """
     from scipy.optimize import minimize
 
@@ -87,6 +93,8 @@ def fit_calibration(bonafide: Any, spoof: Any) -> Calibration:
         raise CalibrationError("a calibration needs scores of real and of fake clips")
     if not (np.isfinite(bona).all() and np.isfinite(spf).all()):
         raise CalibrationError("a score is NaN or infinite")
+    target_bona = (bona.size + 1.0) / (bona.size + 2.0)
+    target_spoof = 1.0 / (spf.size + 2.0)
     # Standardise for a well-conditioned fit, then map the solution back.
     pooled = np.concatenate([bona, spf])
     centre, spread = float(pooled.mean()), float(pooled.std()) or 1.0
@@ -95,8 +103,13 @@ def fit_calibration(bonafide: Any, spoof: Any) -> Calibration:
     def cost(params: np.ndarray) -> tuple[float, np.ndarray]:
         a, b = params
         lb, ls = a * zb + b, a * zs + b
-        value = np.mean(np.logaddexp(0.0, -lb)) + np.mean(np.logaddexp(0.0, ls))
-        gb, gs = -_sigmoid(-lb), _sigmoid(ls)  # d cost / d llr for each class
+        # Cross-entropy against soft targets t: t * softplus(-l) + (1 - t) * softplus(l).
+        value = np.mean(
+            target_bona * np.logaddexp(0.0, -lb) + (1 - target_bona) * np.logaddexp(0.0, lb)
+        ) + np.mean(
+            target_spoof * np.logaddexp(0.0, -ls) + (1 - target_spoof) * np.logaddexp(0.0, ls)
+        )
+        gb, gs = _sigmoid(lb) - target_bona, _sigmoid(ls) - target_spoof  # d cost / d llr
         grad = np.array(
             [np.mean(gb * zb) + np.mean(gs * zs), np.mean(gb) + np.mean(gs)], dtype=np.float64
         )
@@ -123,7 +136,7 @@ def calibrate_folder(
 
     ``labels`` maps each validation clip's path to ``real`` or ``fake`` (e.g.
     :func:`dfa_lib.fusion.protocol_labels`). A folder whose stored calibration was fitted on
-    the same validation scores is left as it is. The model card is written again.
+    the same validation scores, the same way, is left as it is. The model card is written again.
     """
     from dfa_lib.atomic import write_json_atomically
     from dfa_lib.detector import CONFIG_FILE, read_detector_config, write_model_card
@@ -138,7 +151,11 @@ def calibrate_folder(
     except FusionError as error:
         raise CalibrationError(f"{folder}: cannot calibrate: {error}") from error
     stored = config.get(CALIBRATION_KEY)
-    if isinstance(stored, Mapping) and stored.get("validation_fingerprint") == fingerprint:
+    if (
+        isinstance(stored, Mapping)
+        and stored.get("validation_fingerprint") == fingerprint
+        and stored.get("method") == CALIBRATION_METHOD
+    ):
         return Calibration.from_config(config)
     real = truth == 1
     try:
@@ -149,6 +166,7 @@ def calibrate_folder(
         "scale": calibration.scale,
         "offset": calibration.offset,
         "fitted_on": "validation",
+        "method": CALIBRATION_METHOD,
         "n_real": int(real.sum()),
         "n_fake": int((~real).sum()),
         "validation_fingerprint": fingerprint,
@@ -156,6 +174,22 @@ def calibrate_folder(
     write_json_atomically(folder / CONFIG_FILE, config)
     write_model_card(folder)
     return calibration
+
+
+def calibrate_new_folder(
+    folder: str | os.PathLike, labels: Mapping[str, str] | pd.Series
+) -> Calibration | None:
+    """:func:`calibrate_folder` for a folder training has just written.
+
+    A calibration that cannot be fitted (validation scores that rank the classes the wrong way
+    round, a missing label) is skipped with a warning: the folder then reports raw
+    probabilities, and training does not fail for it.
+    """
+    try:
+        return calibrate_folder(folder, labels)
+    except CalibrationError as error:
+        warnings.warn(f"not calibrated: {error}", stacklevel=2)
+        return None
 
 
 def calibrate_folders(

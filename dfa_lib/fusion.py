@@ -292,6 +292,7 @@ def fit_fusion(
     """
     from sklearn.linear_model import LogisticRegression
 
+    from dfa_lib.calibration import calibrate_new_folder
     from dfa_lib.detector import export_detector
     from dfa_lib.metrics import equal_error_rate, write_scores_asvspoof2021
     from dfa_lib.provenance import provenance_record, write_json
@@ -362,6 +363,7 @@ def fit_fusion(
     }
     export_detector(folder, None, config, overwrite=True)
     write_scores_asvspoof2021(folder / VALIDATION_SCORES, list(table.index), fused)
+    calibrate_new_folder(folder, labels)  # close to the identity: the fusion is a regression
     write_json(folder / "provenance.json", provenance_record(fusion_of=[m.name for m in members]))
     return folder
 

@@ -28,6 +28,7 @@ import torch
 from dfa_lib import __version__
 from dfa_lib.atomic import write_atomically
 from dfa_lib.augment import AugmentConfig, Augmenter
+from dfa_lib.calibration import calibrate_new_folder
 from dfa_lib.experiment import ProtocolData
 from dfa_lib.heads import (
     HeadConfig,
@@ -336,6 +337,10 @@ def train_heads(
             val_scores=scores,
             seconds=time.perf_counter() - start,
             fingerprint=fingerprint,
+        )
+        validation = data.frames["validation"]
+        calibrate_new_folder(
+            folder, dict(zip(validation["path"], validation["label"], strict=True))
         )
         runs.append(HeadRun(name, folder, head, config, history, eer.eer, eer.threshold))
     return runs

@@ -36,6 +36,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from dfa_lib import __version__
+from dfa_lib.calibration import calibrate_new_folder
 from dfa_lib.clips import ClipStore
 from dfa_lib.detector import CLASSICAL_MODELS
 from dfa_lib.labels import FAKE, REAL, label_to_index
@@ -390,6 +391,8 @@ def _train_one(
         provenance=record,
         dataset=dataset or {},
     )
+    # The probability of fake the folder reports, calibrated on these validation scores.
+    calibrate_new_folder(folder, dict(zip(val_df["path"], val_df["label"], strict=True)))
     return RunResult(config, folder, best_epoch, eer.eer, eer.threshold, history, False, seconds)
 
 

@@ -39,6 +39,13 @@ def test_fit_recovers_the_log_likelihood_ratio_whatever_the_class_sizes():
     )
 
 
+def test_perfectly_separated_scores_get_a_finite_scale():
+    fitted = fit_calibration([1.0, 2.0, 3.0], [-3.0, -2.0, -1.0])
+    assert 0 < fitted.scale < 10 and abs(fitted.offset) < 1e-6
+    # Platt's targets: the most confident clip is given odds of about (n + 1) to 1.
+    assert fitted.apply(3.0) == pytest.approx(math.log(4.0), rel=0.5)
+
+
 def test_fit_refuses_what_it_cannot_calibrate():
     bona, spoof = _gaussian_scores(200, 200)
     with pytest.raises(CalibrationError, match="rank fakes above real clips"):
@@ -125,3 +132,35 @@ def test_a_broken_calibration_entry_is_a_format_error(folder_with_validation):
     path.write_text(json.dumps(config))
     with pytest.raises(DetectorFormatError, match="positive scale"):
         load_detector(folder, device="cpu")
+
+
+def test_training_writes_a_calibrated_folder(tmp_path):
+    from conftest import make_toy_split
+
+    from dfa_lib.fusion import fit_fusion
+    from dfa_lib.train import TrainConfig, train
+
+    parts = {
+        s: make_toy_split(n, i, s, seconds=0.75, noise=0.05)
+        for i, (s, n) in enumerate([("training", 24), ("validation", 16)])
+    }
+    results = train(
+        [TrainConfig(name=m, model=m, clip_seconds=0.5) for m in ("lfcc_logreg", "ifd_logreg")],
+        parts["training"][0],
+        parts["validation"][0],
+        parts["training"][1],
+        parts["validation"][1],
+        tmp_path / "runs",
+        dataset={"dataset": "toy", "protocol": "in-domain"},
+        progress=False,
+    )
+    labels = parts["validation"][0].set_index("path")["label"]
+    fused = fit_fusion([r.folder for r in results], labels)
+    for folder in [r.folder for r in results] + [fused]:
+        entry = json.loads((folder / "config.json").read_text())["calibration"]
+        assert entry["n_real"] == 16 and entry["n_fake"] == 16 and entry["scale"] > 0
+        # What training wrote is what 05 would fit: calibrating again changes nothing.
+        before = (folder / "config.json").read_bytes()
+        calibrate_folder(folder, labels)
+        assert (folder / "config.json").read_bytes() == before
+        assert load_detector(folder, device="cpu").calibration.scale == entry["scale"]
