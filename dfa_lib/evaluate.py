@@ -135,7 +135,8 @@ class EvaluationError(ValueError):
 
 
 # Columns of :func:`evaluate_folders`: one row per run folder, ``error`` set when it failed.
-# ``protocol`` is the metrics entry the result went to (:func:`evaluation_key`).
+# ``protocol`` is the metrics entry the result went to (:func:`evaluation_key`); ``cllr`` the
+# cost in bits of the probabilities of fake the detector reports (its calibration applied).
 EVALUATION_COLUMNS: tuple[str, ...] = (
     "model",
     "trained_on",
@@ -145,6 +146,7 @@ EVALUATION_COLUMNS: tuple[str, ...] = (
     "eer_ci_high_%",
     "auc",
     "accuracy_%",
+    "cllr",
     "n",
     "folder",
     "error",
@@ -229,6 +231,11 @@ def run_folders(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[tu
 
 
 def _evaluation_row(folder: Path, protocol: str, trained_on: str, metrics: dict) -> dict:
+    from dfa_lib.calibration import Calibration
+    from dfa_lib.detector import read_detector_config
+
+    scored = pd.read_csv(folder / "scores" / f"{protocol}.scored.csv")
+    calibration = Calibration.from_config(read_detector_config(folder))
     return {
         "model": folder.name,
         "trained_on": trained_on,
@@ -238,6 +245,7 @@ def _evaluation_row(folder: Path, protocol: str, trained_on: str, metrics: dict)
         "eer_ci_high_%": 100 * metrics["eer_ci_high"],
         "auc": metrics["auc"],
         "accuracy_%": 100 * metrics["accuracy"],
+        "cllr": calibration_costs(scored, calibration)["cllr_calibrated"],
         "n": metrics["n"],
         "folder": str(folder),
         "error": None,

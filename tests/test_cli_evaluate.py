@@ -105,8 +105,10 @@ def test_evaluate_scores_detectors_then_their_fusion(toy_root, runs):
         assert (folder / "scores" / "in-domain.2019.txt").is_file()
         metrics = json.loads((folder / "metrics.json").read_text())["in-domain"]
         assert 100 * metrics["eer"] == pytest.approx(row._4)
-    # Tones against noise: every detector separates them.
+    # Tones against noise: every detector separates them, and says so with calibrated
+    # probabilities (well under the 1 bit of a detector that always says 50 %).
     assert table["auc"].min() > 0.9
+    assert (table["cllr"] < 0.5).all()
     assert fused.is_dir()
 
 
@@ -258,6 +260,7 @@ def test_another_dataset_is_filed_beside_the_detectors_own_results(toy_root, run
     assert key.startswith("swapped-") and key.endswith(".in-domain")
     assert (table["protocol"] == key).all()
     assert table["auc"].max() < 0.1  # the labels are swapped: every detector is inverted
+    assert (table["cllr"] > 1).all()  # and its confident probabilities mislead
     for folder in runs.iterdir():
         metrics = json.loads((folder / "metrics.json").read_text())
         assert json.loads(own[folder.name])["in-domain"] == metrics["in-domain"]
