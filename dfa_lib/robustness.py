@@ -22,10 +22,11 @@ import torch
 from tqdm.auto import tqdm
 
 from dfa_lib.atomic import save_array
+from dfa_lib.calibration import Calibration
 from dfa_lib.degrade import DEGRADATIONS, degrade_cached
 from dfa_lib.experiment import ProtocolData
 from dfa_lib.manifest import clip_ids
-from dfa_lib.metrics import equal_error_rate, roc_auc
+from dfa_lib.metrics import cllr, equal_error_rate, roc_auc
 
 # Every named degradation, in the registry's order (clean first).
 SWEEP: tuple[str, ...] = tuple(DEGRADATIONS)
@@ -148,10 +149,12 @@ def degradation_sweep(
 ) -> pd.DataFrame:
     """Score every detector under every degradation; one row per (detector, degradation).
 
-    Columns: ``detector``, ``degradation``, ``family``, ``eer`` (fraction), ``auc``, ``n``.
-    Each detector keeps its own scoring rule; the EER needs no threshold. ``fusions`` maps a
-    name to ``(member names, parameters)`` (see :func:`dfa_lib.fusion.members_and_parameters`):
-    each is scored from its members' scores, which must be among ``detectors``.
+    Columns: ``detector``, ``degradation``, ``family``, ``eer`` (fraction), ``auc``, ``cllr``
+    (bits, of the probabilities the detector reports: its calibration applied), ``n``. Each
+    detector keeps its own scoring rule; the EER needs no threshold. ``fusions`` maps a name to
+    ``(member names, parameters)`` (see :func:`dfa_lib.fusion.members_and_parameters`): each is
+    scored from its members' scores, which must be among ``detectors``; its log-odds are taken
+    as they are (a fusion is a logistic regression, calibrated on validation by its fit).
     """
     from dfa_lib.evaluate import test_checksum
 
@@ -190,6 +193,7 @@ def degradation_sweep(
             scores[fused] = parameters.combine(np.stack([scores[m] for m in members], axis=1))
         for det_name in [*detectors, *fusions]:
             bona, spoof = scores[det_name][labels == "real"], scores[det_name][labels == "fake"]
+            calibration = getattr(detectors.get(det_name), "calibration", None) or Calibration()
             rows.append(
                 {
                     "detector": det_name,
@@ -197,6 +201,7 @@ def degradation_sweep(
                     "family": DEGRADATIONS[name].family,
                     "eer": equal_error_rate(bona, spoof).eer,
                     "auc": roc_auc(bona, spoof),
+                    "cllr": cllr(calibration.apply(bona), calibration.apply(spoof)),
                     "n": len(labels),
                 }
             )
@@ -231,12 +236,19 @@ def _score_path(score_dir: Path, detector, degradation: str, clips: str) -> Path
 
 
 def sweep_summary(sweep: pd.DataFrame) -> pd.DataFrame:
-    """Per detector: clean EER, mean EER over the degraded conditions and their ratio."""
-    clean = sweep[sweep["degradation"] == "clean"].set_index("detector")["eer"]
-    degraded = sweep[sweep["degradation"] != "clean"].groupby("detector")["eer"].mean()
-    worst = sweep[sweep["degradation"] != "clean"].groupby("detector")["eer"].max()
+    """Per detector: clean EER, mean EER over the degraded conditions and their ratio.
+
+    With a ``cllr`` column (:func:`degradation_sweep`), also the clean and mean degraded Cllr.
+    """
+    is_clean = sweep["degradation"] == "clean"
+    clean = sweep[is_clean].set_index("detector")["eer"]
+    degraded = sweep[~is_clean].groupby("detector")["eer"].mean()
+    worst = sweep[~is_clean].groupby("detector")["eer"].max()
     out = pd.DataFrame({"clean_eer": clean, "mean_degraded_eer": degraded, "worst_eer": worst})
     out["ratio"] = out["mean_degraded_eer"] / out["clean_eer"].where(out["clean_eer"] > 0)
+    if "cllr" in sweep.columns:
+        out["clean_cllr"] = sweep[is_clean].set_index("detector")["cllr"]
+        out["mean_degraded_cllr"] = sweep[~is_clean].groupby("detector")["cllr"].mean()
     return out
 
 

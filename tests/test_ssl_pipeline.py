@@ -178,6 +178,30 @@ def test_degradation_sweep_table(tmp_path, toy_data):
     assert (sweep["n"] == 8).all() and sweep["eer"].between(0, 1).all()
     summary = sweep_summary(sweep)
     assert summary.loc["loud", "mean_degraded_eer"] == pytest.approx(sweep["eer"].iloc[1:].mean())
+    assert summary.loc["loud", "mean_degraded_cllr"] == pytest.approx(sweep["cllr"].iloc[1:].mean())
+
+    # The Cllr is that of the probabilities the detector reports: its calibration applied.
+    from dfa_lib.calibration import Calibration
+    from dfa_lib.metrics import cllr
+
+    calibrated = Loudness()
+    calibrated.calibration = Calibration(scale=0.5, offset=-1.0)
+    again = degradation_sweep(
+        {"loud": calibrated},
+        toy_data,
+        ("clean",),
+        cache_dir=tmp_path / "c",
+        progress=False,
+        max_per_class=4,
+    )
+    frame, waves = degraded_test_set(
+        toy_data, "clean", tmp_path / "c", progress=False, max_per_class=4
+    )
+    scores, real = np.asarray(Loudness().score_waves(waves)), frame["label"].to_numpy() == "real"
+    assert again["cllr"].iloc[0] == pytest.approx(
+        cllr(0.5 * scores[real] - 1, 0.5 * scores[~real] - 1)
+    )
+    assert again["cllr"].iloc[0] != pytest.approx(sweep["cllr"].iloc[0])
 
 
 def test_degradation_sweep_scores_fusions_from_their_members(tmp_path, toy_data):
