@@ -452,11 +452,9 @@ def _run_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
 
 
 def _run_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    import pandas as pd
-
     from dfa_lib.datasets import DatasetError
     from dfa_lib.detector import resolve_device
-    from dfa_lib.evaluate import EVALUATION_COLUMNS, evaluate_folders, run_folders
+    from dfa_lib.evaluate import evaluate_folders, run_folders
     from dfa_lib.experiment import ProtocolUnavailableError, prepare_protocol
     from dfa_lib.manifest import ManifestError
     from dfa_lib.protocols import ProtocolError
@@ -490,14 +488,8 @@ def _run_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         seed=args.seed,
         device=args.device,
         reuse=not args.rescore,
+        problems=problems,
     )
-    missing = [
-        {**dict.fromkeys(EVALUATION_COLUMNS), "protocol": args.protocol, "folder": path,
-         "error": message}
-        for path, message in problems
-    ]  # fmt: skip
-    if missing:
-        table = pd.concat([table, pd.DataFrame(missing, columns=table.columns)], ignore_index=True)
     _write_table(table, args, parser)
     failed = int(table["error"].notna().sum())
     if failed:

@@ -230,25 +230,50 @@ def run_folders(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[tu
     return folders, problems
 
 
-def _evaluation_row(folder: Path, protocol: str, trained_on: str, metrics: dict) -> dict:
-    from dfa_lib.calibration import Calibration
-    from dfa_lib.detector import read_detector_config
-
-    scored = pd.read_csv(folder / "scores" / f"{protocol}.scored.csv")
-    calibration = Calibration.from_config(read_detector_config(folder))
+def _metric_columns(metrics: dict) -> dict:
+    """A metrics.json entry as the columns of the results tables (percent where it reads so)."""
     return {
-        "model": folder.name,
-        "trained_on": trained_on,
-        "protocol": protocol,
         "eer_%": 100 * metrics["eer"],
         "eer_ci_low_%": 100 * metrics["eer_ci_low"],
         "eer_ci_high_%": 100 * metrics["eer_ci_high"],
         "auc": metrics["auc"],
         "accuracy_%": 100 * metrics["accuracy"],
-        "cllr": calibration_costs(scored, calibration)["cllr_calibrated"],
         "n": metrics["n"],
+    }
+
+
+def _evaluation_row(
+    folder: Path, config: dict, protocol: str, trained_on: str, metrics: dict
+) -> dict:
+    from dfa_lib.calibration import Calibration
+
+    scored = pd.read_csv(folder / "scores" / f"{protocol}.scored.csv")
+    calibration = Calibration.from_config(config)
+    return {
+        "model": folder.name,
+        "trained_on": trained_on,
+        "protocol": protocol,
+        **_metric_columns(metrics),
+        "cllr": calibration_costs(scored, calibration)["cllr_calibrated"],
         "folder": str(folder),
         "error": None,
+    }
+
+
+def _error_row(
+    folder: str,
+    protocol: str,
+    message: str,
+    model: str | None = None,
+    trained_on: str | None = None,
+) -> dict:
+    return {
+        **dict.fromkeys(EVALUATION_COLUMNS),
+        "model": model,
+        "trained_on": trained_on,
+        "protocol": protocol,
+        "folder": folder,
+        "error": message if folder in message else f"{folder}: {message}",
     }
 
 
@@ -259,6 +284,7 @@ def evaluate_folders(
     seed: int = 0,
     device: str = "auto",
     reuse: bool = True,
+    problems: Sequence[tuple[str, str]] = (),
 ) -> pd.DataFrame:
     """Evaluate run folders on ``data``'s test split; one row each (:data:`EVALUATION_COLUMNS`).
 
@@ -269,7 +295,8 @@ def evaluate_folders(
     another format version, broken weights, trained for another protocol of this dataset, a
     fusion with a missing or retrained member) gets a row whose ``error`` says why; the others
     go on. Results on another dataset than a detector's own are filed under
-    :func:`evaluation_key`, beside its own.
+    :func:`evaluation_key`, beside its own. ``problems`` (:func:`run_folders`' inputs that name
+    no folder) close the table as error rows.
     """
     from dfa_lib.detector import read_detector_config
     from dfa_lib.fusion import evaluate_fusion, is_fusion_folder, member_folders
@@ -301,20 +328,12 @@ def evaluate_folders(
                 metrics = evaluate_run(
                     folder, data, n_boot=n_boot, seed=seed, reuse=reuse, device=device, key=key
                 )
-            rows.append(_evaluation_row(folder, key, trained_on, metrics))
+            rows.append(_evaluation_row(folder, config, key, trained_on, metrics))
         except Exception as error:  # noqa: BLE001 - one bad folder must not stop the batch
             failed.add(folder.resolve())
             message = str(error) or type(error).__name__
-            rows.append(
-                {
-                    **dict.fromkeys(EVALUATION_COLUMNS),
-                    "model": folder.name,
-                    "trained_on": trained_on,
-                    "protocol": data.protocol,
-                    "folder": str(folder),
-                    "error": message if str(folder) in message else f"{folder}: {message}",
-                }
-            )
+            rows.append(_error_row(str(folder), data.protocol, message, folder.name, trained_on))
+    rows += [_error_row(path, data.protocol, message) for path, message in problems]
     return pd.DataFrame(rows, columns=list(EVALUATION_COLUMNS))
 
 
@@ -419,12 +438,7 @@ def results_table(runs_dir: str | os.PathLike) -> pd.DataFrame:
                     "model": folder.name,
                     "trained_on": trained_on,
                     "protocol": protocol,
-                    "eer_%": 100 * m["eer"],
-                    "eer_ci_low_%": 100 * m["eer_ci_low"],
-                    "eer_ci_high_%": 100 * m["eer_ci_high"],
-                    "auc": m["auc"],
-                    "accuracy_%": 100 * m["accuracy"],
-                    "n": m["n"],
+                    **_metric_columns(m),
                     "folder": str(folder),
                 }
             )

@@ -149,22 +149,20 @@ def test_evaluation_and_sweep_report_a_broken_detector_and_fail_after_the_rest(
     (offline / "in-domain" / "original_cnn" / "model.safetensors").write_bytes(b"broken")
     data_dir = runs.parent / "data"
     output = tmp_path / "05.ipynb"
-    with pytest.raises(PapermillExecutionError, match="could not be evaluated: original_cnn"):
+    common = {"data_dir": str(data_dir), "cache_dir": str(data_dir / "cache"), "device": "cpu"}
+
+    def execute(name: str, output: Path, **parameters) -> None:
         papermill.execute_notebook(
-            str(NOTEBOOKS_DIR / "05_evaluation.ipynb"),
+            str(NOTEBOOKS_DIR / f"{name}.ipynb"),
             str(output),
-            parameters={
-                "data_dir": str(data_dir),
-                "cache_dir": str(data_dir / "cache"),
-                "runs_dir": str(offline),
-                "device": "cpu",
-                "n_boot": 20,
-                "n_worst": 1,
-            },
+            parameters={**common, "runs_dir": str(offline), **parameters},
             kernel_name=KERNEL,
             cwd=str(NOTEBOOKS_DIR),
             progress_bar=False,
         )
+
+    with pytest.raises(PapermillExecutionError, match="could not be evaluated: original_cnn"):
+        execute("05_evaluation", output, n_boot=20, n_worst=1)
     text = output.read_text()
     # The broken folder is named with its error, once per protocol it answers ...
     assert "Detectors that could not be evaluated" in text
@@ -189,21 +187,12 @@ def test_evaluation_and_sweep_report_a_broken_detector_and_fail_after_the_rest(
     # 06 sweeps the detectors it can load and then fails, naming the one it could not.
     output = tmp_path / "06.ipynb"
     with pytest.raises(PapermillExecutionError, match="could not be loaded for the sweep"):
-        papermill.execute_notebook(
-            str(NOTEBOOKS_DIR / "06_robustness.ipynb"),
-            str(output),
-            parameters={
-                "data_dir": str(data_dir),
-                "cache_dir": str(data_dir / "cache"),
-                "runs_dir": str(offline),
-                "device": "cpu",
-                "train_augmented": False,
-                "sweep_per_class": 4,
-                "sweep_detectors": "lcnn,original_cnn",
-            },
-            kernel_name=KERNEL,
-            cwd=str(NOTEBOOKS_DIR),
-            progress_bar=False,
+        execute(
+            "06_robustness",
+            output,
+            train_augmented=False,
+            sweep_per_class=4,
+            sweep_detectors="lcnn,original_cnn",
         )
     swept = json.loads(output.read_text())
     printed = "".join(
