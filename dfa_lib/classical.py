@@ -514,6 +514,11 @@ _CLASSES_BY_TYPE: dict[str, type[Classifier]] = {
 
 CLASSICAL_MODEL_NAMES: tuple[str, ...] = tuple(_CLASSES_BY_TYPE)
 
+# The logistic regressions on utterance statistics: they fit in seconds on every clip.
+LOGREG_MODEL_NAMES: tuple[str, ...] = tuple(
+    name for name, cls in _CLASSES_BY_TYPE.items() if issubclass(cls, _StatisticsLogReg)
+)
+
 
 def build_classical(name: str, seed: int = 0, **kwargs: Any) -> Classifier:
     """Build an unfitted classical classifier by name (one of :data:`CLASSICAL_MODEL_NAMES`).

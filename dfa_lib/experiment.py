@@ -9,14 +9,19 @@ seeded stratified subset if asked, and decode each split once into a cached
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from dfa_lib.clips import ClipStore, decode_clips
 from dfa_lib.labels import SPLITS
 from dfa_lib.manifest import manifest_checksum
+
+if TYPE_CHECKING:
+    from dfa_lib.train import TrainConfig
 
 OFFLINE = "offline"
 MAIN_CORPUS, CROSS_CORPUS = "offline-main", "offline-cross"
@@ -106,6 +111,36 @@ def load_protocol_frames(
     main = main.assign(path=Path(main_root).name + "/" + main["path"])
     rows = apply_protocol(main, protocol, cross=cross, seed=seed)
     return Path(main_root).parent, rows
+
+
+def training_groups(
+    configs: Sequence[TrainConfig], max_per_class: int, logreg_max_per_class: int = -1
+) -> list[tuple[int | None, list[TrainConfig]]]:
+    """Group training configs by the cap on clips per class each trains on.
+
+    ``max_per_class`` caps every model (0: every clip); ``logreg_max_per_class`` overrides it
+    for the logistic regressions of :data:`dfa_lib.classical.LOGREG_MODEL_NAMES`, which fit in
+    seconds on every clip (-1: the same cap as the others). Returns ``(cap, configs)`` pairs,
+    ``cap`` None for every clip, in the order their first config appears; a notebook loads a
+    protocol's clips once per pair (:func:`prepare_protocol`'s ``max_per_class``).
+    """
+    from dfa_lib.classical import LOGREG_MODEL_NAMES
+
+    if max_per_class < 0:
+        raise ValueError(
+            f"max_per_class must be 0 (every clip) or a positive cap, got {max_per_class}"
+        )
+    if logreg_max_per_class < -1:
+        raise ValueError(
+            "logreg_max_per_class must be -1 (as max_per_class), 0 (every clip) or a positive "
+            f"cap, got {logreg_max_per_class}"
+        )
+    logreg_cap = max_per_class if logreg_max_per_class == -1 else logreg_max_per_class
+    groups: dict[int | None, list[TrainConfig]] = {}
+    for config in configs:
+        cap = logreg_cap if config.model in LOGREG_MODEL_NAMES else max_per_class
+        groups.setdefault(cap or None, []).append(config)
+    return list(groups.items())
 
 
 def prepare_protocol(

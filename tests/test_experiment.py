@@ -1,6 +1,10 @@
-"""Which models a notebook trains on which device."""
+"""Which models a notebook trains on which device, and on how many clips."""
 
-from dfa_lib.experiment import models_to_train
+import pytest
+
+from dfa_lib.classical import LOGREG_MODEL_NAMES
+from dfa_lib.experiment import models_to_train, training_groups
+from dfa_lib.train import TrainConfig
 
 
 def test_gpu_models_join_only_off_the_cpu():
@@ -19,3 +23,37 @@ def test_names_already_listed_or_empty_are_not_added_twice():
     )
     assert models_to_train("", "", "cuda") == ([], [])
     assert models_to_train("ifd_logreg", "", "cuda") == (["ifd_logreg"], [])
+
+
+def _configs(*models):
+    return [TrainConfig(name=m, model=m) for m in models]
+
+
+def test_logistic_regressions_get_their_own_cap():
+    configs = _configs("original_cnn", "ifd_logreg", "lcnn", "lfcc_gmm", "ifd_rps_logreg")
+    groups = training_groups(configs, 1000, 0)
+    assert [(cap, [c.name for c in group]) for cap, group in groups] == [
+        (1000, ["original_cnn", "lcnn", "lfcc_gmm"]),
+        (None, ["ifd_logreg", "ifd_rps_logreg"]),
+    ]
+    # The GMM is classical but no logistic regression: it keeps the CNNs' cap.
+    assert "lfcc_gmm" not in LOGREG_MODEL_NAMES
+    assert {"lfcc_logreg", "ifd_logreg", "ifd_rps_logreg"} == set(LOGREG_MODEL_NAMES)
+
+
+def test_one_group_when_the_caps_agree():
+    configs = _configs("lcnn", "ifd_logreg")
+    assert training_groups(configs, 1000) == [(1000, configs)]  # -1: as max_per_class
+    assert training_groups(configs, 0, 0) == [(None, configs)]
+    assert training_groups(configs, 500, 500) == [(500, configs)]
+    assert training_groups(configs, 0, 200) == [(None, configs[:1]), (200, configs[1:])]
+    assert training_groups([], 1000, 0) == []
+
+
+@pytest.mark.parametrize(
+    ("max_per_class", "logreg_max_per_class", "message"),
+    [(-1, 0, "max_per_class must be 0"), (100, -2, "logreg_max_per_class must be -1")],
+)
+def test_bad_caps_are_refused(max_per_class, logreg_max_per_class, message):
+    with pytest.raises(ValueError, match=message):
+        training_groups(_configs("lcnn"), max_per_class, logreg_max_per_class)
