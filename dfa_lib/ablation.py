@@ -28,7 +28,10 @@ Studies (:data:`STUDIES`):
   float32). ``--cpu-bfloat16`` trains every variant of any study that way;
 - ``phase-statistics``: the logistic regression on STFT phase statistics (``ifd_logreg``)
   against the same with the relative phase shift of each harmonic (``ifd_rps_logreg``), with
-  a refined F0, fewer harmonics, sparser frames or weaker regularisation (seconds each).
+  a refined F0, fewer harmonics, sparser frames or weaker regularisation (seconds each);
+- ``vocoded-fakes``: the phase regressions and the log-mel LCNN trained as they are and with
+  one Codec 2 copy of each real training clip added as a fake (``TrainConfig.vocoded_fakes``,
+  :mod:`dfa_lib.copysynth`).
 
 One run per variant is one draw of the training: another seed (another subset of clips and
 another initialisation), or another machine, can move an LCNN's EER by several points.
@@ -116,6 +119,9 @@ def _phase(model: str, C: float | None = None, **rps: Any) -> dict[str, Any]:
     return {"model": model, "model_kwargs": kwargs}
 
 
+# The Codec 2 modes whose copies of the real training clips the default profile adds as fakes.
+CODEC2_COPIES = "3200,1300,700C"
+
 STUDIES: dict[str, tuple[Variant, ...]] = {
     "lcnn-frontend": (
         Variant("lfcc-8k", _lcnn("lfcc", 8000.0)),
@@ -171,6 +177,14 @@ STUDIES: dict[str, tuple[Variant, ...]] = {
         Variant("ifd+rps-6-harmonics", _phase("ifd_rps_logreg", n_harmonics=6)),
         Variant("ifd+rps-20ms", _phase("ifd_rps_logreg", frame_period_ms=20.0)),
         Variant("ifd+rps-C0.1", _phase("ifd_rps_logreg", C=0.1)),
+    ),
+    "vocoded-fakes": (
+        Variant("ifd+rps", _phase("ifd_rps_logreg")),
+        Variant("ifd+rps+codec2", {**_phase("ifd_rps_logreg"), "vocoded_fakes": CODEC2_COPIES}),
+        Variant("ifd", _phase("ifd_logreg")),
+        Variant("ifd+codec2", {**_phase("ifd_logreg"), "vocoded_fakes": CODEC2_COPIES}),
+        Variant("mel-4k", _lcnn("mel", 4000.0)),
+        Variant("mel-4k+codec2", {**_lcnn("mel", 4000.0), "vocoded_fakes": CODEC2_COPIES}),
     ),
 }
 

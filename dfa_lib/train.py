@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from dfa_lib import __version__
 from dfa_lib.calibration import calibrate_new_folder
 from dfa_lib.clips import ClipStore
+from dfa_lib.copysynth import parse_modes, with_vocoded_fakes
 from dfa_lib.detector import CLASSICAL_MODELS
 from dfa_lib.labels import FAKE, REAL, label_to_index
 from dfa_lib.metrics import equal_error_rate
@@ -80,7 +81,13 @@ class TrainConfig:
     grad_accumulation: int = 1  # optimizer step every N batches
     max_batches_per_epoch: int | None = None  # cap for quick experiments
     augment: dict | None = None  # dfa_lib.augment.AugmentConfig fields, or None for clean training
+    # Codec 2 modes ("3200,1300,700C") whose copies of the real training clips are added to
+    # training as fakes, one copy per real clip (dfa_lib.copysynth); "" adds none.
+    vocoded_fakes: str = ""
     sample_rate: int = 16000
+
+    def __post_init__(self) -> None:
+        parse_modes(self.vocoded_fakes)  # an unknown mode fails here, before any training
 
     def resolved(self) -> dict:
         """Return the config as a plain dict (what the run folder records)."""
@@ -257,6 +264,9 @@ def fingerprint(config: TrainConfig, train_checksum: str, val_checksum: str) -> 
     # The precision the steps ran in is what matters: asking for bfloat16 on a CPU without it
     # trains exactly as without asking, and folders from before the setting stay valid.
     del resolved["cpu_bfloat16"]
+    # Folders from before vocoded fakes existed trained without them, and stay valid.
+    if not resolved["vocoded_fakes"]:
+        del resolved["vocoded_fakes"]
     payload = {
         "config": resolved,
         "train": train_checksum,
@@ -310,10 +320,20 @@ def train(
         raise TrainingError(f"configuration names must be unique, got {names}")
     out_dir = Path(out_dir)
     results = []
+    copies: dict[str, tuple[pd.DataFrame, ClipStore]] = {}  # made once per set of modes
     for config in configs:
         results.append(
             _train_one(
-                config, train_df, val_df, train_store, val_store, out_dir, dataset, progress, reuse
+                config,
+                train_df,
+                val_df,
+                train_store,
+                val_store,
+                out_dir,
+                dataset,
+                progress,
+                reuse,
+                copies,
             )
         )
     return results
@@ -339,6 +359,7 @@ def _train_one(
     dataset: dict | None,
     progress: bool,
     reuse: bool,
+    copies: dict[str, tuple[pd.DataFrame, ClipStore]] | None = None,
 ) -> RunResult:
     folder = out_dir / config.name
     fp = fingerprint(config, split_checksum(train_df), split_checksum(val_df))
@@ -349,6 +370,14 @@ def _train_one(
 
     start = time.perf_counter()
     seed_everything(config.seed)
+    n_clips = len(train_df)
+    if config.vocoded_fakes:
+        copies = {} if copies is None else copies
+        if config.vocoded_fakes not in copies:
+            copies[config.vocoded_fakes] = with_vocoded_fakes(
+                train_df, train_store, config.vocoded_fakes
+            )
+        train_df, train_store = copies[config.vocoded_fakes]
     train_rows, train_labels = _usable(train_df, train_store, "training")
     val_rows, val_labels = _usable(val_df, val_store, "validation")
     if config.model in CLASSICAL_MODELS:
@@ -367,6 +396,7 @@ def _train_one(
         train_checksum=split_checksum(train_df),
         val_checksum=split_checksum(val_df),
         n_train=len(train_rows),
+        n_vocoded_fakes=len(train_df) - n_clips,
         n_val=len(val_rows),
         undecodable={
             "training": [train_df["path"].iloc[i] for i in train_store.errors],

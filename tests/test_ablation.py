@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 from conftest import make_toy_split
 
+import dfa_lib
 from dfa_lib.ablation import (
     STUDIES,
     Variant,
@@ -92,6 +94,16 @@ def test_studies_name_real_model_settings():
     assert replace(TrainConfig(), **STUDIES["cpu-bfloat16"][1].settings).cpu_bfloat16
     harmonics = [v.settings["model_kwargs"].get("rps") for v in STUDIES["phase-statistics"]]
     assert harmonics[4] == {"frame_period_ms": 20.0}
+    # Each vocoded-fakes pair differs in the copies alone, the modes the default profile uses.
+    pairs = STUDIES["vocoded-fakes"]
+    profile = json.loads((Path(dfa_lib.__file__).parent / "profiles/default.json").read_text())
+    [cnn] = [n for n in profile["notebooks"] if n["name"] == "02_cnn"]
+    for plain, copied in zip(pairs[::2], pairs[1::2], strict=True):
+        assert copied.name == plain.name + "+codec2"
+        assert copied.settings == {
+            **plain.settings,
+            "vocoded_fakes": cnn["parameters"]["vocoded_fakes"],
+        }
 
 
 def test_an_unknown_study_is_refused(tmp_path, toy):
