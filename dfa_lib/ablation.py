@@ -119,7 +119,7 @@ def _phase(model: str, C: float | None = None, **rps: Any) -> dict[str, Any]:
     return {"model": model, "model_kwargs": kwargs}
 
 
-# The Codec 2 modes whose copies of the real training clips the default profile adds as fakes.
+# The Codec 2 modes whose copies of the real training clips the vocoded-fakes study adds.
 CODEC2_COPIES = "3200,1300,700C"
 
 STUDIES: dict[str, tuple[Variant, ...]] = {

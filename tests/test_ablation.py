@@ -94,9 +94,9 @@ def test_studies_name_real_model_settings():
     assert replace(TrainConfig(), **STUDIES["cpu-bfloat16"][1].settings).cpu_bfloat16
     harmonics = [v.settings["model_kwargs"].get("rps") for v in STUDIES["phase-statistics"]]
     assert harmonics[4] == {"frame_period_ms": 20.0}
-    # Each vocoded-fakes pair differs in the copies alone, the modes the default profile uses.
+    # Each vocoded-fakes pair differs in the copies alone, the modes the smoke profile runs.
     pairs = STUDIES["vocoded-fakes"]
-    profile = json.loads((Path(dfa_lib.__file__).parent / "profiles/default.json").read_text())
+    profile = json.loads((Path(dfa_lib.__file__).parent / "profiles/smoke.json").read_text())
     [cnn] = [n for n in profile["notebooks"] if n["name"] == "02_cnn"]
     for plain, copied in zip(pairs[::2], pairs[1::2], strict=True):
         assert copied.name == plain.name + "+codec2"
