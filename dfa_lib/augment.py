@@ -750,3 +750,35 @@ class Augmenter:
         if peak > 1.0:
             x = x / peak
         return np.ascontiguousarray(x, dtype=np.float32), applied
+
+
+def with_augmented_copies(
+    frame,
+    store,
+    config: AugmentConfig,
+    seed: int = 0,
+    rows: Sequence[int] | None = None,
+):
+    """Return a training split plus one augmented copy of each of its decodable clips.
+
+    For models that fit once on fixed clips (the logistic regressions), where the torch models
+    draw new augmentations every epoch. ``rows`` (default: every row) are the clips copied;
+    copy ``k`` of row ``i`` is ``Augmenter(...)(clip, rng_for(0, i))``, so the same split,
+    config and seed give the same copies. A copy's row is its source's, label included, with
+    ``path`` ``<source path>#aug`` and no content hash. Returns ``(frame, store)``.
+    """
+    import pandas as pd
+
+    if len(frame) != len(store):
+        raise ValueError(
+            f"the frame has {len(frame)} rows and the store {len(store)} clips: they must match"
+        )
+    frame = frame.reset_index(drop=True)
+    chosen = [int(i) for i in (range(len(frame)) if rows is None else rows) if store.ok(int(i))]
+    augmenter = Augmenter.for_training(config, store, chosen, seed=seed)
+    copies = [augmenter(store[i], augmenter.rng_for(0, i)) for i in chosen]
+    added = frame.iloc[chosen].copy()
+    added["path"] = added["path"].astype(str) + "#aug"
+    if "sha256" in added.columns:
+        added["sha256"] = ""
+    return pd.concat([frame, added], ignore_index=True), store.extended(copies)

@@ -44,6 +44,16 @@ class ClipStore:
         samples = np.concatenate(parts) if parts else np.zeros(0, np.int16)
         return cls(samples=samples, offsets=offsets, sample_rate=sample_rate)
 
+    def extended(self, waves: list[np.ndarray]) -> ClipStore:
+        """Return a new store: these clips, then ``waves`` (float in [-1, 1]) at the end."""
+        extra = ClipStore.from_waves(waves, self.sample_rate)
+        return ClipStore(
+            samples=np.concatenate([np.asarray(self.samples), extra.samples]),
+            offsets=np.concatenate([self.offsets[:-1], self.offsets[-1] + extra.offsets]),
+            sample_rate=self.sample_rate,
+            errors=dict(self.errors),
+        )
+
     def __len__(self) -> int:
         return len(self.offsets) - 1
 

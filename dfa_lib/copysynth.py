@@ -218,11 +218,5 @@ def with_vocoded_fakes(
             if column in frame.columns:
                 row[column] = value
         rows.append(row)
-    extra = ClipStore.from_waves(copies, store.sample_rate)
-    merged = ClipStore(
-        samples=np.concatenate([np.asarray(store.samples), extra.samples]),
-        offsets=np.concatenate([store.offsets[:-1], store.offsets[-1] + extra.offsets]),
-        sample_rate=store.sample_rate,
-        errors=dict(store.errors),
-    )
+    merged = store.extended(copies)
     return pd.concat([frame, pd.DataFrame(rows, columns=frame.columns)], ignore_index=True), merged

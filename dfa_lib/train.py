@@ -80,7 +80,9 @@ class TrainConfig:
     cpu_bfloat16: bool = False
     grad_accumulation: int = 1  # optimizer step every N batches
     max_batches_per_epoch: int | None = None  # cap for quick experiments
-    augment: dict | None = None  # dfa_lib.augment.AugmentConfig fields, or None for clean training
+    # dfa_lib.augment.AugmentConfig fields, or None for clean training; torch models draw new
+    # augmentations every epoch, classical models fit once on one augmented copy of each clip.
+    augment: dict | None = None
     # Codec 2 modes ("3200,1300,700C") whose copies of the real training clips are added to
     # training as fakes, one copy per real clip (dfa_lib.copysynth); "" adds none.
     vocoded_fakes: str = ""
@@ -320,7 +322,7 @@ def train(
         raise TrainingError(f"configuration names must be unique, got {names}")
     out_dir = Path(out_dir)
     results = []
-    copies: dict[str, tuple[pd.DataFrame, ClipStore]] = {}  # made once per set of modes
+    copies: dict = {}  # what _extended_training made, for the configs after it
     for config in configs:
         results.append(
             _train_one(
@@ -359,7 +361,7 @@ def _train_one(
     dataset: dict | None,
     progress: bool,
     reuse: bool,
-    copies: dict[str, tuple[pd.DataFrame, ClipStore]] | None = None,
+    copies: dict | None = None,
 ) -> RunResult:
     folder = out_dir / config.name
     fp = fingerprint(config, split_checksum(train_df), split_checksum(val_df))
@@ -371,13 +373,9 @@ def _train_one(
     start = time.perf_counter()
     seed_everything(config.seed)
     n_clips = len(train_df)
-    if config.vocoded_fakes:
-        copies = {} if copies is None else copies
-        if config.vocoded_fakes not in copies:
-            copies[config.vocoded_fakes] = with_vocoded_fakes(
-                train_df, train_store, config.vocoded_fakes
-            )
-        train_df, train_store = copies[config.vocoded_fakes]
+    train_df, train_store, n_augmented = _extended_training(
+        config, train_df, train_store, {} if copies is None else copies
+    )
     train_rows, train_labels = _usable(train_df, train_store, "training")
     val_rows, val_labels = _usable(val_df, val_store, "validation")
     if config.model in CLASSICAL_MODELS:
@@ -396,7 +394,8 @@ def _train_one(
         train_checksum=split_checksum(train_df),
         val_checksum=split_checksum(val_df),
         n_train=len(train_rows),
-        n_vocoded_fakes=len(train_df) - n_clips,
+        n_vocoded_fakes=len(train_df) - n_clips - n_augmented,
+        n_augmented_copies=n_augmented,
         n_val=len(val_rows),
         undecodable={
             "training": [train_df["path"].iloc[i] for i in train_store.errors],
@@ -424,6 +423,37 @@ def _train_one(
     # The probability of fake the folder reports, calibrated on these validation scores.
     calibrate_new_folder(folder, dict(zip(val_df["path"], val_df["label"], strict=True)))
     return RunResult(config, folder, best_epoch, eer.eer, eer.threshold, history, False, seconds)
+
+
+def _extended_training(
+    config: TrainConfig,
+    train_df: pd.DataFrame,
+    train_store: ClipStore,
+    cache: dict,
+) -> tuple[pd.DataFrame, ClipStore, int]:
+    """The training split with what ``config`` adds to it, and how many augmented copies.
+
+    Codec 2 copies of the real clips (``vocoded_fakes``); for classical models with
+    ``augment``, one augmented copy of each original clip (torch models augment on the fly
+    instead). ``cache`` keeps what one :func:`train` call made, for the configs after it.
+    """
+    augment_once = bool(config.augment) and config.model in CLASSICAL_MODELS
+    key = (config.vocoded_fakes, json.dumps(config.augment, sort_keys=True) if augment_once else "")
+    if key == ("", ""):
+        return train_df, train_store, 0
+    if key not in cache:
+        n_clips = len(train_df)
+        df, store = with_vocoded_fakes(train_df, train_store, config.vocoded_fakes)
+        n_augmented = 0
+        if augment_once:
+            from dfa_lib.augment import AugmentConfig, with_augmented_copies
+
+            df, store = with_augmented_copies(
+                df, store, AugmentConfig.from_dict(config.augment), config.seed, range(n_clips)
+            )
+            n_augmented = sum(store.ok(i) for i in range(n_clips))
+        cache[key] = (df, store, n_augmented)
+    return cache[key]
 
 
 def _load_previous(folder: Path, fp: str, config: TrainConfig) -> RunResult | None:

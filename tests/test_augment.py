@@ -322,3 +322,37 @@ def test_training_augmenter_draws_its_babble_pool_from_decodable_training_clips(
     assert len(levels) <= 4 and set(levels) <= {0.02, 0.03, 0.05, 0.06}  # rows 1, 2, 4, 5
     again = A.Augmenter.for_training(config, store, [1, 2, 3, 4, 5], seed=0, pool_size=4)
     assert [c[0] for c in again.noise_pool] == [c[0] for c in aug.noise_pool]
+
+
+def test_augmented_copies_extend_a_split_reproducibly():
+    import pandas as pd
+
+    from dfa_lib.clips import ClipStore
+
+    waves = [voiced(1.0, f0_start=100 + 20 * i, seed=i) for i in range(4)]
+    frame = pd.DataFrame(
+        {
+            "path": [f"c{i}.wav" for i in range(4)],
+            "label": ["real", "fake", "real", "fake"],
+            "sha256": ["h"] * 4,
+        }
+    )
+    store = ClipStore.from_waves(waves, SR)
+    store.errors[3] = "could not decode"
+    config = A.AugmentConfig(codec_p=0.0, noise_p=1.0, noise_types=("white",))
+    out, extended = A.with_augmented_copies(frame, store, config, seed=5)
+    assert out["path"].tolist()[4:] == ["c0.wav#aug", "c1.wav#aug", "c2.wav#aug"]
+    assert out["label"].tolist()[4:] == ["real", "fake", "real"]  # labels kept
+    assert set(out["sha256"].iloc[4:]) == {""} and len(extended) == 7
+    for k, i in enumerate([0, 1, 2]):
+        assert np.array_equal(extended[i], store[i])  # the originals untouched
+        assert extended[4 + k].shape == store[i].shape
+        assert not np.allclose(extended[4 + k], store[i], atol=1e-3)  # noise was added
+    again, extended_again = A.with_augmented_copies(frame, store, config, seed=5)
+    assert np.array_equal(extended_again.samples, extended.samples)
+    other_seed = A.with_augmented_copies(frame, store, config, seed=6)[1]
+    assert not np.array_equal(other_seed.samples, extended.samples)
+    only_first = A.with_augmented_copies(frame, store, config, seed=5, rows=[0])[0]
+    assert only_first["path"].tolist()[4:] == ["c0.wav#aug"]
+    with pytest.raises(ValueError, match="must match"):
+        A.with_augmented_copies(frame.iloc[:3], store, config)

@@ -179,3 +179,25 @@ def test_the_engine_trains_on_the_copies_and_says_so(tmp_path):
     )
     with pytest.raises(ValueError, match="unknown Codec 2 mode"):
         TrainConfig(vocoded_fakes="64000")
+
+
+def test_a_classical_model_fits_on_one_augmented_copy_of_each_clip_beside_the_copies(tmp_path):
+    from dfa_lib.augment import AugmentConfig
+
+    frame, store = _split()
+    val_frame, val_store = _split()
+    val_frame["path"] = "val/" + val_frame["path"]
+    augment = AugmentConfig(codec_p=0.0, noise_p=1.0, noise_types=("white",)).to_dict()
+    config = TrainConfig(
+        name="both",
+        model="ifd_logreg",
+        clip_seconds=1.0,
+        device="cpu",
+        augment=augment,
+        vocoded_fakes="3200",
+    )
+    [result] = train(config, frame, val_frame, store, val_store, tmp_path, progress=False)
+    prov = json.loads((result.folder / "provenance.json").read_text())
+    # 6 clips, 3 Codec 2 copies of the real ones, then one augmented copy of each original.
+    assert prov["n_vocoded_fakes"] == 3 and prov["n_augmented_copies"] == 6
+    assert prov["n_train"] == 15
