@@ -438,21 +438,27 @@ def _extended_training(
     instead). ``cache`` keeps what one :func:`train` call made, for the configs after it.
     """
     augment_once = bool(config.augment) and config.model in CLASSICAL_MODELS
-    key = (config.vocoded_fakes, json.dumps(config.augment, sort_keys=True) if augment_once else "")
-    if key == ("", ""):
+    # The augmented copies depend on the augmentation and on the seed that draws them.
+    augmentation = (
+        (json.dumps(config.augment, sort_keys=True), config.seed) if augment_once else None
+    )
+    key = (config.vocoded_fakes, augmentation)
+    if key == ("", None):
         return train_df, train_store, 0
     if key not in cache:
-        n_clips = len(train_df)
         df, store = with_vocoded_fakes(train_df, train_store, config.vocoded_fakes)
-        n_augmented = 0
+        before = len(df)
         if augment_once:
             from dfa_lib.augment import AugmentConfig, with_augmented_copies
 
             df, store = with_augmented_copies(
-                df, store, AugmentConfig.from_dict(config.augment), config.seed, range(n_clips)
+                df,
+                store,
+                AugmentConfig.from_dict(config.augment),
+                config.seed,
+                range(len(train_df)),
             )
-            n_augmented = sum(store.ok(i) for i in range(n_clips))
-        cache[key] = (df, store, n_augmented)
+        cache[key] = (df, store, len(df) - before)
     return cache[key]
 
 

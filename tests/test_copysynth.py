@@ -201,3 +201,29 @@ def test_a_classical_model_fits_on_one_augmented_copy_of_each_clip_beside_the_co
     # 6 clips, 3 Codec 2 copies of the real ones, then one augmented copy of each original.
     assert prov["n_vocoded_fakes"] == 3 and prov["n_augmented_copies"] == 6
     assert prov["n_train"] == 15
+
+
+def test_each_seed_gets_its_own_augmented_copies(tmp_path, monkeypatch):
+    import dfa_lib.augment as augment_module
+    from dfa_lib.augment import AugmentConfig
+
+    frame, store = _split()
+    val_frame, val_store = _split()
+    val_frame["path"] = "val/" + val_frame["path"]
+    seeds = []
+    original = augment_module.with_augmented_copies
+
+    def counted(frame, store, config, seed=0, rows=None):
+        seeds.append(seed)
+        return original(frame, store, config, seed, rows)
+
+    monkeypatch.setattr(augment_module, "with_augmented_copies", counted)
+    augment = AugmentConfig(codec_p=0.0, noise_p=1.0, noise_types=("white",)).to_dict()
+    common = dict(model="ifd_logreg", clip_seconds=1.0, device="cpu", augment=augment)
+    configs = [
+        TrainConfig(name="a", seed=0, **common),
+        TrainConfig(name="b", seed=0, **common),
+        TrainConfig(name="c", seed=1, **common),
+    ]
+    train(configs, frame, val_frame, store, val_store, tmp_path, progress=False)
+    assert seeds == [0, 1]  # made once for seed 0, again for seed 1
