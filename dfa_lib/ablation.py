@@ -31,7 +31,8 @@ Studies (:data:`STUDIES`):
   a refined F0, fewer harmonics, sparser frames or weaker regularisation (seconds each);
 - ``vocoded-fakes``: the phase regressions and the log-mel LCNN trained as they are and with
   one Codec 2 copy of each real training clip added as a fake (``TrainConfig.vocoded_fakes``,
-  :mod:`dfa_lib.copysynth`).
+  :mod:`dfa_lib.copysynth`); and the harmonic phase regression fitted on one augmented copy of
+  each clip beside it (``augment``), without and with the copies.
 
 One run per variant is one draw of the training: another seed (another subset of clips and
 another initialisation), or another machine, can move an LCNN's EER by several points.
@@ -81,6 +82,7 @@ __all__ = [
     "seed_summary",
     "select_variants",
     "setting_names",
+    "with_codec_cache",
 ]
 
 
@@ -118,6 +120,10 @@ def _phase(model: str, C: float | None = None, **rps: Any) -> dict[str, Any]:
         kwargs["C"] = C
     return {"model": model, "model_kwargs": kwargs}
 
+
+# dfa_lib.augment.AugmentConfig's defaults (a non-empty dict: an empty one means no augmentation);
+# the study's command line points the codec stage at the cache folder (with_codec_cache).
+DEFAULT_AUGMENT: dict[str, Any] = {"codec_cache_dir": None}
 
 # The Codec 2 modes whose copies of the real training clips the vocoded-fakes study adds.
 CODEC2_COPIES = "3200,1300,700C"
@@ -185,8 +191,32 @@ STUDIES: dict[str, tuple[Variant, ...]] = {
         Variant("ifd+codec2", {**_phase("ifd_logreg"), "vocoded_fakes": CODEC2_COPIES}),
         Variant("mel-4k", _lcnn("mel", 4000.0)),
         Variant("mel-4k+codec2", {**_lcnn("mel", 4000.0), "vocoded_fakes": CODEC2_COPIES}),
+        # The regression fitted once on one augmented copy of each clip, without and with the
+        # copies: the second is 02_cnn's ifd_rps_logreg_aug.
+        Variant("ifd+rps+aug", {**_phase("ifd_rps_logreg"), "augment": DEFAULT_AUGMENT}),
+        Variant(
+            "ifd+rps+aug+codec2",
+            {
+                **_phase("ifd_rps_logreg"),
+                "augment": DEFAULT_AUGMENT,
+                "vocoded_fakes": CODEC2_COPIES,
+            },
+        ),
     ),
 }
+
+
+def with_codec_cache(variants: Sequence[Variant], cache_dir: str | Path) -> list[Variant]:
+    """Return ``variants`` with the augmentation of those that augment caching its codec outputs
+    under ``cache_dir`` (as ``02_cnn`` and ``06_robustness`` do), unless they name a folder."""
+    out = []
+    for variant in variants:
+        augment = variant.settings.get("augment")
+        if augment and augment.get("codec_cache_dir") is None:
+            augment = {**augment, "codec_cache_dir": str(cache_dir)}
+            variant = replace(variant, settings={**variant.settings, "augment": augment})
+        out.append(variant)
+    return out
 
 
 def select_variants(study: str, names: str | None = None) -> tuple[Variant, ...]:
@@ -547,6 +577,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, variants) ->
     from dfa_lib.experiment import prepare_protocol, protocols_for
 
     cache = args.cache_dir or str(Path(args.data_dir) / "cache")
+    variants = with_codec_cache(variants, Path(cache) / "codecs")
     common = {"data_dir": args.data_dir, "cache_dir": cache, "seed": args.seed}
     data = prepare_protocol(
         args.dataset,

@@ -23,6 +23,7 @@ from dfa_lib.ablation import (
     runs_folder,
     seed_summary,
     select_variants,
+    with_codec_cache,
 )
 from dfa_lib.experiment import ProtocolData
 from dfa_lib.train import TrainConfig
@@ -123,6 +124,20 @@ def test_a_subset_of_variants_is_selected_by_name_in_the_order_given(capsys):
     with pytest.raises(SystemExit):
         main(["lcnn-phase", "--variants", "ifd-8k", "--data-dir", "/nonexistent"])
     assert "no variant ['ifd-8k']" in capsys.readouterr().err
+
+
+def test_augmenting_variants_cache_their_codec_outputs_unless_they_name_a_folder(tmp_path):
+    from dfa_lib.augment import AugmentConfig
+
+    plain, augmented = select_variants("vocoded-fakes", "ifd+rps,ifd+rps+aug")
+    named = Variant("named", {**augmented.settings, "augment": {"codec_cache_dir": "elsewhere"}})
+    out = with_codec_cache([plain, augmented, named], tmp_path / "codecs")
+    assert out[0] == plain and out[2] == named
+    assert out[1].settings["augment"]["codec_cache_dir"] == str(tmp_path / "codecs")
+    assert augmented.settings["augment"]["codec_cache_dir"] is None  # the study is left as is
+    # The rest are AugmentConfig's defaults, the augmentation 02_cnn's ifd_rps_logreg_aug gets.
+    config = AugmentConfig.from_dict(out[1].settings["augment"])
+    assert config == AugmentConfig(codec_cache_dir=str(tmp_path / "codecs"))
 
 
 def test_only_the_full_default_study_writes_the_canonical_tables():
