@@ -767,13 +767,9 @@ def with_augmented_copies(
     config and seed give the same copies. A copy's row is its source's, label included, with
     ``path`` ``<source path>#aug`` and no content hash. Returns ``(frame, store)``.
     """
-    import pandas as pd
+    from dfa_lib.clips import aligned_split, extend_split
 
-    if len(frame) != len(store):
-        raise ValueError(
-            f"the frame has {len(frame)} rows and the store {len(store)} clips: they must match"
-        )
-    frame = frame.reset_index(drop=True)
+    frame = aligned_split(frame, store)
     chosen = [int(i) for i in (range(len(frame)) if rows is None else rows) if store.ok(int(i))]
     augmenter = Augmenter.for_training(config, store, chosen, seed=seed)
     copies = [augmenter(store[i], augmenter.rng_for(0, i)) for i in chosen]
@@ -781,4 +777,4 @@ def with_augmented_copies(
     added["path"] = added["path"].astype(str) + "#aug"
     if "sha256" in added.columns:
         added["sha256"] = ""
-    return pd.concat([frame, added], ignore_index=True), store.extended(copies)
+    return extend_split(frame, store, added, copies)

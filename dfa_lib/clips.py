@@ -108,6 +108,30 @@ class ClipStore:
         return float(self.offsets[-1]) / self.sample_rate
 
 
+def aligned_split(frame: pd.DataFrame, store: ClipStore) -> pd.DataFrame:
+    """Return ``frame`` indexed 0..n-1, after checking it has one row per clip of ``store``."""
+    if len(frame) != len(store):
+        raise ValueError(
+            f"the frame has {len(frame)} rows and the store {len(store)} clips: they must match"
+        )
+    return frame.reset_index(drop=True)
+
+
+def extend_split(
+    frame: pd.DataFrame, store: ClipStore, rows: pd.DataFrame, waves: list[np.ndarray]
+) -> tuple[pd.DataFrame, ClipStore]:
+    """Return the split ``(frame, store)`` with ``rows`` and their clips ``waves`` at the end.
+
+    ``rows`` are manifest rows (``frame``'s columns; others are dropped), one per wave, such
+    as copies of ``frame``'s own rows with new paths; the result is indexed 0..n-1.
+    """
+    frame = aligned_split(frame, store)
+    if len(rows) != len(waves):
+        raise ValueError(f"{len(rows)} rows for {len(waves)} clips: give one row per clip")
+    added = pd.DataFrame(rows, columns=frame.columns)
+    return pd.concat([frame, added], ignore_index=True), store.extended(waves)
+
+
 def _clip_key(df: pd.DataFrame, root: Path, sample_rate: int) -> str:
     digest = hashlib.sha256(f"v{CACHE_VERSION}|{sample_rate}|{root.resolve()}".encode())
     has_hash = "sha256" in df.columns

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from dfa_lib.audio import resample
-from dfa_lib.clips import ClipStore
+from dfa_lib.clips import ClipStore, aligned_split, extend_split
 
 __all__ = [
     "CODEC2_DELAY",
@@ -193,13 +193,10 @@ def with_vocoded_fakes(
     hash. With no modes, the split is returned as it is.
     """
     names = parse_modes(modes)
-    if len(frame) != len(store):
-        raise ValueError(
-            f"the frame has {len(frame)} rows and the store {len(store)} clips: they must match"
-        )
+    aligned = aligned_split(frame, store)
     if not names:
         return frame, store
-    frame = frame.reset_index(drop=True)
+    frame = aligned
     real = [i for i in range(len(frame)) if frame["label"].iloc[i] == "real" and store.ok(i)]
     copies, rows = [], []
     for k, i in enumerate(real):
@@ -218,5 +215,4 @@ def with_vocoded_fakes(
             if column in frame.columns:
                 row[column] = value
         rows.append(row)
-    merged = store.extended(copies)
-    return pd.concat([frame, pd.DataFrame(rows, columns=frame.columns)], ignore_index=True), merged
+    return extend_split(frame, store, pd.DataFrame(rows, columns=frame.columns), copies)

@@ -294,6 +294,26 @@ def test_store_crops_refuse_bad_arguments():
         store.crops(np.array([0]), 5, np.array([0.1]), pad_mode="reflect")
 
 
+def test_a_split_is_extended_by_rows_and_their_clips_at_the_end():
+    from dfa_lib.clips import extend_split
+
+    waves = [np.full(n, 0.25 * (k + 1), np.float32) for k, n in enumerate([4, 6])]
+    store = ClipStore.from_waves(waves, SR)
+    store.errors[1] = "unreadable"
+    frame = pd.DataFrame({"path": ["a.wav", "b.wav"], "label": ["real", "fake"]}, index=[7, 3])
+    added = frame.iloc[[0]].assign(path="a.wav#copy", extra="dropped")
+    out, merged = extend_split(frame, store, added, [np.full(5, -0.5, np.float32)])
+    assert list(out.index) == [0, 1, 2] and list(out.columns) == ["path", "label"]
+    assert list(out["path"]) == ["a.wav", "b.wav", "a.wav#copy"] and len(merged) == 3
+    np.testing.assert_allclose(merged[2], -0.5, atol=1e-4)
+    np.testing.assert_array_equal(merged[0], store[0])
+    assert merged.errors == {1: "unreadable"} and len(store) == 2  # the split itself is kept
+    with pytest.raises(ValueError, match="one row per clip"):
+        extend_split(frame, store, added, [])
+    with pytest.raises(ValueError, match="the frame has 1 rows and the store 2 clips"):
+        extend_split(frame.iloc[:1], store, added, waves[:1])
+
+
 def test_uniform_draws_depend_only_on_seed_epoch_and_row():
     from dfa_lib.train import uniform_draws
 
