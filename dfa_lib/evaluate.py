@@ -665,12 +665,35 @@ def errors_by_group(
     return pd.concat(parts, ignore_index=True)[columns]
 
 
+def eer_by_voice(
+    scored: pd.DataFrame, voice_col: str = "speaker", label_col: str = "label"
+) -> pd.Series:
+    """EER % of each fake voice's clips against every real test clip, highest first.
+
+    The per-attack convention of :func:`dfa_lib.metrics.eer_by_generator`, one fake voice
+    (``voice_col`` of the fake rows) at a time: a pooled EER carried by a single voice that no
+    detector catches shows here as one column far above the others. Raises ValueError when
+    the frame lacks the columns or either class.
+    """
+    missing = [c for c in ("score", label_col, voice_col) if c not in scored.columns]
+    if missing:
+        raise ValueError(f"scored frame lacks column(s) {missing}; it has {list(scored.columns)}")
+    labels = set(scored[label_col].astype(str))
+    if not {"real", "fake"} <= labels:
+        raise ValueError(f"need real and fake test clips to score voices, got {sorted(labels)}")
+    frame = scored.assign(**{voice_col: scored[voice_col].astype(str)})
+    table = breakdown(frame, by=voice_col, label_col=label_col, generator_col=voice_col)
+    eer = pd.Series(100 * table["eer"].to_numpy(float), index=table[voice_col], name="eer_%")
+    return eer.rename_axis("voice").sort_values(ascending=False, kind="stable")
+
+
 __all__ = [
     "TRAINED_ON",
     "comparison_pairs",
     "evaluate_run",
     "evaluate_scores",
     "eer_intervals",
+    "eer_by_voice",
     "errors_by_group",
     "paired_difference",
     "paired_table",

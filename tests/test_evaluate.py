@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dfa_lib.evaluate import calibration_costs, eer_intervals, errors_by_group
+from dfa_lib.evaluate import calibration_costs, eer_by_voice, eer_intervals, errors_by_group
 from dfa_lib.metrics import cllr, min_cllr
 
 
@@ -44,6 +44,27 @@ def test_errors_by_group_counts_each_label_at_the_threshold():
         ("fake", "v1"),
         ("fake", "v2"),
     ]
+
+
+def test_eer_by_voice_scores_each_fake_voice_against_every_real_clip():
+    real = [2.0, 3.0, 4.0, 5.0]
+    frame = pd.DataFrame(
+        {
+            "label": ["real"] * 4 + ["fake"] * 6,
+            "speaker": ["ann", "ann", "bob", "bob", "caught", "caught", "missed", "missed"]
+            + ["half", "half"],
+            # caught: below every real clip; missed: above every one; half: one of each.
+            "score": [*real, -1.0, 0.0, 9.0, 8.0, -3.0, 7.0],
+        }
+    )
+    eer = eer_by_voice(frame)
+    assert list(eer.index) == ["missed", "half", "caught"]  # highest first
+    assert eer["caught"] == 0.0 and eer["missed"] == 100.0
+    assert eer["half"] == pytest.approx(50.0)
+    with pytest.raises(ValueError, match="lacks column"):
+        eer_by_voice(frame.drop(columns=["speaker"]))
+    with pytest.raises(ValueError, match="need real and fake"):
+        eer_by_voice(frame[frame["label"] == "fake"])
 
 
 def test_errors_by_group_with_no_errors_has_zero_shares():
