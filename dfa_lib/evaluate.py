@@ -672,8 +672,8 @@ def eer_by_voice(
 
     The per-attack convention of :func:`dfa_lib.metrics.eer_by_generator`, one fake voice
     (``voice_col`` of the fake rows) at a time: a pooled EER carried by a single voice that no
-    detector catches shows here as one column far above the others. Raises ValueError when
-    the frame lacks the columns or either class.
+    detector catches shows here as one voice far above the others. Raises ValueError when the
+    frame lacks the columns or either class.
     """
     missing = [c for c in ("score", label_col, voice_col) if c not in scored.columns]
     if missing:
