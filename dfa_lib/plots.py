@@ -108,7 +108,16 @@ def plot_heatmap(
     """A labelled heat map of a numeric table (e.g. EER % by model x generator)."""
     import seaborn as sns
 
-    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * table.shape[1], 0.8 + 0.45 * table.shape[0]))
+    # Room for the tick labels too (about 0.08 inch a character at the default font size):
+    # model and voice names run to 45 characters, wider than a few columns of cells.
+    rows = max((len(str(label)) for label in table.index), default=0)
+    columns = max((len(str(label)) for label in table.columns), default=0)
+    fig, ax = plt.subplots(
+        figsize=(
+            2.2 + 0.08 * rows + 0.9 * table.shape[1],
+            1.2 + 0.08 * columns + 0.45 * table.shape[0],
+        )
+    )
     sns.heatmap(
         table.astype(float), annot=True, fmt=fmt, cmap=cmap, ax=ax, cbar_kws={"label": "EER (%)"}
     )
