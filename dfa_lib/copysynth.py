@@ -193,16 +193,15 @@ def with_vocoded_fakes(
     hash. With no modes, the split is returned as it is.
     """
     names = parse_modes(modes)
-    aligned = aligned_split(frame, store)
+    split = aligned_split(frame, store)
     if not names:
         return frame, store
-    frame = aligned
-    real = [i for i in range(len(frame)) if frame["label"].iloc[i] == "real" and store.ok(i)]
+    real = [i for i in range(len(split)) if split["label"].iloc[i] == "real" and store.ok(i)]
     copies, rows = [], []
     for k, i in enumerate(real):
         mode = names[k % len(names)]
         copies.append(codec2_copy(store[i], store.sample_rate, mode))
-        row = frame.iloc[i].to_dict()
+        row = split.iloc[i].to_dict()
         generator = f"codec2-{mode}"
         row.update(path=f"{row['path']}#{generator}", label="fake")
         for column, value in (
@@ -212,7 +211,7 @@ def with_vocoded_fakes(
             ("speaker", f"{generator}:{row.get('speaker', '')}"),
             ("sha256", ""),
         ):
-            if column in frame.columns:
+            if column in split.columns:
                 row[column] = value
         rows.append(row)
-    return extend_split(frame, store, pd.DataFrame(rows, columns=frame.columns), copies)
+    return extend_split(split, store, pd.DataFrame(rows, columns=split.columns), copies)

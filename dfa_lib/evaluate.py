@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -687,6 +687,26 @@ def eer_by_voice(
     return eer.rename_axis("voice").sort_values(ascending=False, kind="stable")
 
 
+def voice_eer_table(
+    scored: Mapping[tuple[str, str], pd.DataFrame], protocol: str, voice_col: str = "speaker"
+) -> pd.DataFrame:
+    """EER % by detector (rows) and fake voice (columns) on ``protocol``, from :func:`eer_by_voice`.
+
+    ``scored`` maps ``(detector, protocol)`` to a scored test frame, as ``05_evaluation``
+    collects them; frames without ``voice_col`` are left out. The voices missed most on average
+    come first. Empty when no frame of ``protocol`` names its voices.
+    """
+    rows = {
+        model: eer_by_voice(frame, voice_col)
+        for (model, name), frame in scored.items()
+        if name == protocol and voice_col in frame.columns
+    }
+    if not rows:
+        return pd.DataFrame()
+    table = pd.DataFrame(rows).T
+    return table[table.mean().sort_values(ascending=False, kind="stable").index]
+
+
 __all__ = [
     "TRAINED_ON",
     "comparison_pairs",
@@ -703,4 +723,5 @@ __all__ = [
     "headline_table",
     "results_table",
     "score_split",
+    "voice_eer_table",
 ]

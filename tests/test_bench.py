@@ -17,6 +17,7 @@ from dfa_lib.bench.__main__ import main as bench_main
 from dfa_lib.bench.report import render_html
 from dfa_lib.bench.stages import BenchConfig, figures, read_end_to_end
 from dfa_lib.codecs import in_process_available
+from dfa_lib.copysynth import CODEC2_MODES
 from dfa_lib.reports import load_profile
 
 SR = 16000
@@ -148,6 +149,12 @@ def test_quick_bench_writes_every_stage(tmp_path, tiny_wav2vec2_dir):
         assert (row["av_ms_per_clip"] is not None) == in_process_available(codec)
     if in_process_available("mp3") and shutil.which("ffmpeg"):
         assert codecs[("mp3", "32k")]["speedup"] > 0
+    copies = report["codecs"]["codec2_copies"]
+    if copies["error"] is None:  # libcodec2 installed (make setup installs it)
+        assert set(copies["ms_per_clip"]) == set(CODEC2_MODES)
+        assert all(ms > 0 for ms in copies["ms_per_clip"].values())
+    else:
+        assert "libcodec2" in copies["error"]
     stages = {e["stage"] for e in report["history"]}
     assert {"data loading", "training", "pretrained features"} <= stages
 

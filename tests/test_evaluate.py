@@ -6,7 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dfa_lib.evaluate import calibration_costs, eer_by_voice, eer_intervals, errors_by_group
+from dfa_lib.evaluate import (
+    calibration_costs,
+    eer_by_voice,
+    eer_intervals,
+    errors_by_group,
+    voice_eer_table,
+)
 from dfa_lib.metrics import cllr, min_cllr
 
 
@@ -65,6 +71,29 @@ def test_eer_by_voice_scores_each_fake_voice_against_every_real_clip():
         eer_by_voice(frame.drop(columns=["speaker"]))
     with pytest.raises(ValueError, match="need real and fake"):
         eer_by_voice(frame[frame["label"] == "fake"])
+
+
+def test_voice_eer_table_puts_the_voices_missed_most_first():
+    def scored(caught: float, missed: float) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "label": ["real", "real", "fake", "fake"],
+                "speaker": ["ann", "ann", "v1", "v2"],
+                "score": [1.0, 2.0, caught, missed],
+            }
+        )
+
+    frames = {
+        ("a", "in-domain"): scored(0.0, 5.0),  # v1 caught, v2 missed
+        ("b", "in-domain"): scored(0.0, 1.5),  # v2 half missed
+        ("a", "cross-source"): scored(5.0, 0.0),
+        ("c", "in-domain"): scored(0.0, 5.0).drop(columns=["speaker"]),  # no voices: left out
+    }
+    table = voice_eer_table(frames, "in-domain")
+    assert list(table.index) == ["a", "b"] and list(table.columns) == ["v2", "v1"]
+    assert table.loc["a", "v2"] == 100.0 and table.loc["b", "v1"] == 0.0
+    assert table.loc["b", "v2"] == pytest.approx(50.0)
+    assert voice_eer_table(frames, "unseen-generator").empty
 
 
 def test_errors_by_group_with_no_errors_has_zero_shares():

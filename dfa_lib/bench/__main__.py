@@ -13,10 +13,8 @@ import sys
 from pathlib import Path
 
 from dfa_lib.bench.report import write_html
-from dfa_lib.bench.stages import BenchConfig, figures, run_all
+from dfa_lib.bench.stages import STAGE_NAMES, BenchConfig, figures, run_all
 from dfa_lib.provenance import write_json
-
-STAGE_NAMES = ("loading", "training", "heads", "inference", "end_to_end")
 
 
 def main(argv: list[str] | None = None) -> int:

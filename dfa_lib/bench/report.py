@@ -146,6 +146,19 @@ def _codecs(r: dict[str, Any]) -> str:
         "setting of the augmentation mix and the degradation sweep, no cache (what a training "
         "epoch pays on a cache miss). A dash: that backend has no encoder for it.</p>"
         + _table(["codec", "PyAV ms/clip", "ffmpeg program ms/clip", "speedup"], rows)
+        + _codec2_copies(r.get("codec2_copies"))
+    )
+
+
+def _codec2_copies(r: dict[str, Any] | None) -> str:
+    if r is None:  # a record from before the Codec 2 copies
+        return ""
+    if r["error"]:
+        return f"<p>Codec 2 copies not timed: {html.escape(r['error'])}</p>"
+    return (
+        "<p>Codec 2 copies of the same clips (<code>TrainConfig.vocoded_fakes</code>), "
+        "resampled to 8 kHz and back:</p>"
+        + _table(["mode", "ms/clip"], [[m, v] for m, v in r["ms_per_clip"].items()])
     )
 
 

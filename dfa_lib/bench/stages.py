@@ -493,7 +493,27 @@ def measure_codecs(config: BenchConfig, progress: bool = True) -> dict[str, Any]
             "clip_seconds": float(np.median([c.size for c in clips])) / SAMPLE_RATE,
         },
         "codecs": rows,
+        "codec2_copies": _codec2_copies(clips, config.repeats),
     }
+
+
+def _codec2_copies(clips: list[np.ndarray], repeats: int) -> dict[str, Any]:
+    """Milliseconds per clip of a Codec 2 copy (``TrainConfig.vocoded_fakes``), per mode."""
+    from dfa_lib.copysynth import CODEC2_MODES, CopySynthesisError, codec2_copy
+
+    modes = {}
+    for mode in CODEC2_MODES:
+
+        def run(mode: str = mode) -> None:
+            for clip in clips:
+                codec2_copy(clip, SAMPLE_RATE, mode)
+
+        try:
+            times = _timed_runs(run, repeats)
+        except CopySynthesisError as error:
+            return {"error": str(error), "ms_per_clip": {}}
+        modes[mode] = 1000.0 * statistics.median(times) / len(clips)
+    return {"error": None, "ms_per_clip": modes}
 
 
 def trained_detectors(config: BenchConfig) -> list[Path]:
