@@ -21,7 +21,7 @@ FARGAN := $(BIN)/fargan_demo
 export HF_HUB_OFFLINE ?= 1
 export PYTHONHASHSEED ?= 0
 
-.PHONY: help setup system-deps test test-fast test-gpu lint format data reports bench ablation app lock clean distclean
+.PHONY: help setup system-deps test test-fast test-gpu lint format data reports headline bench ablation app lock clean distclean
 
 ## Show this list of targets
 help:
@@ -54,8 +54,8 @@ $(SETUP_STAMP): $(LOCK) pyproject.toml | $(BIN)/python
 	touch $@
 
 # FARGAN, the Opus 1.5 neural vocoder of the corpus, compiled from Debian's opus source.
-$(FARGAN): dfa_lib/corpus/fargan.py | $(SETUP_STAMP)
-	$(BIN)/python -m dfa_lib.corpus install-fargan --prefix $(VENV)
+$(FARGAN): dfa_lib/data/corpus/fargan.py | $(SETUP_STAMP)
+	$(BIN)/python -m dfa_lib.data.corpus install-fargan --prefix $(VENV)
 
 ## Resolve .setup/requirements.in into the pinned lock file
 lock: | $(BIN)/python
@@ -75,9 +75,10 @@ test-fast: setup
 test-gpu: setup
 	$(BIN)/python -m pytest -q -m gpu tests/test_gpu.py
 
-## Check code and notebooks with ruff (notebooks must carry no outputs)
+## Check code and notebooks with ruff, the layer contract with import-linter (notebooks carry no outputs)
 lint: setup
 	$(BIN)/ruff check dfa_lib tests notebooks
+	$(BIN)/lint-imports
 	$(BIN)/ruff format --check dfa_lib tests notebooks
 	$(BIN)/nbstripout --verify notebooks/*.ipynb
 
@@ -89,20 +90,24 @@ format: setup
 
 ## Build the offline corpus and its cross-source set under DATA_DIR (idempotent)
 data: setup
-	$(BIN)/python -m dfa_lib.corpus build --root $(DATA_DIR) $(if $(filter smoke,$(PROFILE)),--smoke,)
+	$(BIN)/python -m dfa_lib.data.corpus build --root $(DATA_DIR) $(if $(filter smoke,$(PROFILE)),--smoke,)
 
 ## Build data, run the notebooks with papermill and render reports/*.html (PROFILE=default|smoke)
 reports: setup
-	$(BIN)/python -m dfa_lib.reports --profile $(PROFILE) --kernel $(KERNEL) \
+	$(BIN)/python -m dfa_lib.reporting.runner --profile $(PROFILE) --kernel $(KERNEL) \
 	  --data-dir $(DATA_DIR) --runs-dir $(RUNS_DIR) $(if $(DATASET),--dataset $(DATASET),)
+
+## Write docs/results/headline.csv and the README's headline table from the default run's folders
+headline: setup
+	$(BIN)/python -m dfa_lib.reporting.headline --runs-dir $(RUNS_DIR)/default/offline --csv docs/results/headline.csv --readme README.md
 
 ## Measure the speed of every stage into reports/bench.html and reports/bench.json
 bench: setup
-	$(BIN)/python -m dfa_lib.bench --data-dir $(DATA_DIR) --runs-dir $(RUNS_DIR) --out reports
+	$(BIN)/python -m dfa_lib.studies.bench --data-dir $(DATA_DIR) --runs-dir $(RUNS_DIR) --out reports
 
 ## Train and test the variants of one design choice into reports/ablation_STUDY.md (STUDY=..., SEEDS=0,1,2)
 ablation: data
-	$(BIN)/python -m dfa_lib.ablation $(STUDY) --data-dir $(DATA_DIR) --runs-dir $(RUNS_DIR)/ablation --out reports $(if $(SEEDS),--seeds $(SEEDS))
+	$(BIN)/python -m dfa_lib.studies.ablation $(STUDY) --data-dir $(DATA_DIR) --runs-dir $(RUNS_DIR)/ablation --out reports $(if $(SEEDS),--seeds $(SEEDS))
 
 ## Start the Streamlit app on the trained detectors in RUNS_DIR
 app: setup

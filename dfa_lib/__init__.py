@@ -1,14 +1,8 @@
-"""dfa: audio deepfake detection — corpus, baselines, pretrained encoders and reports."""
+"""dfa: audio deepfake detection — corpus, baselines, pretrained encoders and reports.
+
+The package is layered; each subpackage imports only the ones listed before it:
+``core``, ``data``, ``scoring``, ``features``, ``models``, ``detector``, ``training``,
+``evaluation``, ``reporting``; the command line (``cli``), the app and the studies sit on top.
+"""
 
 __version__ = "0.1.0"
-
-__all__ = ["Detector", "__version__", "export_detector", "load_detector"]
-
-
-def __getattr__(name: str):
-    # Loading a detector needs torch; importing dfa_lib alone should not.
-    if name in {"Detector", "export_detector", "load_detector"}:
-        from dfa_lib import detector
-
-        return getattr(detector, name)
-    raise AttributeError(f"module 'dfa_lib' has no attribute {name!r}")

@@ -2,7 +2,8 @@
 
 - ``dfa predict`` scores audio files with a trained detector;
 - ``dfa evaluate`` scores run folders on a protocol's test split (for instance detectors
-  trained on another machine, on the cross-source corpus) and writes their metrics.
+  trained on another machine, on the cross-source corpus) and writes their metrics;
+- ``dfa audit`` runs the shortcut audit on a built corpus.
 
 Each command lives in its own ``add_<command>_parser`` function that registers a subparser and
 its handler, so new commands join :func:`build_parser` in one line. Exit status: 0 when every
@@ -21,9 +22,20 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from tqdm.auto import tqdm
+
 from dfa_lib import __version__
-from dfa_lib.audio import SILENCE_FLOOR_DBFS
-from dfa_lib.vad import MIN_SPEECH_SECONDS
+from dfa_lib.data.audio import SILENCE_FLOOR_DBFS
+from dfa_lib.data.datasets import DatasetError
+from dfa_lib.data.manifest import ManifestError, read_manifest
+from dfa_lib.data.protocol_data import ProtocolUnavailableError, prepare_protocol
+from dfa_lib.data.protocols import PROTOCOLS, ProtocolError
+from dfa_lib.detector.folder import DetectorFormatError
+from dfa_lib.detector.loading import load_detector
+from dfa_lib.detector.scorer import resolve_device
+from dfa_lib.evaluation.audit import shortcut_audit
+from dfa_lib.evaluation.evaluate import evaluate_folders, run_folders
+from dfa_lib.features.vad import MIN_SPEECH_SECONDS, SpeechActivityUnavailable
 
 __all__ = ["AUDIO_EXTENSIONS", "CSV_COLUMNS", "build_parser", "expand_inputs", "main"]
 
@@ -237,7 +249,6 @@ def add_predict_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``dfa evaluate``: score run folders on one protocol's test split."""
-    from dfa_lib.protocols import PROTOCOLS
 
     parser = subparsers.add_parser(
         "evaluate",
@@ -324,7 +335,34 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_predict_parser(subparsers)
     add_evaluate_parser(subparsers)
+    add_audit_parser(subparsers)
     return parser
+
+
+def add_audit_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``dfa audit``: the shortcut audit of a built corpus."""
+    parser = subparsers.add_parser(
+        "audit",
+        help="run the shortcut audit on a built corpus",
+        description=(
+            "Can the label be told from metadata or from the channel alone (duration, level, "
+            "silence, bandwidth, speech activity)? Prints each cue's AUC on the corpus."
+        ),
+    )
+    parser.add_argument("--data-dir", default="data", help="folder that holds the corpora")
+    parser.add_argument("--corpus", default="offline-main", help="corpus folder name")
+    parser.set_defaults(handler=_run_audit)
+    return parser
+
+
+def _run_audit(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    corpus = Path(args.data_dir) / args.corpus
+    try:
+        manifest = read_manifest(corpus / "manifest.csv")
+    except (ManifestError, OSError) as error:
+        parser.error(f"no built corpus at {corpus} ({error}); build it with `make data`")
+    print(shortcut_audit(manifest, corpus).summary())
+    return EXIT_OK
 
 
 def _row(path: str, result: Any = None, error: str | None = None) -> dict[str, Any]:
@@ -390,10 +428,6 @@ def _score_rows(detector: Any, inputs: list[tuple[str, str | None]], args: Any) 
 
 
 def _run_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from tqdm.auto import tqdm
-
-    from dfa_lib.detector import DetectorFormatError, load_detector
-    from dfa_lib.vad import SpeechActivityUnavailable
 
     try:
         detector = load_detector(
@@ -452,12 +486,6 @@ def _run_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
 
 
 def _run_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from dfa_lib.datasets import DatasetError
-    from dfa_lib.detector import resolve_device
-    from dfa_lib.evaluate import evaluate_folders, run_folders
-    from dfa_lib.experiment import ProtocolUnavailableError, prepare_protocol
-    from dfa_lib.manifest import ManifestError
-    from dfa_lib.protocols import ProtocolError
 
     try:
         resolve_device(args.device)

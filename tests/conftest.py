@@ -32,7 +32,7 @@ def make_toy_split(n: int, seed: int, name: str, seconds: float = 0.5, noise: fl
     """
     import pandas as pd
 
-    from dfa_lib.clips import ClipStore
+    from dfa_lib.data.clips import ClipStore
 
     sr = 16000
     rng = np.random.default_rng(seed)

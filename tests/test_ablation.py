@@ -12,7 +12,8 @@ import torch
 from conftest import make_toy_split
 
 import dfa_lib
-from dfa_lib.ablation import (
+from dfa_lib.data.protocol_data import ProtocolData
+from dfa_lib.studies.ablation import (
     STUDIES,
     Variant,
     build_parser,
@@ -25,8 +26,7 @@ from dfa_lib.ablation import (
     select_variants,
     with_codec_cache,
 )
-from dfa_lib.experiment import ProtocolData
-from dfa_lib.train import TrainConfig
+from dfa_lib.training.engine import TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +83,8 @@ def test_every_variant_is_trained_and_tested(tmp_path, toy):
 
 
 def test_studies_name_real_model_settings():
-    from dfa_lib.classical import CLASSICAL_MODEL_NAMES, build_classical
-    from dfa_lib.models import build_model
+    from dfa_lib.models.classical import CLASSICAL_MODEL_NAMES, build_classical
+    from dfa_lib.models.registry import build_model
 
     for variants in STUDIES.values():
         assert len({v.name for v in variants}) == len(variants)
@@ -127,7 +127,7 @@ def test_a_subset_of_variants_is_selected_by_name_in_the_order_given(capsys):
 
 
 def test_augmenting_variants_cache_their_codec_outputs_unless_they_name_a_folder(tmp_path):
-    from dfa_lib.augment import AugmentConfig
+    from dfa_lib.data.augment import AugmentConfig
 
     plain, augmented = select_variants("vocoded-fakes", "ifd+rps,ifd+rps+aug")
     named = Variant("named", {**augmented.settings, "augment": {"codec_cache_dir": "elsewhere"}})
@@ -207,8 +207,9 @@ def test_a_missing_gpu_is_refused_before_any_data_is_read(monkeypatch, capsys):
 
 def test_variants_fused_with_trained_detectors(tmp_path, toy):
     """--fuse-with: each variant is fused with folders trained on the same split."""
-    from dfa_lib.ablation import check_fusable
-    from dfa_lib.fusion import evaluate_fusion, is_fusion_folder
+    from dfa_lib.detector.fusion import is_fusion_folder
+    from dfa_lib.evaluation.fusions import evaluate_fusion
+    from dfa_lib.studies.ablation import check_fusable
 
     data, test = toy
     cross = ProtocolData("toy", "cross-source", None, test.frames, test.stores)
@@ -293,7 +294,7 @@ def test_seed_summary_gives_each_seed_the_mean_the_spread_and_the_sign_count():
 def test_seeds_run_the_study_once_per_seed_and_write_the_summary(tmp_path, monkeypatch):
     import json
 
-    import dfa_lib.ablation as ablation
+    import dfa_lib.studies.ablation as ablation
 
     seen = []
 
@@ -316,8 +317,7 @@ def test_seeds_run_the_study_once_per_seed_and_write_the_summary(tmp_path, monke
 
 @pytest.mark.parametrize("own_only, tested", [(False, ["cross-source"]), (True, [])])
 def test_own_test_only_leaves_out_the_other_protocols(tmp_path, monkeypatch, own_only, tested):
-    import dfa_lib.ablation as ablation
-    import dfa_lib.experiment as experiment
+    import dfa_lib.studies.ablation as ablation
 
     prepared, also_seen = [], []
 
@@ -329,7 +329,7 @@ def test_own_test_only_leaves_out_the_other_protocols(tmp_path, monkeypatch, own
         also_seen.extend(other.protocol for other in kwargs["also"])
         return _seed_table([20.0, 15.0], [30.0, 35.0], [18.0, 12.0])
 
-    monkeypatch.setattr(experiment, "prepare_protocol", fake_prepare)
+    monkeypatch.setattr(ablation, "prepare_protocol", fake_prepare)
     monkeypatch.setattr(ablation, "run_study", fake_study)
     argv = ["lcnn-phase", "--variants", "mel-4k", "--out", str(tmp_path), "--device", "cpu"]
     assert main(argv + (["--own-test-only"] if own_only else [])) == 0
@@ -347,8 +347,8 @@ def test_bad_seed_lists_are_refused_before_training(argv, capsys):
 
 
 def test_the_phase_lcnn_of_02_is_the_ablations_masked_phase_variant():
-    from dfa_lib.ablation import _lcnn
-    from dfa_lib.models import phase_lcnn_kwargs
+    from dfa_lib.models.networks import phase_lcnn_kwargs
+    from dfa_lib.studies.ablation import _lcnn
 
     [variant] = select_variants("lcnn-phase", "ifd-4k-unnormalised+specaugment")
     # The same settings as the study always had, so its trained folders are still reused.

@@ -13,7 +13,7 @@ import soundfile as sf
 from test_detector import make_detector_folder, noise
 
 from dfa_lib.app import streamlit_app as app
-from dfa_lib.detector import load_detector
+from dfa_lib.detector.loading import load_detector
 
 APP_FILE = str(Path(app.__file__))
 SR = 16000
@@ -26,7 +26,7 @@ def runs(tmp_path_factory) -> Path:
     second = make_detector_folder(root / "quick" / "lcnn_wide", kwargs={"width": 6, "embedding": 8})
     metrics = {"cross-source": {"eer": 0.2468}}
     (second / "metrics.json").write_text(json.dumps(metrics))
-    from dfa_lib.detector import write_model_card
+    from dfa_lib.detector.folder import write_model_card
 
     write_model_card(second)
     (root / "notes").mkdir()

@@ -17,7 +17,7 @@ import soundfile as sf
 from test_detector import make_detector_folder, noise
 
 from dfa_lib.app import streamlit_app as app
-from dfa_lib.detector import load_detector
+from dfa_lib.detector.loading import load_detector
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"

@@ -9,7 +9,7 @@ import stat
 import numpy as np
 import pytest
 
-from dfa_lib.atomic import (
+from dfa_lib.core.atomic import (
     atomic_path,
     save_array,
     write_atomically,

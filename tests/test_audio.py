@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 from conftest import make_tone
 
-from dfa_lib.audio import (
+from dfa_lib.data.audio import (
     AudioDecodeError,
     AudioError,
     AudioFileNotFoundError,

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from dfa_lib.audit import AUDIT_FEATURES, AuditResult, clip_statistics, shortcut_audit
+from dfa_lib.evaluation.audit import AUDIT_FEATURES, AuditResult, clip_statistics, shortcut_audit
 
 SR = 16000
 
@@ -82,8 +82,8 @@ def test_audit_rejects_one_class_and_bad_classifier(tmp_path):
 
 def test_speech_share_is_measured_in_batches_as_clip_by_clip(tmp_path, speech_wav):
     pytest.importorskip("silero_vad", reason="silero-vad is not installed (make setup)")
-    from dfa_lib.audio import load_audio
-    from dfa_lib.audit import measure_manifest
+    from dfa_lib.data.audio import load_audio
+    from dfa_lib.evaluation.audit import measure_manifest
 
     speech, _ = load_audio(speech_wav, target_sr=SR)
     tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(SR) / SR)

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from dfa_lib import augment as A
+from dfa_lib.data import augment as A
 
 SR = 16000
 
@@ -311,7 +311,7 @@ def test_augmenter_codec_stage_uses_the_cache(tmp_path) -> None:
 
 
 def test_training_augmenter_draws_its_babble_pool_from_decodable_training_clips():
-    from dfa_lib.clips import ClipStore
+    from dfa_lib.data.clips import ClipStore
 
     waves = [np.full(800, 0.01 * (i + 1), dtype=np.float32) for i in range(10)]
     store = ClipStore.from_waves(waves, 16000)
@@ -327,7 +327,7 @@ def test_training_augmenter_draws_its_babble_pool_from_decodable_training_clips(
 def test_augmented_copies_extend_a_split_reproducibly():
     import pandas as pd
 
-    from dfa_lib.clips import ClipStore
+    from dfa_lib.data.clips import ClipStore
 
     waves = [voiced(1.0, f0_start=100 + 20 * i, seed=i) for i in range(4)]
     frame = pd.DataFrame(

@@ -23,7 +23,7 @@ from transformers import (
 )
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-from dfa_lib.backbones import (
+from dfa_lib.features.backbones import (
     BackboneLoadError,
     load_backbone,
     whisper_encoder_hidden_states,

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from dfa_lib.bench.__main__ import main as bench_main
-from dfa_lib.bench.report import render_html
-from dfa_lib.bench.stages import BenchConfig, figures, read_end_to_end
-from dfa_lib.codecs import in_process_available
-from dfa_lib.copysynth import CODEC2_MODES
-from dfa_lib.reports import load_profile
+from dfa_lib.data.codecs import in_process_available
+from dfa_lib.data.copysynth import CODEC2_MODES
+from dfa_lib.reporting.runner import load_profile
+from dfa_lib.studies.bench.__main__ import main as bench_main
+from dfa_lib.studies.bench.report import render_html
+from dfa_lib.studies.bench.stages import BenchConfig, figures, read_end_to_end
 
 SR = 16000
 SPLIT_SIZES = {"training": 16, "validation": 8, "testing": 4}
@@ -37,8 +37,8 @@ def _clip(label: str, seed: int) -> np.ndarray:
 
 def _make_corpus(data_dir):
     """Write a FoR-layout corpus as `data_dir/offline-main` with its manifest."""
-    from dfa_lib.datasets import load_for_layout
-    from dfa_lib.manifest import write_manifest
+    from dfa_lib.data.datasets import load_for_layout
+    from dfa_lib.data.manifest import write_manifest
 
     root = data_dir / "offline-main"
     seed = 0
@@ -208,7 +208,7 @@ def test_html_renders_a_partial_record():
 
 
 def test_trained_detectors_finds_every_kind_of_detector_folder(tmp_path):
-    from dfa_lib.bench.stages import trained_detectors
+    from dfa_lib.studies.bench.stages import trained_detectors
 
     split = tmp_path / "runs" / "default" / "offline" / "in-domain"
     weights = {
@@ -229,7 +229,7 @@ def test_trained_detectors_finds_every_kind_of_detector_folder(tmp_path):
 
 
 def test_reports_record_whether_a_run_started_from_nothing(tmp_path):
-    from dfa_lib.reports import HISTORY_FILE, append_history, starting_state
+    from dfa_lib.reporting.runner import HISTORY_FILE, append_history, starting_state
 
     data, root = tmp_path / "data", tmp_path / "runs" / "default" / "offline"
     assert starting_state(data, root, "offline") == {
@@ -256,7 +256,7 @@ def test_reports_record_whether_a_run_started_from_nothing(tmp_path):
 
 
 def test_epoch_benchmark_times_every_epoch_and_refuses_bad_settings(tmp_path):
-    from dfa_lib.bench.epochs import main, measure_epochs
+    from dfa_lib.studies.bench.epochs import main, measure_epochs
 
     record = measure_epochs("cpu", epochs=2, n_train=8, n_val=4, models=("lcnn-mel-4k",))
     [(name, row)] = record["models"].items()
@@ -290,9 +290,9 @@ def test_epoch_benchmark_times_every_epoch_and_refuses_bad_settings(tmp_path):
 
 
 def test_epoch_benchmark_times_bfloat16_beside_float32(monkeypatch):
-    from dfa_lib.bench.epochs import measure_epochs
+    from dfa_lib.studies.bench.epochs import measure_epochs
 
-    monkeypatch.setattr("dfa_lib.train.native_bfloat16", lambda: True)
+    monkeypatch.setattr("dfa_lib.training.engine.native_bfloat16", lambda: True)
     record = measure_epochs(
         "cpu", epochs=2, n_train=8, n_val=4, models=("lcnn-mel-4k",), bfloat16=True
     )
@@ -301,7 +301,7 @@ def test_epoch_benchmark_times_bfloat16_beside_float32(monkeypatch):
     assert half["speedup"] == pytest.approx(
         plain["median_after_first"] / half["median_after_first"]
     )
-    monkeypatch.setattr("dfa_lib.train.native_bfloat16", lambda: False)
+    monkeypatch.setattr("dfa_lib.training.engine.native_bfloat16", lambda: False)
     record = measure_epochs(
         "cpu", epochs=2, n_train=8, n_val=4, models=("lcnn-mel-4k",), bfloat16=True
     )

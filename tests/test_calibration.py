@@ -11,9 +11,11 @@ import pandas as pd
 import pytest
 from test_detector import make_detector_folder, noise
 
-from dfa_lib.calibration import Calibration, CalibrationError, calibrate_folder, fit_calibration
-from dfa_lib.detector import DetectorFormatError, load_detector
-from dfa_lib.metrics import cllr, write_scores_asvspoof2021
+from dfa_lib.detector.calibrate import calibrate_folder
+from dfa_lib.detector.folder import DetectorFormatError
+from dfa_lib.detector.loading import load_detector
+from dfa_lib.scoring.calibration import Calibration, CalibrationError, fit_calibration
+from dfa_lib.scoring.metrics import cllr, write_scores_asvspoof2021
 
 
 def _gaussian_scores(n_real: int, n_fake: int, seed: int = 0):
@@ -137,8 +139,8 @@ def test_a_broken_calibration_entry_is_a_format_error(folder_with_validation):
 def test_training_writes_a_calibrated_folder(tmp_path):
     from conftest import make_toy_split
 
-    from dfa_lib.fusion import fit_fusion
-    from dfa_lib.train import TrainConfig, train
+    from dfa_lib.detector.fusion import fit_fusion
+    from dfa_lib.training.engine import TrainConfig, train
 
     parts = {
         s: make_toy_split(n, i, s, seconds=0.75, noise=0.05)

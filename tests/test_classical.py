@@ -11,7 +11,9 @@ import torch
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
 
-from dfa_lib.classical import (
+from dfa_lib.features.frontends import IFDConfig, LFCCConfig, build_frontend
+from dfa_lib.features.harmonics import RPSConfig
+from dfa_lib.models.classical import (
     ARRAYS_FILE,
     CONFIG_FILE,
     ClassicalModelError,
@@ -24,8 +26,6 @@ from dfa_lib.classical import (
     load_classical,
     phase_statistics,
 )
-from dfa_lib.frontends import IFDConfig, LFCCConfig, build_frontend
-from dfa_lib.harmonics import RPSConfig
 
 SR = 16000
 
@@ -247,11 +247,9 @@ def test_the_harmonic_phase_model_saves_both_settings_and_checks_them(data, tmp_
 
 
 def test_every_classical_model_is_known_to_the_detector_and_the_engine() -> None:
-    from dfa_lib.classical import CLASSICAL_MODEL_NAMES
-    from dfa_lib.detector import CLASSICAL_MODELS, FOLDER_LOADERS
-    from dfa_lib.train import CLASSICAL_MODELS as TRAINED
+    from dfa_lib.detector.folder import CLASSICAL_MODELS
+    from dfa_lib.detector.loading import FOLDER_LOADERS
+    from dfa_lib.models.classical import CLASSICAL_MODEL_NAMES
 
-    assert set(CLASSICAL_MODEL_NAMES) == set(CLASSICAL_MODELS) == set(TRAINED)
-    assert all(
-        FOLDER_LOADERS[name] == "dfa_lib.classical:load_classical" for name in CLASSICAL_MODELS
-    )
+    assert set(CLASSICAL_MODEL_NAMES) == set(CLASSICAL_MODELS)
+    assert all(FOLDER_LOADERS[name] is load_classical for name in CLASSICAL_MODELS)

@@ -15,9 +15,9 @@ import pytest
 import soundfile as sf
 from test_detector import make_detector_folder, noise
 
-from dfa_lib.audio import load_audio
 from dfa_lib.cli import CSV_COLUMNS, expand_inputs, main
-from dfa_lib.vad import SpeechActivityUnavailable
+from dfa_lib.data.audio import load_audio
+from dfa_lib.features.vad import SpeechActivityUnavailable
 
 SR = 16000
 
@@ -152,7 +152,7 @@ def test_min_speech_flags_a_tone_and_keeps_its_verdict(
     def unavailable():
         raise SpeechActivityUnavailable("the speech-activity check needs the silero-vad package")
 
-    monkeypatch.setattr("dfa_lib.detector.load_speech_activity", unavailable)
+    monkeypatch.setattr("dfa_lib.detector.scorer.load_speech_activity", unavailable)
     with pytest.raises(SystemExit) as exit_info:
         main(base)
     assert exit_info.value.code == 2 and "silero-vad" in capsys.readouterr().err

@@ -15,11 +15,12 @@ import torch
 from conftest import make_toy_split
 
 from dfa_lib.cli import main
-from dfa_lib.evaluate import evaluation_key, protocol_mismatch, run_folders
-from dfa_lib.experiment import prepare_protocol
-from dfa_lib.fusion import fit_fusion
-from dfa_lib.metrics import equal_error_rate
-from dfa_lib.train import TrainConfig, train
+from dfa_lib.data.protocol_data import prepare_protocol
+from dfa_lib.data.protocols import protocol_mismatch
+from dfa_lib.detector.fusion import fit_fusion
+from dfa_lib.evaluation.evaluate import evaluation_key, run_folders
+from dfa_lib.scoring.metrics import equal_error_rate
+from dfa_lib.training.engine import TrainConfig, train
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from dfa_lib import codecs as C
+from dfa_lib.data import codecs as C
 
 SR = 16000
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")

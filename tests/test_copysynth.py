@@ -9,16 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dfa_lib import copysynth
-from dfa_lib.clips import ClipStore
-from dfa_lib.copysynth import (
+from dfa_lib.data import copysynth
+from dfa_lib.data.clips import ClipStore
+from dfa_lib.data.copysynth import (
     CODEC2_MODES,
     CopySynthesisError,
     codec2_copy,
     parse_modes,
     with_vocoded_fakes,
 )
-from dfa_lib.train import TrainConfig, fingerprint, train
+from dfa_lib.training.engine import TrainConfig, fingerprint, train
 
 SR = 16000
 
@@ -182,7 +182,7 @@ def test_the_engine_trains_on_the_copies_and_says_so(tmp_path):
 
 
 def test_a_classical_model_fits_on_one_augmented_copy_of_each_clip_beside_the_copies(tmp_path):
-    from dfa_lib.augment import AugmentConfig
+    from dfa_lib.data.augment import AugmentConfig
 
     frame, store = _split()
     val_frame, val_store = _split()
@@ -204,20 +204,20 @@ def test_a_classical_model_fits_on_one_augmented_copy_of_each_clip_beside_the_co
 
 
 def test_each_seed_gets_its_own_augmented_copies(tmp_path, monkeypatch):
-    import dfa_lib.augment as augment_module
-    from dfa_lib.augment import AugmentConfig
+    import dfa_lib.training.engine as engine_module
+    from dfa_lib.data.augment import AugmentConfig
 
     frame, store = _split()
     val_frame, val_store = _split()
     val_frame["path"] = "val/" + val_frame["path"]
     seeds = []
-    original = augment_module.with_augmented_copies
+    original = engine_module.with_augmented_copies
 
     def counted(frame, store, config, seed=0, rows=None):
         seeds.append(seed)
         return original(frame, store, config, seed, rows)
 
-    monkeypatch.setattr(augment_module, "with_augmented_copies", counted)
+    monkeypatch.setattr(engine_module, "with_augmented_copies", counted)
     augment = AugmentConfig(codec_p=0.0, noise_p=1.0, noise_types=("white",)).to_dict()
     common = dict(model="ifd_logreg", clip_seconds=1.0, device="cpu", augment=augment)
     configs = [

@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from dfa_lib.corpus import build as corpus_build
-from dfa_lib.corpus import channel, sources, synthesis
-from dfa_lib.corpus.build import (
+from dfa_lib.core.labels import SPLITS
+from dfa_lib.data.corpus import build as corpus_build
+from dfa_lib.data.corpus import channel, sources, synthesis
+from dfa_lib.data.corpus.build import (
     BuildConfig,
     Task,
     assign_voice_splits,
@@ -23,10 +24,9 @@ from dfa_lib.corpus.build import (
     plan_main,
     run_task,
 )
-from dfa_lib.corpus.neural import NEURAL_GENERATORS
-from dfa_lib.labels import SPLITS
-from dfa_lib.manifest import MANIFEST_COLUMNS, manifest_checksum, read_manifest
-from dfa_lib.protocols import NEURAL_ROTATIONS, apply_protocol, held_out_family_of, split_leaks
+from dfa_lib.data.corpus.neural import NEURAL_GENERATORS
+from dfa_lib.data.manifest import MANIFEST_COLUMNS, manifest_checksum, read_manifest
+from dfa_lib.data.protocols import NEURAL_ROTATIONS, apply_protocol, held_out_family_of, split_leaks
 
 SR = channel.SAMPLE_RATE
 HAVE_SOURCES = (

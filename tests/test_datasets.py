@@ -11,8 +11,8 @@ import pytest
 import requests
 import soundfile as sf
 
-from dfa_lib import datasets as ds
-from dfa_lib.manifest import MANIFEST_COLUMNS, file_sha256, write_manifest
+from dfa_lib.data import datasets as ds
+from dfa_lib.data.manifest import MANIFEST_COLUMNS, file_sha256, write_manifest
 
 SR = 16000
 _KAGGLE_ENV = ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_CONFIG_DIR")

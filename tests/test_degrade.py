@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dfa_lib import degrade as D
-from dfa_lib.codecs import codec_available
+from dfa_lib.data import degrade as D
+from dfa_lib.data.codecs import codec_available
 
 SR = 16000
 
@@ -148,7 +148,7 @@ def test_clean_is_never_cached(tmp_path) -> None:
 def test_augmentation_effect_pairs_each_detector_with_its_augmented_twin():
     import pandas as pd
 
-    from dfa_lib.robustness import augmentation_effect
+    from dfa_lib.evaluation.robustness import augmentation_effect
 
     summary = pd.DataFrame(
         {

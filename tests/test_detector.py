@@ -15,22 +15,20 @@ import pytest
 import torch
 
 from dfa_lib import __version__
-from dfa_lib.audio import AudioError, SilentAudioError, load_audio, pad_or_crop, save_audio
-from dfa_lib.detector import (
+from dfa_lib.data.audio import AudioError, SilentAudioError, load_audio, pad_or_crop, save_audio
+from dfa_lib.detector.folder import (
     CONFIG_FILE,
     WEIGHTS_FILE,
-    Detector,
     DetectorFormatError,
     export_detector,
     is_detector_folder,
-    load_detector,
-    load_detectors,
-    probability_threshold,
-    score_threshold,
     write_model_card,
 )
-from dfa_lib.models import build_model
-from dfa_lib.scoring import score_waves
+from dfa_lib.detector.loading import load_detector, load_detectors
+from dfa_lib.detector.scorer import Detector
+from dfa_lib.models.registry import build_model
+from dfa_lib.scoring.calibration import probability_threshold, score_threshold
+from dfa_lib.scoring.windows import score_waves
 
 SR = 16000
 TINY_LCNN = {"width": 4, "embedding": 8}
@@ -367,7 +365,7 @@ def test_export_replaces_a_folder_and_needs_a_threshold(tmp_path):
 
 
 def test_classical_detector_round_trip(tmp_path):
-    classical = pytest.importorskip("dfa_lib.classical")
+    classical = pytest.importorskip("dfa_lib.models.classical")
     waves = [noise(1.0, seed=i) for i in range(6)]
     # "fake" clips get an extra tone so the classifier has something to fit.
     tone = 0.2 * np.sin(2 * np.pi * 3000 * np.arange(SR) / SR).astype(np.float32)
@@ -392,7 +390,7 @@ def test_classical_detector_round_trip(tmp_path):
 
 @pytest.mark.slow
 def test_inference_benchmark_runs_end_to_end(lcnn_folder, tmp_path):
-    from dfa_lib.bench.inference import main as bench_main
+    from dfa_lib.studies.bench.inference import main as bench_main
 
     out = tmp_path / "bench.json"
     argv = ["--model", str(lcnn_folder), "--repeats", "1", "--batch-clips", "2"]
@@ -417,8 +415,8 @@ def test_inference_benchmark_runs_end_to_end(lcnn_folder, tmp_path):
 def test_long_files_decode_block_by_block_to_the_same_samples(tmp_path, sr, channels, fmt):
     import soundfile as sf
 
-    from dfa_lib.audio import load_audio
-    from dfa_lib.detector import decode_long_file
+    from dfa_lib.data.audio import load_audio
+    from dfa_lib.detector.scorer import decode_long_file
 
     rng = np.random.default_rng(12)
     path = tmp_path / f"long.{fmt.lower()}"
@@ -478,7 +476,7 @@ def test_evaluation_never_runs_the_speech_check(lcnn_folder, monkeypatch):
     def unavailable():
         raise RuntimeError("the speech-activity model must not be loaded here")
 
-    monkeypatch.setattr("dfa_lib.detector.load_speech_activity", unavailable)
+    monkeypatch.setattr("dfa_lib.detector.scorer.load_speech_activity", unavailable)
     detector = load_detector(lcnn_folder, device="cpu")
     scores = detector.score_waves([noise(1.0, seed=1), noise(2.5, seed=2)])
     assert scores.shape == (2,) and np.isfinite(scores).all()

@@ -1,4 +1,4 @@
-"""Tests of dfa_lib.evaluate's tables."""
+"""Tests of dfa_lib.evaluation.evaluate's tables."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dfa_lib.evaluate import (
+from dfa_lib.evaluation.evaluate import (
     calibration_costs,
     eer_by_voice,
     eer_intervals,
     errors_by_group,
     voice_eer_table,
 )
-from dfa_lib.metrics import cllr, min_cllr
+from dfa_lib.scoring.metrics import cllr, min_cllr
 
 
 def _scored() -> pd.DataFrame:
@@ -114,7 +114,7 @@ def test_errors_by_group_errors_name_the_problem():
 
 
 def test_eer_intervals_give_the_clip_and_the_voice_interval():
-    from dfa_lib.metrics import eer_bootstrap_ci
+    from dfa_lib.scoring.metrics import eer_bootstrap_ci
 
     rng = np.random.default_rng(0)
     voices = np.repeat([f"v{i}" for i in range(8)], 25)
@@ -142,7 +142,7 @@ def test_eer_intervals_give_the_clip_and_the_voice_interval():
 
 
 def test_paired_difference_matches_clips_by_path_and_checks_them():
-    from dfa_lib.evaluate import paired_difference
+    from dfa_lib.evaluation.evaluate import paired_difference
 
     a = _scored().assign(path=[f"c{i}" for i in range(9)])
     b = a.assign(score=np.where(a["label"] == "fake", -5.0, a["score"]))  # B rejects every fake
@@ -160,7 +160,7 @@ def test_paired_difference_matches_clips_by_path_and_checks_them():
 
 
 def test_paired_table_covers_every_protocol_both_models_scored():
-    from dfa_lib.evaluate import paired_table
+    from dfa_lib.evaluation.evaluate import paired_table
 
     a = _scored().assign(path=[f"c{i}" for i in range(9)])
     b = a.assign(score=np.where(a["label"] == "fake", -5.0, a["score"]))
@@ -174,7 +174,7 @@ def test_paired_table_covers_every_protocol_both_models_scored():
 
 
 def test_comparison_pairs_list_fusion_members_then_augmented_twins_once():
-    from dfa_lib.evaluate import comparison_pairs
+    from dfa_lib.evaluation.evaluate import comparison_pairs
 
     weights = pd.DataFrame(
         {

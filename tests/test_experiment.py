@@ -2,9 +2,9 @@
 
 import pytest
 
-from dfa_lib.classical import LOGREG_MODEL_NAMES
-from dfa_lib.experiment import models_to_train, training_groups
-from dfa_lib.train import TrainConfig
+from dfa_lib.models.classical import LOGREG_MODEL_NAMES
+from dfa_lib.training.engine import TrainConfig
+from dfa_lib.training.plan import models_to_train, training_groups
 
 
 def test_gpu_models_join_only_off_the_cpu():

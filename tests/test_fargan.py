@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from dfa_lib.corpus import fargan
-from dfa_lib.corpus.__main__ import main as corpus_main
-from dfa_lib.corpus.fargan import FarganUnavailableError, SourceArchive, install_fargan
+import dfa_lib.data.corpus.__main__ as corpus_cli
+from dfa_lib.data.corpus import fargan
+from dfa_lib.data.corpus.__main__ import main as corpus_main
+from dfa_lib.data.corpus.fargan import FarganUnavailableError, SourceArchive, install_fargan
 
 # A stand-in source tree with the same build interface as opus: ./configure, then
 # `make fargan_demo` leaves the program in the tree's top folder.
@@ -133,7 +134,7 @@ def test_the_command_line_reports_a_failed_install(
     def refuse(prefix):
         raise FarganUnavailableError("gcc is needed to build FARGAN")
 
-    monkeypatch.setattr(fargan, "install_fargan", refuse)
+    monkeypatch.setattr(corpus_cli, "install_fargan", refuse)
     assert corpus_main(["install-fargan", "--prefix", str(tmp_path)]) == 1
     assert "gcc is needed" in capsys.readouterr().err
     assert os.listdir(tmp_path) == []

@@ -9,23 +9,26 @@ import pandas as pd
 import pytest
 from conftest import make_toy_split
 
-from dfa_lib.detector import DetectorFormatError, export_detector, load_detector
-from dfa_lib.evaluate import evaluate_run, find_runs, results_table
-from dfa_lib.experiment import ProtocolData
-from dfa_lib.fusion import (
+from dfa_lib.data.protocol_data import ProtocolData
+from dfa_lib.detector.folder import DetectorFormatError, export_detector
+from dfa_lib.detector.fusion import (
     FusionError,
     FusionParameters,
-    evaluate_fusion,
-    fit_and_evaluate,
     fit_fusion,
     is_fusion_folder,
     parse_fusions,
     resolve_members,
+)
+from dfa_lib.detector.loading import load_detector
+from dfa_lib.evaluation.evaluate import evaluate_run, find_runs, results_table
+from dfa_lib.evaluation.fusions import (
+    evaluate_fusion,
+    fit_and_evaluate,
     sweepable_fusions,
     weights_table,
 )
-from dfa_lib.metrics import equal_error_rate, write_scores_asvspoof2021
-from dfa_lib.train import TrainConfig, train
+from dfa_lib.scoring.metrics import equal_error_rate, write_scores_asvspoof2021
+from dfa_lib.training.engine import TrainConfig, train
 
 PREP = {"sample_rate": 16000, "clip_seconds": 1.5, "pad_mode": "wrap"}
 

@@ -15,13 +15,13 @@ from conftest import make_toy_split
 from test_backbones import noise, save_tiny
 from test_ssl_features import separable
 
-from dfa_lib.backbones import load_backbone
-from dfa_lib.detector import load_detector
-from dfa_lib.frontends import FRONTEND_NAMES, build_frontend
-from dfa_lib.heads import HeadConfig, predict_logits, train_head
-from dfa_lib.metrics import equal_error_rate
-from dfa_lib.models import phase_lcnn_kwargs
-from dfa_lib.train import TrainConfig, choose_device, train
+from dfa_lib.detector.loading import load_detector
+from dfa_lib.features.backbones import load_backbone
+from dfa_lib.features.frontends import FRONTEND_NAMES, build_frontend
+from dfa_lib.models.heads import HeadConfig, predict_logits, train_head
+from dfa_lib.models.networks import phase_lcnn_kwargs
+from dfa_lib.scoring.metrics import equal_error_rate
+from dfa_lib.training.engine import TrainConfig, choose_device, train
 
 pytestmark = [
     pytest.mark.gpu,

@@ -1,11 +1,11 @@
-"""Relative phase shifts of harmonics (dfa_lib.harmonics) on signals whose phases are known."""
+"""Relative phase shifts of harmonics (dfa_lib.features.harmonics) on signals whose phases are known."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from dfa_lib.harmonics import (
+from dfa_lib.features.harmonics import (
     HarmonicsError,
     RPSConfig,
     relative_phase_shifts,
@@ -99,7 +99,7 @@ def test_clips_without_voice_give_zeros_not_errors() -> None:
 
 
 def test_long_files_go_through_in_blocks_with_the_same_result(monkeypatch) -> None:
-    from dfa_lib import harmonics
+    from dfa_lib.features import harmonics
 
     wave = harmonic_signal(seconds=6.0, vibrato=0.05)
     whole = relative_phase_shifts(wave)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from dfa_lib.manifest import (
+from dfa_lib.data.manifest import (
     ManifestError,
     file_sha256,
     manifest_checksum,
@@ -63,7 +63,7 @@ def test_file_sha256(tmp_path):
 
 
 def test_clip_ids_are_content_hashes_where_known_else_paths():
-    from dfa_lib.manifest import clip_ids
+    from dfa_lib.data.manifest import clip_ids
 
     df = pd.DataFrame(
         {"path": ["a.wav", "b.wav", "c.wav"], "sha256": ["f" * 64, None, ""], "label": "real"}

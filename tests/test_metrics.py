@@ -1,4 +1,4 @@
-"""Tests for dfa_lib.metrics against hand-computed cases and brute-force references."""
+"""Tests for dfa_lib.scoring.metrics against hand-computed cases and brute-force references."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from dfa_lib.metrics import (
+from dfa_lib.scoring.metrics import (
     EER,
     MetricError,
     ScoreFileError,
@@ -474,7 +474,7 @@ def test_cluster_bootstrap_groups_must_fit_the_scores():
 
 
 def test_paired_difference_of_a_system_with_itself_is_exactly_zero():
-    from dfa_lib.metrics import eer_difference_ci
+    from dfa_lib.scoring.metrics import eer_difference_ci
 
     rng = np.random.default_rng(5)
     bona, spoof = rng.normal(1, 1, 200), rng.normal(-1, 1, 150)
@@ -482,7 +482,7 @@ def test_paired_difference_of_a_system_with_itself_is_exactly_zero():
 
 
 def test_paired_difference_finds_a_gain_that_separate_intervals_hide():
-    from dfa_lib.metrics import eer_difference_ci
+    from dfa_lib.scoring.metrics import eer_difference_ci
 
     rng = np.random.default_rng(6)
     bona, spoof = rng.normal(1, 1, 300), rng.normal(-1, 1, 300)
@@ -497,7 +497,7 @@ def test_paired_difference_finds_a_gain_that_separate_intervals_hide():
 
 
 def test_paired_difference_over_voices_when_one_voice_makes_the_gain():
-    from dfa_lib.metrics import eer_difference_ci
+    from dfa_lib.scoring.metrics import eer_difference_ci
 
     bona, spoof_a, voices = _one_voice_slips_through()
     spoof_b = np.full_like(spoof_a, -10.0)  # B also catches v0

@@ -9,8 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from dfa_lib.frontends import FrontendError, LFCCConfig, LFCCFrontend, build_frontend
-from dfa_lib.models import MODEL_NAMES, ModelConfigError, build_model, count_parameters
+from dfa_lib.features.frontends import FrontendError, LFCCConfig, LFCCFrontend, build_frontend
+from dfa_lib.models.networks import ModelConfigError, count_parameters
+from dfa_lib.models.registry import MODEL_NAMES, build_model
 
 SR = 16000
 
@@ -103,7 +104,7 @@ def test_phase_front_end_measures_frequency_within_a_bin() -> None:
 
 
 def test_phase_deviation_of_a_single_frame_is_zero() -> None:
-    from dfa_lib.frontends import phase_deviation
+    from dfa_lib.features.frontends import phase_deviation
 
     spec = torch.randn(2, 5, 1, dtype=torch.complex64)
     assert torch.equal(phase_deviation(spec, 512, 160), torch.zeros(2, 5, 1))
@@ -282,7 +283,7 @@ def test_adam_steps_lower_the_loss_on_separable_data(name: str, lr: float, steps
 
 
 def test_spec_augment_masks_bands_and_spans_in_training_only():
-    from dfa_lib.models import SpecAugment
+    from dfa_lib.models.networks import SpecAugment
 
     feats = torch.ones(4, 1, 40, 100)
     masker = SpecAugment(freq_masks=1, freq_width=10, time_masks=1, time_width=30)
@@ -349,7 +350,7 @@ def test_spectral_models_take_every_channel_of_their_front_end(name):
 
 
 def test_attentive_pooling_weights_the_frames_its_attention_favours():
-    from dfa_lib.models import AttentiveStatsPool
+    from dfa_lib.models.networks import AttentiveStatsPool
 
     pool = AttentiveStatsPool(hidden_size=2, attention_dim=1)
     # score = 10 * tanh(first feature): frames with a large first feature dominate.

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from conftest import make_tone
 
-from dfa_lib.audio import load_audio, resample
-from dfa_lib.corpus import neural
-from dfa_lib.corpus.neural import (
+from dfa_lib.data.audio import load_audio, resample
+from dfa_lib.data.corpus import neural
+from dfa_lib.data.corpus.neural import (
     HIFIGAN_22K_MEL,
     NEURAL_GENERATORS,
     hifigan_log_mel,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dfa_lib.reports import NOTEBOOKS_DIR, load_profile
+from dfa_lib.reporting.runner import NOTEBOOKS_DIR, load_profile
 
 pytestmark = [pytest.mark.notebooks, pytest.mark.slow]
 
@@ -34,7 +34,7 @@ def smoke_reports(tmp_path_factory) -> tuple[int, Path, Path, str]:
     cmd = [
         sys.executable,
         "-m",
-        "dfa_lib.reports",
+        "dfa_lib.reporting.runner",
         "--profile",
         "smoke",
         "--kernel",

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from matplotlib import pyplot as plt
 
-from dfa_lib import plots
+from dfa_lib.reporting import plots
 
 
 @pytest.mark.parametrize("n_columns", [2, 7])

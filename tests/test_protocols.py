@@ -7,16 +7,16 @@ import hashlib
 import pandas as pd
 import pytest
 
-from dfa_lib.corpus.build import assign_split, assign_voice_splits
-from dfa_lib.corpus.synthesis import GENERATORS, neural_families, voice_id
-from dfa_lib.evaluate import TRAINED_ON
-from dfa_lib.labels import SPLITS
-from dfa_lib.protocols import (
+from dfa_lib.core.labels import SPLITS
+from dfa_lib.data.corpus.build import assign_split, assign_voice_splits
+from dfa_lib.data.corpus.synthesis import GENERATORS, neural_families, voice_id
+from dfa_lib.data.protocols import (
     DEFAULT_HELD_OUT,
     DEFAULT_HELD_OUT_FAMILY,
     NEURAL_FAMILIES,
     NEURAL_ROTATIONS,
     PROTOCOLS,
+    TRAINED_ON,
     ProtocolError,
     apply_protocol,
     held_out_family_of,

@@ -8,7 +8,7 @@ import re
 import pytest
 import torch
 
-from dfa_lib.reports import (
+from dfa_lib.reporting.runner import (
     NOTEBOOKS_DIR,
     load_profile,
     notebook_device,
@@ -79,7 +79,7 @@ def test_the_device_comes_from_the_notebooks_device_parameter(monkeypatch):
 
 
 def test_a_profile_asking_for_a_missing_gpu_fails_before_any_work(tmp_path, monkeypatch):
-    import dfa_lib.reports as reports
+    import dfa_lib.reporting.runner as reports
 
     profile = {"common": {"device": "cuda"}, "notebooks": [{"name": "02_cnn"}]}
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from dfa_lib.backbones import load_backbone
-from dfa_lib.heads import (
+from dfa_lib.features.backbones import load_backbone
+from dfa_lib.features.ssl_features import FeatureCacheError, FeaturePreprocessing, extract_features
+from dfa_lib.models.heads import (
     BackboneWithHead,
     HeadConfig,
     HeadInputError,
@@ -20,7 +21,6 @@ from dfa_lib.heads import (
     save_head,
     train_head,
 )
-from dfa_lib.ssl_features import FeatureCacheError, FeaturePreprocessing, extract_features
 
 SHORT = FeaturePreprocessing(clip_seconds=0.3)
 

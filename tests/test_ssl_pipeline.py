@@ -11,24 +11,25 @@ import pytest
 import torch
 from conftest import make_toy_split
 
-from dfa_lib.augment import AugmentConfig
-from dfa_lib.backbones import load_backbone
-from dfa_lib.detector import load_detector
-from dfa_lib.experiment import ProtocolData
-from dfa_lib.heads import HeadConfig, predict_logits
-from dfa_lib.models import build_model
-from dfa_lib.robustness import (
+from dfa_lib.data.augment import AugmentConfig
+from dfa_lib.data.protocol_data import ProtocolData
+from dfa_lib.detector.loading import load_detector
+from dfa_lib.evaluation.evaluate import evaluate_head
+from dfa_lib.evaluation.robustness import (
     degradation_sweep,
     degraded_test_set,
     share_encoders,
     sweep_summary,
 )
-from dfa_lib.ssl_features import FeaturePreprocessing
-from dfa_lib.ssl_pipeline import (
+from dfa_lib.features.backbones import load_backbone
+from dfa_lib.features.ssl_features import FeaturePreprocessing
+from dfa_lib.models.heads import HeadConfig, predict_logits
+from dfa_lib.models.registry import build_model
+from dfa_lib.training.engine import TrainConfig, train
+from dfa_lib.training.ssl_pipeline import (
     augmentation_rows,
     augmented_training_features,
     best_probe,
-    evaluate_head,
     head_inputs,
     layer_table,
     probe_table,
@@ -36,7 +37,6 @@ from dfa_lib.ssl_pipeline import (
     summary_row,
     train_heads,
 )
-from dfa_lib.train import TrainConfig, train
 
 PRE = FeaturePreprocessing(clip_seconds=0.5)
 
@@ -79,7 +79,7 @@ def test_heads_become_loadable_detectors(tmp_path, tiny_encoder_dir, toy_data, m
     cached = layer_table(feats, toy_data, cache_dir=tmp_path / "tables")
     pd.testing.assert_frame_equal(cached, table)
     with monkeypatch.context() as m:
-        m.setattr("dfa_lib.heads.layer_signal", lambda *a, **k: pytest.fail("not cached"))
+        m.setattr("dfa_lib.models.heads.layer_signal", lambda *a, **k: pytest.fail("not cached"))
         pd.testing.assert_frame_equal(layer_table(feats, toy_data, tmp_path / "tables"), table)
     flipped = ProtocolData(
         "toy",
@@ -181,8 +181,8 @@ def test_degradation_sweep_table(tmp_path, toy_data):
     assert summary.loc["loud", "mean_degraded_cllr"] == pytest.approx(sweep["cllr"].iloc[1:].mean())
 
     # The Cllr is that of the probabilities the detector reports: its calibration applied.
-    from dfa_lib.calibration import Calibration
-    from dfa_lib.metrics import cllr
+    from dfa_lib.scoring.calibration import Calibration
+    from dfa_lib.scoring.metrics import cllr
 
     calibrated = Loudness()
     calibrated.calibration = Calibration(scale=0.5, offset=-1.0)
@@ -205,8 +205,8 @@ def test_degradation_sweep_table(tmp_path, toy_data):
 
 
 def test_degradation_sweep_scores_fusions_from_their_members(tmp_path, toy_data):
-    from dfa_lib.fusion import FusionParameters
-    from dfa_lib.metrics import equal_error_rate
+    from dfa_lib.detector.fusion import FusionParameters
+    from dfa_lib.scoring.metrics import equal_error_rate
 
     class Scorer:
         def __init__(self, fn):
@@ -321,7 +321,7 @@ def test_best_probe_prefers_fewer_layers_then_smaller_c():
 
 
 def test_best_layer_is_the_lowest_validation_eer_and_ties_go_low():
-    from dfa_lib.ssl_pipeline import best_layer
+    from dfa_lib.training.ssl_pipeline import best_layer
 
     table = pd.DataFrame({"layer": [0, 1, 2, 3], "val_eer": [0.3, 0.1, 0.1, 0.2]})
     assert best_layer(table) == 1
@@ -377,7 +377,7 @@ def test_heads_train_on_augmented_copies_which_are_cached(
     def refuse(*args, **kwargs):
         raise AssertionError("augmented again")
 
-    monkeypatch.setattr("dfa_lib.ssl_pipeline.Augmenter.__call__", refuse)
+    monkeypatch.setattr("dfa_lib.training.ssl_pipeline.Augmenter.__call__", refuse)
     again = augmented_training_features(
         encoder, toy_data, tmp_path / "features", PRE, augment, max_per_class=6, seed=0
     )

@@ -10,9 +10,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from dfa_lib.clips import ClipStore, decode_clips
-from dfa_lib.scoring import score_waves
-from dfa_lib.train import (
+from dfa_lib.data.clips import ClipStore, decode_clips
+from dfa_lib.scoring.windows import score_waves
+from dfa_lib.training.engine import (
     TrainConfig,
     TrainingError,
     choose_device,
@@ -98,14 +98,14 @@ def test_cpu_bfloat16_only_where_the_cpu_has_it(tmp_path, toy, monkeypatch):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert training_precision(_cfg(), cuda) == "float16-mixed"
     assert training_precision(_cfg(mixed_precision=False), cuda) == "float32"
-    monkeypatch.setattr("dfa_lib.train.native_bfloat16", lambda: False)
+    monkeypatch.setattr("dfa_lib.training.engine.native_bfloat16", lambda: False)
     assert training_precision(_cfg(cpu_bfloat16=True), cpu) == "float32"
     # Asked for on a CPU without it: trained exactly as without asking, so folders are shared.
     assert fingerprint(_cfg(cpu_bfloat16=True), "t", "v") == fingerprint(_cfg(), "t", "v")
     (tr, trs), (va, vas) = toy
     plain = train(_cfg(epochs=2), tr, va, trs, vas, tmp_path, progress=False)[0]
     assert json.loads((plain.folder / "provenance.json").read_text())["precision"] == "float32"
-    monkeypatch.setattr("dfa_lib.train.native_bfloat16", lambda: True)
+    monkeypatch.setattr("dfa_lib.training.engine.native_bfloat16", lambda: True)
     assert training_precision(_cfg(cpu_bfloat16=True), cpu) == "bfloat16"
     assert training_precision(_cfg(), cpu) == "float32"
     assert fingerprint(_cfg(cpu_bfloat16=True), "t", "v") != fingerprint(_cfg(), "t", "v")
@@ -135,7 +135,7 @@ def test_early_stopping_stops_after_patience(tmp_path, toy):
 
 
 def test_best_checkpoint_round_trip(tmp_path, toy):
-    from dfa_lib.detector import load_detector
+    from dfa_lib.detector.loading import load_detector
 
     (tr, trs), (va, vas) = toy
     [res] = train(_cfg(), tr, va, trs, vas, tmp_path, progress=False)
@@ -190,7 +190,7 @@ def test_classical_model_through_the_same_engine(tmp_path, toy):
 
 def test_classical_validation_scores_are_the_detectors_scores(tmp_path, toy):
     """Validation clips longer than the window are scored as the detector scores files."""
-    from dfa_lib.detector import load_detector
+    from dfa_lib.detector.loading import load_detector
 
     (tr, trs), (va, vas) = toy
     [res] = train(
@@ -263,7 +263,7 @@ def _ramp_store(lengths: list[int]) -> ClipStore:
 
 
 def test_store_crops_match_pad_or_crop_for_the_same_draw():
-    from dfa_lib.audio import pad_or_crop
+    from dfa_lib.data.audio import pad_or_crop
 
     store = _ramp_store([50, 10, 20, 3])
     rows = np.array([0, 1, 2, 3, 0])
@@ -295,7 +295,7 @@ def test_store_crops_refuse_bad_arguments():
 
 
 def test_a_split_is_extended_by_rows_and_their_clips_at_the_end():
-    from dfa_lib.clips import extend_split
+    from dfa_lib.data.clips import extend_split
 
     waves = [np.full(n, 0.25 * (k + 1), np.float32) for k, n in enumerate([4, 6])]
     store = ClipStore.from_waves(waves, SR)
@@ -315,7 +315,7 @@ def test_a_split_is_extended_by_rows_and_their_clips_at_the_end():
 
 
 def test_uniform_draws_depend_only_on_seed_epoch_and_row():
-    from dfa_lib.train import uniform_draws
+    from dfa_lib.training.engine import uniform_draws
 
     rows = np.arange(20_000)
     draws = uniform_draws(3, 1, rows)
@@ -327,7 +327,7 @@ def test_uniform_draws_depend_only_on_seed_epoch_and_row():
 
 
 def test_crop_batches_give_each_item_the_same_crop_in_any_batch_and_worker(toy):
-    from dfa_lib.train import CropBatches, batch_loader
+    from dfa_lib.training.engine import CropBatches, batch_loader
 
     (_, store), _ = toy
     rows = np.arange(len(store))
@@ -353,7 +353,7 @@ def test_crop_batches_give_each_item_the_same_crop_in_any_batch_and_worker(toy):
 
 
 def test_cpu_identity_reads_the_first_processor_and_its_flags():
-    from dfa_lib.provenance import machine, parse_cpuinfo
+    from dfa_lib.core.provenance import machine, parse_cpuinfo
 
     text = (
         "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n"

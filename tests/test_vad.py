@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
-from dfa_lib import vad
-from dfa_lib.audio import load_audio, resample, save_audio
-from dfa_lib.vad import (
+from dfa_lib.data.audio import load_audio, resample, save_audio
+from dfa_lib.features import vad
+from dfa_lib.features.vad import (
     MIN_SPEECH_SECONDS,
     SpeechActivity,
     SpeechActivityUnavailable,

@@ -13,8 +13,8 @@ import torch
 from transformers import WhisperConfig
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-from dfa_lib import whisper_ct2
-from dfa_lib.backbones import whisper_encoder_hidden_states
+from dfa_lib.features import whisper_ct2
+from dfa_lib.features.backbones import whisper_encoder_hidden_states
 
 # dtype ids of the CTranslate2 binary format (independent of the reader under test).
 F32, I8, I16, I32, F16, BF16 = 0, 1, 2, 3, 4, 5

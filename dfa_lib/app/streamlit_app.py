@@ -3,7 +3,7 @@
 Run it with ``make app`` (``streamlit run dfa_lib/app/streamlit_app.py``). Detectors are the
 folders under ``$DFA_RUNS_DIR`` (default ``runs/``) whose ``config.json`` declares the
 ``dfa-detector`` format. Uploads above ``$DFA_MAX_UPLOAD_MB`` megabytes (default 200) are
-refused with a message, as are files :func:`dfa_lib.audio.load_audio` cannot read.
+refused with a message, as are files :func:`dfa_lib.data.audio.load_audio` cannot read.
 
 The logic lives in plain functions (finding detectors, decoding an upload, the plots, the
 verdict text) so that tests can call them without a browser; :func:`main` only lays them out.
@@ -16,10 +16,15 @@ import os
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
+import torch
+import torchaudio
 
-from dfa_lib.audio import AudioError, SilentAudioError, load_audio
-from dfa_lib.detector import Detector, WindowedScore, is_detector_folder, load_detector
+from dfa_lib.data.audio import AudioError, SilentAudioError, load_audio
+from dfa_lib.detector.folder import is_detector_folder
+from dfa_lib.detector.loading import load_detector
+from dfa_lib.detector.scorer import Detector, WindowedScore
 
 RUNS_DIR_ENV = "DFA_RUNS_DIR"
 DEFAULT_RUNS_DIR = "runs"
@@ -124,7 +129,6 @@ def speech_warning(result: WindowedScore) -> str | None:
 
 def waveform_figure(wave: np.ndarray, sr: int) -> Any:
     """Plot the waveform; long signals are drawn as a min/max envelope to stay light."""
-    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(9, 2.2))
     columns = 4000
@@ -145,9 +149,6 @@ def waveform_figure(wave: np.ndarray, sr: int) -> Any:
 
 def mel_figure(wave: np.ndarray, sr: int, seconds: float = SPECTROGRAM_SECONDS) -> Any:
     """Plot a log-mel spectrogram (64 bands, 25 ms windows, 10 ms hop) of the first ``seconds``."""
-    import matplotlib.pyplot as plt
-    import torch
-    import torchaudio
 
     piece = torch.from_numpy(np.ascontiguousarray(wave[: int(seconds * sr)]))
     mel = torchaudio.transforms.MelSpectrogram(
@@ -168,7 +169,6 @@ def mel_figure(wave: np.ndarray, sr: int, seconds: float = SPECTROGRAM_SECONDS) 
 
 def timeline_figure(result: WindowedScore) -> Any:
     """Plot the probability of fake of every window against time, with the threshold."""
-    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(9, 2.4))
     # One step per window, held until the window's end, so the last window is drawn too.
@@ -218,7 +218,6 @@ def _uploader(st: Any, limit_mb: int) -> Any:
 
 
 def _show(st: Any, fig: Any) -> None:
-    import matplotlib.pyplot as plt
 
     st.pyplot(fig)
     plt.close(fig)  # Streamlit keeps no reference; closing frees it at once

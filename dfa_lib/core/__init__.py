@@ -1,0 +1,1 @@
+"""Foundations every layer uses: atomic writes, class labels, run provenance."""

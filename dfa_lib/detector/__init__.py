@@ -1,0 +1,1 @@
+"""A trained detector as a folder: its format, loading, scoring, calibration, fusion and model card."""

@@ -1,0 +1,1 @@
+"""Testing detectors: evaluation on protocols, the shortcut audit, the robustness sweep."""

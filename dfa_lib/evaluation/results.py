@@ -1,0 +1,94 @@
+"""A protocol's test results: metrics of scored clips, written into the detector folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dfa_lib.core.provenance import write_json
+from dfa_lib.detector.folder import read_metrics, write_model_card
+from dfa_lib.scoring.metrics import (
+    breakdown,
+    classification_summary,
+    labels_from_scores,
+    summarize_scores,
+    write_scores_asvspoof2019,
+    write_scores_asvspoof2021,
+)
+
+
+def evaluate_scores(
+    scored: pd.DataFrame, threshold: float, n_boot: int = 1000, seed: int = 0
+) -> dict:
+    """Return the protocol's metrics at the detector's own (validation EER) threshold.
+
+    Keys: the flat summary of :func:`dfa_lib.scoring.metrics.summarize_scores` (EER with its bootstrap
+    interval, AUC, accuracy at ``threshold``), ``classification`` (per-class precision, recall,
+    F1, confusion matrix, report) and ``by_generator`` / ``by_language`` tables as records.
+    """
+    summary = summarize_scores(
+        scored["score"].to_numpy(),
+        scored["label"].to_numpy(),
+        threshold=threshold,
+        n_boot=n_boot,
+        seed=seed,
+    )
+    predicted = labels_from_scores(scored["score"].to_numpy(), threshold)
+    summary["classification"] = classification_summary(scored["label"].to_numpy(), predicted)
+    for col in ("generator", "family", "language", "source"):
+        if col in scored.columns and scored[col].nunique() > 1:
+            # Each generator's or family's fakes against every real clip (ASVspoof per attack).
+            attack = col if col in ("generator", "family") else "generator"
+            table = breakdown(scored, by=col, generator_col=attack)
+            summary[f"by_{col}"] = table.replace({np.nan: None}).to_dict(orient="records")
+    return summary
+
+
+def weights_mtime(folder: Path) -> float | None:
+    """Modification time of a run folder's newest weights file (None: it has none)."""
+    files = sorted(folder.glob("*.safetensors"))
+    return max(f.stat().st_mtime for f in files) if files else None
+
+
+def write_evaluation(
+    folder: str | os.PathLike,
+    protocol: str,
+    scored: pd.DataFrame,
+    threshold: float,
+    n_boot: int = 1000,
+    seed: int = 0,
+    extra: dict | None = None,
+) -> dict:
+    """Write a protocol's metrics, score files and scored rows into a run folder; return metrics."""
+
+    folder = Path(folder)
+    metrics = evaluate_scores(scored, threshold, n_boot=n_boot, seed=seed)
+    metrics.update(extra or {})
+    metrics["weights_mtime"] = weights_mtime(folder)
+    scores_dir = folder / "scores"
+    attack = (
+        scored["generator"] if "generator" in scored.columns else pd.Series(["-"] * len(scored))
+    )
+    write_scores_asvspoof2019(
+        scores_dir / f"{protocol}.2019.txt",
+        scored["path"].map(_utt_id),
+        attack.where(scored["label"] == "fake", "-"),
+        scored["label"],
+        scored["score"],
+    )
+    write_scores_asvspoof2021(
+        scores_dir / f"{protocol}.2021.txt", scored["path"].map(_utt_id), scored["score"]
+    )
+    scored.to_csv(scores_dir / f"{protocol}.scored.csv", index=False)
+    everything = read_metrics(folder)
+    everything[protocol] = metrics
+    write_json(folder / "metrics.json", everything)
+    write_model_card(folder)  # the card lists the metrics of every protocol
+    return metrics
+
+
+def _utt_id(path: str) -> str:
+    return str(path).replace("/", "__").replace(" ", "_")

@@ -1,0 +1,1 @@
+"""Networks and classifiers that map a waveform or features to a bona fide score."""

@@ -1,0 +1,1 @@
+"""Turning runs into reports: plots, notebook helpers and the papermill runner."""

@@ -1,0 +1,203 @@
+"""Generate the README's headline table (EER % by model and protocol) from evaluated runs.
+
+The numbers of the front door are never typed. ``make headline`` reads every evaluated run
+folder of a default run, writes the committed snapshot ``docs/results/headline.csv`` and
+replaces the table between the README's markers with the CSV's table; ``--check`` only
+compares the README with the CSV, so a test can tell when one was edited without the other::
+
+    python -m dfa_lib.reporting.headline --runs-dir runs/default/offline \\
+        --csv docs/results/headline.csv --readme README.md
+    python -m dfa_lib.reporting.headline --csv docs/results/headline.csv --readme README.md --check
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from dfa_lib.core.atomic import write_text_atomically
+from dfa_lib.evaluation.evaluate import headline_table, results_table
+
+START_MARKER = "<!-- headline:start -->"
+END_MARKER = "<!-- headline:end -->"
+# The README discusses these three first and in this order; any other protocol follows.
+MAIN_PROTOCOLS = ("in-domain", "unseen-generator", "cross-source")
+MISSING = "–"
+
+
+class HeadlineError(ValueError):
+    """The headline cannot be made: no results, a malformed CSV, or a README without markers."""
+
+
+def order_protocols(protocols: list[str]) -> list[str]:
+    """Return the headline's columns: the main protocols, then any other one alphabetically."""
+    others = sorted(p for p in set(protocols) if p not in MAIN_PROTOCOLS)
+    return [*MAIN_PROTOCOLS, *others]
+
+
+def headline_frame(runs_dir: str | os.PathLike) -> pd.DataFrame:
+    """Return model x protocol test EER (%) of every evaluated run folder under ``runs_dir``.
+
+    Rows are sorted by model name; columns follow :func:`order_protocols` (the main three are
+    always there, empty where no detector was tested on them). Raises HeadlineError when no
+    run folder under ``runs_dir`` has metrics.
+    """
+    results = results_table(runs_dir)
+    if results.empty:
+        raise HeadlineError(
+            f"{runs_dir}: no evaluated run folder (config.json and metrics.json); "
+            "run `make reports` first, or pass the --runs-dir of a finished run"
+        )
+    table = headline_table(results)
+    frame = table.reindex(columns=order_protocols(list(table.columns))).astype(float)
+    frame.index = frame.index.astype(str)
+    frame.index.name = "model"
+    frame.columns.name = None
+    return frame.sort_index()
+
+
+def _cell(value: float) -> str:
+    """One EER as the CSV and the table show it: % to 0.1, empty when missing."""
+    return "" if pd.isna(value) else f"{value:.1f}"
+
+
+def write_headline_csv(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write the headline snapshot: ``model`` then one column per protocol, EER % to 0.1."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["model", *frame.columns])
+    for model, row in frame.iterrows():
+        writer.writerow([str(model), *(_cell(v) for v in row)])
+    return write_text_atomically(path, buffer.getvalue())
+
+
+def read_headline_csv(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a snapshot written by :func:`write_headline_csv` (empty cells become NaN)."""
+    path = Path(path)
+    if not path.is_file():
+        raise HeadlineError(f"{path}: no headline snapshot; write it with `make headline`")
+    frame = pd.read_csv(path, dtype={"model": str}, keep_default_na=False, na_values=[""])
+    if frame.columns.empty or frame.columns[0] != "model":
+        raise HeadlineError(f"{path}: the first column must be 'model'")
+    try:
+        values = frame.set_index("model").astype(float)
+    except ValueError as err:
+        raise HeadlineError(f"{path}: every EER must be a number or empty ({err})") from err
+    values.columns.name = None
+    return values
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """Return ``frame`` as a Markdown table: EER to 0.1, the lowest of each column in bold."""
+    columns = [str(c) for c in frame.columns]
+    shown = {c: [_cell(v) for v in frame[c]] for c in frame.columns}
+    # "Best" is judged on the shown digits, so ties that print alike are all bold.
+    best = {c: min((float(x) for x in cells if x), default=None) for c, cells in shown.items()}
+    lines = [
+        "| " + " | ".join(["model", *columns]) + " |",
+        "| " + " | ".join(["---"] * (len(columns) + 1)) + " |",
+    ]
+    for i, model in enumerate(frame.index):
+        cells = []
+        for column, column_cells in shown.items():
+            cell = column_cells[i]
+            if not cell:
+                cell = MISSING
+            elif float(cell) == best[column]:
+                cell = f"**{cell}**"
+            cells.append(cell)
+        lines.append("| " + " | ".join([str(model), *cells]) + " |")
+    return "\n".join(lines)
+
+
+def _block_bounds(text: str, where: str) -> tuple[int, int]:
+    """Return the slice of ``text`` between the markers (HeadlineError when they are not one pair)."""
+    for marker in (START_MARKER, END_MARKER):
+        count = text.count(marker)
+        if count != 1:
+            found = "no" if count == 0 else f"{count}"
+            raise HeadlineError(
+                f"{where}: {found} '{marker}' marker(s); the headline table goes between one "
+                f"'{START_MARKER}' line and one '{END_MARKER}' line"
+            )
+    start = text.index(START_MARKER) + len(START_MARKER)
+    end = text.index(END_MARKER)
+    if end < start:
+        raise HeadlineError(f"{where}: '{END_MARKER}' comes before '{START_MARKER}'")
+    return start, end
+
+
+def readme_table(readme_path: str | os.PathLike) -> str:
+    """Return the table that lies between the README's headline markers."""
+    text = Path(readme_path).read_text(encoding="utf-8")
+    start, end = _block_bounds(text, str(readme_path))
+    return text[start:end].strip("\n")
+
+
+def update_readme(readme_path: str | os.PathLike, table_md: str, check: bool = False) -> bool:
+    """Put ``table_md`` between the README's markers; return whether the README changed.
+
+    With ``check`` the README is left as it is and the return value says whether it would
+    change, that is whether its table differs from ``table_md``.
+    """
+    path = Path(readme_path)
+    text = path.read_text(encoding="utf-8")
+    start, end = _block_bounds(text, str(path))
+    updated = text[:start] + "\n" + table_md.strip("\n") + "\n" + text[end:]
+    if updated == text:
+        return False
+    if not check:
+        write_text_atomically(path, updated)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point of ``python -m dfa_lib.reporting.headline``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m dfa_lib.reporting.headline",
+        description="Write the headline snapshot from a run and the README's table from it.",
+    )
+    parser.add_argument("--runs-dir", type=Path, help="run folders of a finished `make reports`")
+    parser.add_argument("--csv", type=Path, default=Path("docs/results/headline.csv"))
+    parser.add_argument("--readme", type=Path, default=Path("README.md"))
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="only compare the README's table with the CSV's (exit 1 when they differ)",
+    )
+    args = parser.parse_args(argv)
+    if not args.check and args.runs_dir is None:
+        parser.error("--runs-dir is required unless --check is given")
+    try:
+        if not args.check:
+            write_headline_csv(headline_frame(args.runs_dir), args.csv)
+        table_md = markdown_table(read_headline_csv(args.csv))
+        changed = update_readme(args.readme, table_md, check=args.check)
+    except (HeadlineError, OSError) as err:
+        print(f"[headline] {err}", file=sys.stderr)
+        return 1
+    if args.check:
+        if changed:
+            print(
+                f"[headline] {args.readme}'s headline table differs from {args.csv}; "
+                "run `make headline` (or put the CSV's numbers back)",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"[headline] {args.readme} matches {args.csv}", file=sys.stderr)
+        return 0
+    print(
+        f"[headline] wrote {args.csv}; {args.readme} {'updated' if changed else 'unchanged'}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Research studies on top of the library: ablations and the speed benchmark."""

@@ -1,0 +1,1 @@
+"""Fitting detectors: the training engine and the encoder-head pipeline."""

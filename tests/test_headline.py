@@ -1,0 +1,217 @@
+"""Tests of dfa_lib.reporting.headline: the README's generated headline table."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from dfa_lib.reporting.headline import (
+    END_MARKER,
+    START_MARKER,
+    HeadlineError,
+    headline_frame,
+    main,
+    markdown_table,
+    read_headline_csv,
+    readme_table,
+    update_readme,
+    write_headline_csv,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _metrics(eer: float) -> dict:
+    return {
+        "eer": eer,
+        "eer_ci_low": eer - 0.01,
+        "eer_ci_high": eer + 0.01,
+        "auc": 1 - eer,
+        "accuracy": 1 - eer,
+        "n": 100,
+    }
+
+
+def _run(folder: Path, protocol: str, metrics: dict | None, fmt: str = "dfa-detector") -> None:
+    folder.mkdir(parents=True)
+    config = {"format": fmt, "dataset": {"protocol": protocol}}
+    (folder / "config.json").write_text(json.dumps(config))
+    if metrics is not None:
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+
+
+@pytest.fixture()
+def runs(tmp_path: Path) -> Path:
+    """A tiny runs tree: two evaluated detectors, one unevaluated, one foreign folder."""
+    root = tmp_path / "runs"
+    _run(
+        root / "in-domain" / "zeta",
+        "in-domain",
+        {
+            "in-domain": _metrics(0.25),
+            "cross-source": _metrics(0.301),
+            "weights_mtime": 12.0,  # not a protocol: skipped
+        },
+    )
+    _run(
+        root / "unseen-neural-fargan" / "alpha",
+        "unseen-neural-fargan",
+        {"unseen-neural-fargan": _metrics(0.2), "for-2sec.in-domain": _metrics(0.4)},
+    )
+    _run(root / "in-domain" / "untested", "in-domain", None)
+    _run(root / "in-domain" / "foreign", "in-domain", {"in-domain": _metrics(0.0)}, fmt="other")
+    return root
+
+
+def test_headline_frame_orders_models_and_protocols(runs: Path) -> None:
+    frame = headline_frame(runs)
+    assert list(frame.index) == ["alpha", "zeta"]
+    assert frame.index.name == "model"
+    assert list(frame.columns) == [
+        "in-domain",
+        "unseen-generator",
+        "cross-source",
+        "for-2sec.in-domain",
+        "unseen-neural-fargan",
+    ]
+    assert frame.loc["zeta", "in-domain"] == pytest.approx(25.0)
+    assert frame.loc["zeta", "cross-source"] == pytest.approx(30.1)
+    assert frame.loc["alpha", "unseen-neural-fargan"] == pytest.approx(20.0)
+    assert math.isnan(frame.loc["alpha", "in-domain"])
+    assert frame["unseen-generator"].isna().all()
+
+
+def test_headline_frame_without_results_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(HeadlineError, match="no evaluated run folder"):
+        headline_frame(tmp_path / "nothing")
+
+
+def test_csv_round_trip_keeps_one_decimal_and_empty_cells(runs: Path, tmp_path: Path) -> None:
+    frame = headline_frame(runs)
+    path = write_headline_csv(frame, tmp_path / "docs" / "headline.csv")
+    lines = path.read_text().splitlines()
+    assert (
+        lines[0]
+        == "model,in-domain,unseen-generator,cross-source,for-2sec.in-domain,unseen-neural-fargan"
+    )
+    assert lines[1] == "alpha,,,,40.0,20.0"
+    assert lines[2] == "zeta,25.0,,30.1,,"
+    back = read_headline_csv(path)
+    assert list(back.columns) == list(frame.columns)
+    assert list(back.index) == ["alpha", "zeta"]
+    pd.testing.assert_frame_equal(back, frame.round(1), check_names=False)
+
+
+def test_read_headline_csv_of_a_header_only_snapshot(tmp_path: Path) -> None:
+    path = tmp_path / "headline.csv"
+    path.write_text("model,in-domain,unseen-generator,cross-source\n")
+    frame = read_headline_csv(path)
+    assert frame.empty
+    assert list(frame.columns) == ["in-domain", "unseen-generator", "cross-source"]
+    assert markdown_table(frame) == (
+        "| model | in-domain | unseen-generator | cross-source |\n| --- | --- | --- | --- |"
+    )
+
+
+def test_read_headline_csv_refuses_a_text_eer(tmp_path: Path) -> None:
+    path = tmp_path / "headline.csv"
+    path.write_text("model,in-domain\nlcnn,low\n")
+    with pytest.raises(HeadlineError, match="number or empty"):
+        read_headline_csv(path)
+
+
+def test_markdown_bolds_the_best_of_each_column_and_dashes_missing() -> None:
+    frame = pd.DataFrame(
+        {"in-domain": [26.1, 10.3, 10.34], "cross-source": [29.6, 44.6, float("nan")]},
+        index=pd.Index(["lcnn", "ifd_rps_logreg", "tie"], name="model"),
+    )
+    lines = markdown_table(frame).splitlines()
+    assert lines[0] == "| model | in-domain | cross-source |"
+    assert lines[1] == "| --- | --- | --- |"
+    assert lines[2] == "| lcnn | 26.1 | **29.6** |"
+    # 10.34 prints as 10.3, so it ties with the best as shown.
+    assert lines[3] == "| ifd_rps_logreg | **10.3** | 44.6 |"
+    assert lines[4] == "| tie | **10.3** | – |"
+
+
+def test_markdown_column_without_values_has_no_bold() -> None:
+    frame = pd.DataFrame({"unseen-generator": [float("nan")]}, index=["lcnn"])
+    assert markdown_table(frame).splitlines()[2] == "| lcnn | – |"
+
+
+def _readme(path: Path, block: str) -> Path:
+    path.write_text(f"# dfa\n\nintro\n\n{START_MARKER}\n{block}\n{END_MARKER}\n\nafter\n")
+    return path
+
+
+def test_update_readme_replaces_only_the_block(tmp_path: Path) -> None:
+    readme = _readme(tmp_path / "README.md", "| old |")
+    assert update_readme(readme, "| new |\n| --- |") is True
+    text = readme.read_text()
+    assert text == f"# dfa\n\nintro\n\n{START_MARKER}\n| new |\n| --- |\n{END_MARKER}\n\nafter\n"
+    assert readme_table(readme) == "| new |\n| --- |"
+    assert update_readme(readme, "| new |\n| --- |") is False
+
+
+def test_check_mode_reports_a_difference_without_writing(tmp_path: Path) -> None:
+    readme = _readme(tmp_path / "README.md", "| old |")
+    before = readme.read_text()
+    assert update_readme(readme, "| new |", check=True) is True
+    assert readme.read_text() == before
+    assert update_readme(readme, "| old |", check=True) is False
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("# dfa\n\nno table here\n", "no '<!-- headline:start -->'"),
+        (f"# dfa\n{START_MARKER}\n| t |\n", "no '<!-- headline:end -->'"),
+        (f"{END_MARKER}\n| t |\n{START_MARKER}\n", "comes before"),
+        (f"{START_MARKER}\n{START_MARKER}\n{END_MARKER}\n", "2 '<!-- headline:start -->'"),
+    ],
+)
+def test_update_readme_without_one_pair_of_markers_is_an_error(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(text)
+    with pytest.raises(HeadlineError, match=message):
+        update_readme(readme, "| t |")
+    assert readme.read_text() == text
+
+
+def test_command_line_writes_then_checks(
+    runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    readme = _readme(tmp_path / "README.md", "")
+    csv_path = tmp_path / "docs" / "results" / "headline.csv"
+    args = ["--csv", str(csv_path), "--readme", str(readme)]
+    assert main([*args, "--check"]) == 1  # no CSV yet
+    assert main(["--runs-dir", str(runs), *args]) == 0
+    assert readme_table(readme) == markdown_table(read_headline_csv(csv_path))
+    assert "| zeta | **25.0** | – | **30.1** | – | – |" in readme.read_text()
+    assert main([*args, "--check"]) == 0
+    update_readme(readme, "| edited by hand |")
+    capsys.readouterr()
+    assert main([*args, "--check"]) == 1
+    assert "differs from" in capsys.readouterr().err
+
+
+def test_command_line_without_results_keeps_the_snapshot(tmp_path: Path) -> None:
+    readme = _readme(tmp_path / "README.md", "")
+    csv_path = tmp_path / "headline.csv"
+    csv_path.write_text("model,in-domain\nlcnn,26.1\n")
+    args = ["--runs-dir", str(tmp_path / "empty"), "--csv", str(csv_path), "--readme", str(readme)]
+    assert main(args) == 1
+    assert csv_path.read_text() == "model,in-domain\nlcnn,26.1\n"
+
+
+def test_committed_readme_shows_the_committed_snapshot() -> None:
+    snapshot = read_headline_csv(REPO / "docs" / "results" / "headline.csv")
+    assert readme_table(REPO / "README.md") == markdown_table(snapshot), (
+        "README.md's headline table differs from docs/results/headline.csv: run `make headline`"
+    )
