@@ -11,9 +11,11 @@ Scores and threshold
     ``s = logit_real - logit_fake`` (higher = real, as in ASVspoof) and the probability of fake
     is ``softmax(logits)[1] = sigmoid(-s)``. A folder stores its threshold ``tau`` on ``s``
     (taken at the validation equal error rate): fake iff ``s < tau``. Because ``sigmoid`` is
-    increasing, that is the same decision as ``p_fake > sigmoid(-tau)``, so the detector works
-    with the probability threshold ``t = sigmoid(-tau)`` and labels a clip fake when
-    ``p_fake >= t`` (the two rules differ only when ``s == tau`` exactly).
+    increasing, that is the same decision as ``p_fake > sigmoid(-tau)``: the detector reports
+    the probability threshold ``t = sigmoid(-tau)`` and, with the folder's threshold, decides on
+    the score itself, as training and evaluation do (a clip scored exactly at ``tau`` is real
+    everywhere). A threshold given as a probability ``t`` labels a clip fake when
+    ``p_fake >= t``.
     Classical detectors (``lfcc_gmm``, ``lfcc_logreg``, ``ifd_logreg``, ``ifd_rps_logreg``
     from :mod:`dfa_lib.models.classical`) return a bona fide score directly (a log-likelihood ratio or
     log-odds); the same ``sigmoid(-s)`` maps it to a probability of fake (the posterior at
@@ -111,6 +113,7 @@ from dfa_lib.scoring.calibration import (
     sigmoid,
     sigmoid_array,
 )
+from dfa_lib.scoring.metrics import labels_from_scores
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -340,6 +343,7 @@ class Detector:
             self.calibration = Calibration.from_config(config)
         except CalibrationError as error:
             raise DetectorFormatError(f"{folder or 'detector'}: {error}") from error
+        self._folder_threshold = threshold is None
         self.threshold = (
             probability_threshold(self.calibration.apply(self.score_threshold))
             if threshold is None
@@ -357,6 +361,18 @@ class Detector:
         if self.is_torch:
             self.device = resolve_device(device)
             self.model = model.to(self.device).eval()
+
+    def _label(self, score: float, p_fake: float) -> str:
+        """The verdict on a file score: the folder's rule, or an explicit probability threshold.
+
+        With the folder's own threshold the decision is taken on the bona fide score, exactly
+        as training and evaluation take it (:func:`dfa_lib.scoring.metrics.labels_from_scores`:
+        real iff ``score >= tau``), so a clip scored at the threshold gets the same verdict
+        everywhere. A threshold given as a probability labels fake iff ``p_fake >= t``.
+        """
+        if self._folder_threshold:
+            return str(labels_from_scores(np.array([score]), self.score_threshold)[0])
+        return LABELS[FAKE] if p_fake >= self.threshold else LABELS[REAL]
 
     @property
     def sample_rate(self) -> int:
@@ -499,7 +515,7 @@ class Detector:
                 WindowedScore(
                     p_fake=p_fake,
                     score=file_score,
-                    label=LABELS[FAKE] if p_fake >= self.threshold else LABELS[REAL],
+                    label=self._label(file_score, p_fake),
                     threshold=self.threshold,
                     duration=wave.size / sr_out,
                     window_seconds=window / sr_out,
