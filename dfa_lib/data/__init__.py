@@ -1,0 +1,1 @@
+"""Audio in, clips out: decoding, manifests, datasets, protocols, codecs, augmentation and the offline corpus."""
