@@ -80,3 +80,18 @@ def test_files_get_the_permissions_the_umask_allows(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644  # mkstemp would have given 0o600
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_a_file_its_writer_made_private_gets_the_umask_permissions(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        with atomic_path(tmp_path / "model.safetensors") as temporary:
+            # As a writer that creates its file 0600 does (safetensors, mkstemp).
+            handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.write(handle, b"weights")
+            os.close(handle)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "model.safetensors").stat().st_mode) == mode

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import warnings
 import wave as wavmod
 from pathlib import Path
 
@@ -13,16 +14,21 @@ import soundfile as sf
 from conftest import make_tone
 
 from dfa_lib.data.audio import (
+    MAX_FLOAT_PEAK,
     AudioDecodeError,
     AudioError,
     AudioFileNotFoundError,
+    DurationLimitError,
     EmptyAudioError,
     InvalidAudioError,
+    OutOfRangeAudioError,
+    TruncatedAudioWarning,
     frame_windows,
     load_audio,
     loudest_frame_dbfs,
     pad_or_crop,
     peak_normalize,
+    promised_frames,
     resample,
     rms_dbfs,
     rms_normalize,
@@ -196,6 +202,68 @@ def test_nan_and_inf_samples(tmp_path):
         load_audio(path)
 
 
+def test_float_samples_far_beyond_full_scale_are_refused(tmp_path):
+    x = make_tone(0.5, amplitude=0.5)
+    path = tmp_path / "scaled.wav"
+    sf.write(path, x * 1e18, 16000, subtype="FLOAT")
+    with pytest.raises(OutOfRangeAudioError, match=r"scaled.wav: peak sample 5e\+17 .*\[-1, 1\]"):
+        load_audio(path)
+    with pytest.raises(InvalidAudioError, match="<.* bytes in memory>: peak sample"):
+        load_audio(path.read_bytes())  # what the app decodes
+    # One loud channel is enough, even where the channel mean would cancel it.
+    stereo = np.stack([x * 1e6, -x * 1e6], axis=1)
+    sf.write(path, stereo, 16000, subtype="FLOAT")
+    with pytest.raises(OutOfRangeAudioError):
+        load_audio(path)
+    # Somewhat over full scale is still audio, decoded as it is.
+    hot = x * (0.9 * MAX_FLOAT_PEAK / 0.5)
+    sf.write(path, hot, 16000, subtype="FLOAT")
+    wave, _ = load_audio(path)
+    np.testing.assert_array_equal(wave, hot)
+
+
+def test_a_file_shorter_than_its_header_decodes_with_a_warning(tmp_path):
+    path = tmp_path / "cut.wav"
+    sf.write(path, make_tone(2.0), 16000, subtype="PCM_16")
+    data = path.read_bytes()
+    assert promised_frames(data) == promised_frames(path) == 32000
+    cut = data[: data.index(b"data") + 8 + 2 * 8000]  # half a second of the two
+    path.write_bytes(cut)
+    with pytest.warns(TruncatedAudioWarning, match=r"cut.wav: truncated: .* promises 2.00 s"):
+        wave, _ = load_audio(path)
+    assert wave.size == 8000
+    flac = tmp_path / "whole.flac"
+    sf.write(flac, make_tone(1.0), 16000, format="FLAC")
+    assert promised_frames(flac) == 16000
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a whole file warns about nothing
+        load_audio(flac)
+        load_audio(flac.read_bytes())
+
+
+def test_max_seconds_refuses_long_audio_from_the_header(tmp_path):
+    path = tmp_path / "three.wav"
+    sf.write(path, make_tone(3.0), 16000)
+    with pytest.raises(DurationLimitError, match=r"three.wav: lasts 3.0 s by its header") as error:
+        load_audio(path, max_seconds=2.0)
+    assert error.value.seconds == 3.0 and error.value.max_seconds == 2.0
+    assert load_audio(path, max_seconds=3.0)[0].size == 48000
+    with pytest.raises(ValueError, match="max_seconds must be positive"):
+        load_audio(path, max_seconds=0)
+
+
+@needs_ffmpeg
+def test_max_seconds_stops_ffmpeg_for_formats_without_a_length(tmp_path):
+    src = tmp_path / "src.wav"
+    sf.write(src, make_tone(3.0), 16000)
+    # Raw G.722 has no header: nothing says how long it is until it is decoded.
+    path = _ffmpeg_encode(src, tmp_path / "phone.g722", "-c:a", "g722", "-f", "g722")
+    with pytest.raises(DurationLimitError, match="phone.g722: lasts longer than the limit of 1 s"):
+        load_audio(path, max_seconds=1.0)
+    wave, sr = load_audio(path, max_seconds=10.0)
+    assert sr == 16000 and wave.size == pytest.approx(48000, abs=200)
+
+
 def test_int8_and_unsigned_wav(tmp_path):
     path = tmp_path / "u8.wav"
     data = ((make_tone(0.25) * 127) + 128).astype(np.uint8)
@@ -218,7 +286,8 @@ def test_errors_are_value_errors_naming_the_file(tmp_path):
 
 def test_resample_identity_and_length():
     x = make_tone(1.0)
-    assert resample(x, 16000, 16000) is not None
+    same = resample(x.astype(np.float64), 16000, 16000)
+    assert same.dtype == np.float32 and np.array_equal(same, x)
     assert resample(x, 16000, 8000).size == 8000
     with pytest.raises(ValueError):
         resample(x, 0, 16000)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -16,10 +17,12 @@ from dfa_lib.detector.fusion import (
     FusionParameters,
     fit_fusion,
     is_fusion_folder,
+    members_and_parameters,
     parse_fusions,
     resolve_members,
 )
 from dfa_lib.detector.loading import load_detector
+from dfa_lib.detector.validation import validation_fingerprint
 from dfa_lib.evaluation.evaluate import evaluate_run, find_runs, results_table
 from dfa_lib.evaluation.fusions import (
     evaluate_fusion,
@@ -158,6 +161,72 @@ def test_fit_errors(complementary, tmp_path):
         fit_fusion([members[0], _member(tmp_path / "a", np.arange(len(paths)), paths)], labels)
     with pytest.raises(FusionError, match="must be positive"):
         fit_fusion(members, labels, c=0)
+
+
+GOOD_PARAMETERS = {"mean": [0.5, -1.0], "std": [1.0, 2.0], "weights": [1.5, 0.7], "bias": 0.1}
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"std": [1.0, 0.0]}, r"std must be positive .* got \[1.0, 0.0\]"),
+        ({"std": [-1.0, 2.0]}, "std must be positive"),
+        ({"std": [1.0, float("nan")]}, "std must be finite numbers"),
+        ({"mean": [float("inf"), 0.0]}, "mean must be finite numbers"),
+        ({"weights": [1.0, float("nan")]}, "weights must be finite numbers"),
+        ({"bias": float("-inf")}, "bias must be finite numbers"),
+    ],
+)
+def test_fusion_parameters_that_would_give_scores_not_finite_are_refused(change, message):
+    assert FusionParameters.from_kwargs(GOOD_PARAMETERS).std == (1.0, 2.0)
+    with pytest.raises(FusionError, match=message):
+        FusionParameters.from_kwargs({**GOOD_PARAMETERS, **change})
+
+
+def _edit_kwargs(folder, **changes) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    config["model"]["kwargs"].update(changes)
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def test_a_fusion_folder_with_a_zero_spread_is_refused(complementary):
+    members, labels = complementary
+    folder = fit_fusion(members, labels)
+    _edit_kwargs(folder, std=[0.0, 1.0])
+    with pytest.raises(DetectorFormatError, match="std must be positive"):
+        load_detector(folder)
+    with pytest.raises(FusionError, match="std must be positive"):
+        members_and_parameters(folder)
+
+
+def test_a_fusion_that_contains_itself_is_refused_naming_the_cycle(complementary):
+    members, labels = complementary
+    folder = fit_fusion(members, labels)
+    records = json.loads((folder / "config.json").read_text())["model"]["kwargs"]["members"]
+    itself = {"name": folder.name, "folder": ".", "fingerprint": validation_fingerprint(folder)}
+    _edit_kwargs(folder, members=[itself, records[1]])
+    with pytest.raises(DetectorFormatError, match=r"contains itself \(a\+b -> a\+b\)"):
+        load_detector(folder)
+
+    # Two fusions that list each other.
+    first, second = folder, folder.parent / "other"
+    shutil.copytree(first, second)
+    _edit_kwargs(
+        first,
+        members=[
+            {"name": "other", "folder": "../other", "fingerprint": validation_fingerprint(second)},
+            records[1],
+        ],
+    )
+    _edit_kwargs(
+        second,
+        members=[
+            records[0],
+            {"name": "a+b", "folder": "../a+b", "fingerprint": validation_fingerprint(first)},
+        ],
+    )
+    with pytest.raises(DetectorFormatError, match=r"a\+b -> other -> a\+b"):
+        load_detector(first)
 
 
 def test_resolve_members_by_name_or_pattern(complementary):

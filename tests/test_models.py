@@ -241,6 +241,26 @@ def test_build_model_errors() -> None:
         build_model("lcnn", frontend_settings={"n_lfcc": 40})
 
 
+@pytest.mark.parametrize(
+    "name, kwargs, message",
+    [
+        ("lcnn", {"width": 100000}, r"'lcnn': width must be an integer in \[1, 1024\], got 100000"),
+        ("lcnn", {"width": True}, "width must be an integer .* got True"),
+        ("resnet", {"width": "8"}, "width must be an integer .* got '8'"),
+        ("resnet", {"width": 8.0}, "width must be an integer .* got 8.0"),
+        ("lcnn", {"embedding": 0}, r"embedding must be an integer in \[1, 4096\], got 0"),
+        ("original_cnn", {"input_samples": 10**9}, r"input_samples .* \[16, 160000\]"),
+        ("lcnn", {"dropout": 1.5}, r"dropout must be a number in \[0, 1\), got 1.5"),
+        ("lcnn", {"normalize": "yes"}, "normalize must be true or false, got 'yes'"),
+        ("lcnn", {"frontend_settings": [40]}, "frontend_settings must be an object"),
+        ("ssl_classifier", {"hidden": -3}, "hidden must be an integer"),
+    ],
+)
+def test_build_model_checks_the_type_and_range_of_numbers(name, kwargs, message) -> None:
+    with pytest.raises(ModelConfigError, match=message):
+        build_model(name, **kwargs)
+
+
 def test_fresh_batchnorm_statistics_are_untouched() -> None:
     bn = next(m for m in build_model("lcnn").modules() if isinstance(m, nn.BatchNorm2d))
     assert int(bn.num_batches_tracked) == 0

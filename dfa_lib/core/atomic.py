@@ -7,8 +7,10 @@ removes its temporary file and leaves the target as it was. Parallel writers of 
 target (DataLoader workers, corpus build processes) each use their own temporary name; the
 last rename wins, with a complete file either way.
 
-The temporary file is created with mode ``"x"`` rather than :func:`tempfile.mkstemp`, so the
-result gets the usual permissions (those the umask allows) instead of ``0600``.
+The renamed file gets the permissions an ordinary ``open(path, "w")`` would give it (``0666``
+less the umask, ``0644`` usually), whoever created the temporary file: some writers (the
+safetensors library among them) create theirs ``0600``, which would leave a weights file
+unreadable to the other users of a shared run folder.
 """
 
 from __future__ import annotations
@@ -32,6 +34,20 @@ __all__ = [
 ]
 
 
+def _umask() -> int:
+    """Return the process's umask without changing it where the system allows."""
+    try:  # Linux 4.7+: read it, so no other thread ever sees a changed umask
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _temporary_name(target: Path) -> Path:
     # Hidden, unique, and ending in the target's suffix so that writers which pick a format
     # from the file name (soundfile) still do.
@@ -43,13 +59,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it into place when the block succeeds.
 
     The block must create the file at the yielded path. If the block raises, the temporary
-    file is removed and the exception propagates; ``path`` is untouched.
+    file is removed and the exception propagates; ``path`` is untouched. The file ends up with
+    the permissions the umask allows (``0666`` less the umask), however the block created it.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = _temporary_name(target)
     try:
         yield temporary
+        os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)

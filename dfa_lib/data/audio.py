@@ -6,6 +6,11 @@ subclass of :class:`AudioError` whose message names the file and says what is wr
 job can record it and move on. Pure silence decodes without error (corpora and augmentation
 need it); :func:`loudest_frame_dbfs` and :class:`SilentAudioError` let a caller that must judge
 the audio (``dfa predict``, the app) refuse a file with nothing audible in it.
+
+Hostile or broken input is refused rather than scored: float samples far outside [-1, 1]
+(:data:`MAX_FLOAT_PEAK`), and, when the caller sets ``max_seconds``, audio longer than that
+(checked from the header before decoding). A WAV or FLAC file holding fewer samples than its
+header promises is decoded as far as it goes, with a :class:`TruncatedAudioWarning`.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import io
 import os
 import shutil
 import subprocess
+import warnings
 from math import gcd
 from pathlib import Path
 
@@ -32,17 +38,25 @@ __all__ = [
     "SILENCE_FLOOR_DBFS",
     "SilentAudioError",
     "AudioSource",
+    "DurationLimitError",
+    "MAX_FLOAT_PEAK",
+    "OutOfRangeAudioError",
+    "TruncatedAudioWarning",
     "audio_info",
+    "check_duration",
+    "check_samples",
     "frame_windows",
     "load_audio",
     "loudest_frame_dbfs",
     "pad_or_crop",
     "peak_normalize",
+    "promised_frames",
     "resample",
     "rms_dbfs",
     "rms_normalize",
     "save_audio",
     "trim_silence",
+    "truncation_warning",
 ]
 
 AudioSource = str | os.PathLike | bytes
@@ -68,7 +82,24 @@ class AudioDecodeError(AudioError):
 
 
 class InvalidAudioError(AudioError):
-    """The decoded samples contain NaN or infinite values."""
+    """The decoded samples contain NaN or infinite values, or values far outside [-1, 1]."""
+
+
+class OutOfRangeAudioError(InvalidAudioError):
+    """Float samples reach more than :data:`MAX_FLOAT_PEAK` times full scale: not audio."""
+
+
+class DurationLimitError(AudioError):
+    """The audio lasts longer than the cap the caller set; it was refused, not decoded in full."""
+
+    def __init__(self, message: str, seconds: float | None, max_seconds: float) -> None:
+        super().__init__(message)
+        self.seconds = seconds  # None: decoding stopped at the cap, the true length is unknown
+        self.max_seconds = max_seconds
+
+
+class TruncatedAudioWarning(UserWarning):
+    """The file holds fewer samples than its header promises; what is there was decoded."""
 
 
 class SilentAudioError(AudioError):
@@ -79,6 +110,19 @@ class SilentAudioError(AudioError):
 # noise floor of a quiet room sit there, speech at any usable level sits 20-50 dB above it.
 SILENCE_FLOOR_DBFS = -60.0
 
+# Float files may go somewhat over full scale (a mix that clipped, gain added in an editor) and
+# are decoded as they are. A peak a thousand times full scale is not audio in [-1, 1] at all (raw
+# numbers, a broken export, a hostile file), and the models' features overflow on it.
+MAX_FLOAT_PEAK = 1e3
+# Bytes of a file's start searched for the WAV data chunk or the FLAC stream info.
+_HEADER_BYTES = 1 << 20
+# WAV format tags whose data size divided by the block size is the frame count (PCM, float,
+# A-law, mu-law); compressed formats pack many frames into a block.
+_WAV_PLAIN_FORMATS = {1, 3, 6, 7}
+_WAVE_FORMAT_EXTENSIBLE = 0xFFFE
+# libsndfile's frame count for a stream whose length it does not know.
+_UNKNOWN_FRAMES = 1 << 62
+
 
 def _describe(source: AudioSource) -> str:
     if isinstance(source, bytes | bytearray):
@@ -86,14 +130,24 @@ def _describe(source: AudioSource) -> str:
     return str(source)
 
 
-def load_audio(source: AudioSource, target_sr: int | None = 16000) -> tuple[np.ndarray, int]:
+def load_audio(
+    source: AudioSource, target_sr: int | None = 16000, max_seconds: float | None = None
+) -> tuple[np.ndarray, int]:
     """Decode a file (or its bytes) to a float32 mono waveform, resampled to ``target_sr``.
 
     Channels are averaged, integer PCM of any width is scaled to [-1, 1], and the result is
     resampled with a polyphase filter when ``target_sr`` differs from the file's rate
     (``target_sr=None`` keeps the file's rate). Returns ``(waveform, sample_rate)``.
+
+    Raises :class:`OutOfRangeAudioError` for float samples beyond :data:`MAX_FLOAT_PEAK` and,
+    with ``max_seconds``, :class:`DurationLimitError` for audio longer than that: judged from
+    the header before decoding where libsndfile reads the file, else by stopping ffmpeg just
+    past the cap. Warns with :class:`TruncatedAudioWarning` when a WAV or FLAC file holds fewer
+    samples than its header promises.
     """
     name = _describe(source)
+    if max_seconds is not None and not max_seconds > 0:
+        raise ValueError(f"max_seconds must be positive, got {max_seconds}")
     if isinstance(source, bytes | bytearray):
         data = bytes(source)
         suffix = ""
@@ -115,21 +169,118 @@ def load_audio(source: AudioSource, target_sr: int | None = 16000) -> tuple[np.n
         try:
             with sf.SoundFile(io.BytesIO(data)) as f:
                 sr = f.samplerate
+                check_duration(name, f.frames, sr, max_seconds)
                 wave = f.read(dtype="float32", always_2d=True)
+        except AudioError:
+            raise
         except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
             wave = None
     if wave is None:
-        wave, sr = _decode_with_ffmpeg(data, name, _RAW_FORMATS.get(suffix))
+        wave, sr = _decode_with_ffmpeg(data, name, _RAW_FORMATS.get(suffix), max_seconds)
+        if max_seconds is not None and wave.shape[0] > max_seconds * sr:
+            raise DurationLimitError(
+                f"{name}: lasts longer than the limit of {max_seconds:g} s of audio "
+                "(decoding stopped there); cut it into shorter files",
+                None,
+                max_seconds,
+            )
 
-    wave = wave.mean(axis=1, dtype=np.float32) if wave.ndim == 2 else wave.astype(np.float32)
     if wave.size == 0:
         raise EmptyAudioError(f"{name}: decodes to zero samples")
-    if not np.all(np.isfinite(wave)):
-        raise InvalidAudioError(f"{name}: contains NaN or infinite samples")
+    check_samples(wave, name)
+    promised = promised_frames(data)
+    if promised is not None and wave.shape[0] < promised:
+        warnings.warn(truncation_warning(name, promised, wave.shape[0], sr), stacklevel=2)
+    wave = wave.mean(axis=1, dtype=np.float32) if wave.ndim == 2 else wave.astype(np.float32)
     if target_sr is not None and sr != target_sr:
         wave = resample(wave, sr, target_sr)
         sr = target_sr
     return np.ascontiguousarray(wave, dtype=np.float32), int(sr)
+
+
+def check_samples(samples: np.ndarray, name: str) -> None:
+    """Refuse decoded samples that are not audio: NaN or infinite, or beyond :data:`MAX_FLOAT_PEAK`.
+
+    Raises :class:`InvalidAudioError` (:class:`OutOfRangeAudioError` for the peak), naming ``name``.
+    """
+    if not np.all(np.isfinite(samples)):
+        raise InvalidAudioError(f"{name}: contains NaN or infinite samples")
+    if samples.size == 0:
+        return
+    # max and -min rather than abs: no full-size copy of a long file.
+    peak = max(float(samples.max()), -float(samples.min()))
+    if peak > MAX_FLOAT_PEAK:
+        raise OutOfRangeAudioError(
+            f"{name}: peak sample {peak:.3g} (full scale is 1): this is not audio in the "
+            f"[-1, 1] range (float samples are accepted up to {MAX_FLOAT_PEAK:g}); re-export "
+            "it as PCM, or scale it to full scale"
+        )
+
+
+def check_duration(name: str, frames: int, sr: int, max_seconds: float | None) -> float | None:
+    """Return the seconds ``frames`` at ``sr`` Hz last; raise DurationLimitError over ``max_seconds``.
+
+    A header's count of 0 or libsndfile's "unknown" says nothing: None, and no error.
+    ``max_seconds=None`` is no cap. The error's message names ``name``.
+    """
+    if sr <= 0 or not 0 < frames < _UNKNOWN_FRAMES:
+        return None
+    seconds = frames / sr
+    if max_seconds is not None and seconds > max_seconds:
+        raise DurationLimitError(
+            f"{name}: lasts {seconds:.1f} s by its header; the limit is {max_seconds:g} s of "
+            "audio: cut it into shorter files",
+            seconds,
+            max_seconds,
+        )
+    return seconds
+
+
+def promised_frames(source: AudioSource) -> int | None:
+    """Return the number of frames a WAV or FLAC header promises; None when it does not say.
+
+    Reads the header only (the file's first megabyte, or that of the bytes given). WAV: the
+    data chunk's size over the frame size, for PCM, float, A-law and mu-law data (a streamed
+    WAV's size placeholder says nothing). FLAC: the total in its stream info (0: unknown).
+    """
+    if isinstance(source, bytes | bytearray):
+        head = bytes(source[:_HEADER_BYTES])
+    else:
+        with open(source, "rb") as handle:
+            head = handle.read(_HEADER_BYTES)
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return _wav_promised_frames(head)
+    if head[:4] == b"fLaC" and len(head) >= 42 and head[4] & 0x7F == 0:  # STREAMINFO first
+        total = int.from_bytes(head[18:26], "big") & ((1 << 36) - 1)
+        return total or None
+    return None
+
+
+def _wav_promised_frames(head: bytes) -> int | None:
+    frame_bytes = None
+    pos = 12
+    while pos + 8 <= len(head):
+        chunk, size = head[pos : pos + 4], int.from_bytes(head[pos + 4 : pos + 8], "little")
+        if chunk == b"fmt " and pos + 24 <= len(head):
+            tag = int.from_bytes(head[pos + 8 : pos + 10], "little")
+            if tag == _WAVE_FORMAT_EXTENSIBLE and pos + 34 <= len(head):
+                tag = int.from_bytes(head[pos + 32 : pos + 34], "little")  # the sub-format
+            if tag in _WAV_PLAIN_FORMATS:
+                frame_bytes = int.from_bytes(head[pos + 20 : pos + 22], "little")
+        elif chunk == b"data":
+            if not frame_bytes or size in (0, 0xFFFFFFFF):
+                return None
+            return size // frame_bytes
+        pos += 8 + size + (size & 1)
+    return None
+
+
+def truncation_warning(name: str, promised: int, found: int, sr: int) -> TruncatedAudioWarning:
+    """The warning for a file whose header promises ``promised`` frames but holds ``found``."""
+    return TruncatedAudioWarning(
+        f"{name}: truncated: its header promises {promised / sr:.2f} s of audio but the file "
+        f"holds {found / sr:.2f} s; only what is there was decoded"
+    )
 
 
 def _ffmpeg() -> str:
@@ -142,13 +293,22 @@ def _ffmpeg() -> str:
     return exe
 
 
-def _decode_with_ffmpeg(data: bytes, name: str, input_format: str | None) -> tuple[np.ndarray, int]:
-    """Decode through ffmpeg to float32 at the stream's own rate, downmixing later ourselves."""
+def _decode_with_ffmpeg(
+    data: bytes, name: str, input_format: str | None, max_seconds: float | None = None
+) -> tuple[np.ndarray, int]:
+    """Decode through ffmpeg to float32 at the stream's own rate, downmixing later ourselves.
+
+    With ``max_seconds``, ffmpeg stops one second past it, so the caller can tell that the
+    audio is longer than the cap without decoding all of it.
+    """
     exe = _ffmpeg()
     probe_args = ["-f", input_format] if input_format else []
     # Decode to a float WAV in memory: its header carries the sample rate and channel count.
     cmd = [exe, "-v", "error", "-nostdin", *probe_args, "-i", "pipe:0"]
-    cmd += ["-map", "0:a:0", "-c:a", "pcm_f32le", "-f", "wav", "pipe:1"]
+    cmd += ["-map", "0:a:0", "-c:a", "pcm_f32le"]
+    if max_seconds is not None:
+        cmd += ["-t", f"{max_seconds + 1.0:.3f}"]
+    cmd += ["-f", "wav", "pipe:1"]
     proc = subprocess.run(cmd, input=data, capture_output=True, check=False)
     if proc.returncode != 0 or not proc.stdout:
         reason = proc.stderr.decode("utf-8", "replace").strip().splitlines()

@@ -5,11 +5,24 @@ the model name and keyword arguments, the preprocessing and the decision thresho
 in ``model.safetensors`` (never a pickle; classical models write their own safetensors file),
 ``metrics.json`` (one entry per protocol it was tested on) and a model card ``README.md``.
 This module is the only one that writes or validates that layout.
+
+``config.json`` records the SHA-256 of each weights file (``*.safetensors``) under
+``weights_sha256`` when the folder is written, so that weights copied in from another folder
+are refused at loading instead of being used with this folder's threshold and calibration.
+The key is optional: folders written before it existed still load.
+
+Every number a folder supplies is checked for type and range when it is read
+(:meth:`Preprocessing.from_dict`, the threshold): a hand-edited or hostile config gets a
+:class:`DetectorFormatError` naming the key, the value and what is allowed, never an
+allocation error or a TypeError deep in scoring.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
+import numbers
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,6 +47,14 @@ MODEL_CARD_FILE = "README.md"
 # Classical models write their own weights file (models.classical owns the list).
 CLASSICAL_MODELS: tuple[str, ...] = tuple(CLASSICAL_MODEL_NAMES)
 NORMALIZATIONS: tuple[str, ...] = ("none", "peak", "rms")
+PAD_MODES: tuple[str, ...] = ("wrap", "constant")
+CROPS: tuple[str, ...] = ("center", "random", "start")
+# config.json's map of weights file name -> SHA-256 (hex) of its bytes when it was written.
+WEIGHTS_CHECKSUM_KEY = "weights_sha256"
+# The rates a preprocessing may name: telephone speech to the highest studio rate.
+SAMPLE_RATE_RANGE = (1000, 384000)  # Hz, both included
+# The clip (window) length a model may be trained on: above 50 ms, at most ten minutes.
+CLIP_SECONDS_RANGE = (0.05, 600.0)  # seconds, (low, high]
 
 
 class DetectorFormatError(ValueError):
@@ -54,24 +75,43 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
-        """Build from a config's ``preprocessing`` dict, ignoring keys this version does not use."""
+        """Build from a config's ``preprocessing`` dict, ignoring keys this version does not use.
+
+        Raises :class:`DetectorFormatError` naming the key, the value and what is allowed for a
+        value of the wrong type or out of range: ``sample_rate`` an integer in
+        :data:`SAMPLE_RATE_RANGE`, ``clip_seconds`` a number in :data:`CLIP_SECONDS_RANGE`,
+        ``crop``, ``pad_mode`` and ``normalization`` from their sets, ``peak`` in (0, 1] and
+        ``target_dbfs`` in [-100, 0].
+        """
+        if not isinstance(data, dict):
+            raise DetectorFormatError(f"preprocessing must be a JSON object, got {data!r}")
         known = {f: data[f] for f in cls.__dataclass_fields__ if f in data}
-        prep = cls(**known)
-        if prep.normalization not in NORMALIZATIONS:
-            raise DetectorFormatError(
-                f"preprocessing.normalization must be one of {list(NORMALIZATIONS)}, "
-                f"got {prep.normalization!r}"
-            )
-        if prep.pad_mode not in {"wrap", "constant"}:
-            raise DetectorFormatError(
-                f"preprocessing.pad_mode must be 'wrap' or 'constant', got {prep.pad_mode!r}"
-            )
-        if prep.sample_rate <= 0 or prep.clip_seconds <= 0:
-            raise DetectorFormatError(
-                "preprocessing.sample_rate and preprocessing.clip_seconds must be positive, "
-                f"got {prep.sample_rate} and {prep.clip_seconds}"
-            )
-        return prep
+        low, high = SAMPLE_RATE_RANGE
+        if "sample_rate" in known:
+            rate = known["sample_rate"]
+            if not _is_int(rate) or not low <= rate <= high:
+                raise DetectorFormatError(
+                    f"preprocessing.sample_rate must be an integer number of Hz in "
+                    f"[{low}, {high}], got {rate!r}"
+                )
+            known["sample_rate"] = int(rate)
+        for key, (lo, hi, closed_low) in {
+            "clip_seconds": (*CLIP_SECONDS_RANGE, False),
+            "peak": (0.0, 1.0, False),
+            "target_dbfs": (-100.0, 0.0, True),
+        }.items():
+            if key in known:
+                known[key] = _number_in(known[key], f"preprocessing.{key}", lo, hi, closed_low)
+        for key, allowed in (
+            ("crop", CROPS),
+            ("pad_mode", PAD_MODES),
+            ("normalization", NORMALIZATIONS),
+        ):
+            if key in known and known[key] not in allowed:
+                raise DetectorFormatError(
+                    f"preprocessing.{key} must be one of {list(allowed)}, got {known[key]!r}"
+                )
+        return cls(**known)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the settings as a JSON-serialisable dict."""
@@ -84,6 +124,77 @@ class Preprocessing:
         if self.normalization == "rms":
             return rms_normalize(window, target_dbfs=self.target_dbfs)
         return window
+
+
+def _is_int(value: Any) -> bool:
+    # JSON true/false arrive as bool, which Python counts as an int; a setting never means them.
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _number_in(value: Any, key: str, low: float, high: float, closed_low: bool) -> float:
+    """Return ``value`` as a float when it is a finite number in the range, else raise."""
+    is_number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    number = float(value) if is_number else math.nan
+    above_low = number >= low if closed_low else number > low
+    if not (math.isfinite(number) and above_low and number <= high):
+        bracket = "[" if closed_low else "("
+        raise DetectorFormatError(
+            f"{key} must be a finite number in {bracket}{low:g}, {high:g}], got {value!r}"
+        )
+    return number
+
+
+def check_threshold(config: dict[str, Any], where: str | os.PathLike) -> None:
+    """Raise DetectorFormatError unless the config's ``threshold`` (when present) is a finite number."""
+    if "threshold" not in config:
+        return
+    value = config["threshold"]
+    is_number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not (is_number and math.isfinite(float(value))):
+        raise DetectorFormatError(
+            f"{where}: threshold (the bona fide score at the validation EER) must be a finite "
+            f"number, got {value!r}"
+        )
+
+
+def weights_checksums(folder: str | os.PathLike) -> dict[str, str]:
+    """Return the SHA-256 (hex) of each weights file (``*.safetensors``) in ``folder``, by name."""
+    checksums = {}
+    for path in sorted(Path(folder).glob("*.safetensors")):
+        with path.open("rb") as handle:
+            checksums[path.name] = hashlib.file_digest(handle, "sha256").hexdigest()
+    return checksums
+
+
+def check_weights(folder: str | os.PathLike, config: dict[str, Any]) -> None:
+    """Raise DetectorFormatError when a weights file differs from the one ``config`` was written with.
+
+    A config without :data:`WEIGHTS_CHECKSUM_KEY` (written before it existed) passes.
+    """
+    folder = Path(folder)
+    recorded = config.get(WEIGHTS_CHECKSUM_KEY)
+    if recorded is None:
+        return
+    if not isinstance(recorded, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and Path(k).name == k for k, v in recorded.items()
+    ):
+        raise DetectorFormatError(
+            f"{folder / CONFIG_FILE}: {WEIGHTS_CHECKSUM_KEY} must map weights file names in the "
+            "folder to SHA-256 checksums"
+        )
+    found = weights_checksums(folder)
+    for name, checksum in recorded.items():
+        if name not in found:
+            raise DetectorFormatError(
+                f"{folder}: missing {name} (the weights its config was written with); the "
+                "folder is incomplete"
+            )
+        if found[name] != checksum.lower():
+            raise DetectorFormatError(
+                f"{folder}: the weights in {name} are not the ones this config was written "
+                "with (their SHA-256 differs), so its threshold and calibration do not apply "
+                "to them; copy the whole detector folder, or re-export it from its training run"
+            )
 
 
 def is_detector_folder(folder: str | os.PathLike) -> bool:
@@ -154,6 +265,11 @@ def _read_config(folder: Path) -> dict[str, Any]:
         )
     if not isinstance(model.get("kwargs", {}), dict):
         raise DetectorFormatError(f"{path}: model.kwargs must be a JSON object")
+    check_threshold(config, path)
+    try:
+        Preprocessing.from_dict(config.get("preprocessing", {}))
+    except DetectorFormatError as error:
+        raise DetectorFormatError(f"{path}: {error}") from error
     return config
 
 
@@ -162,6 +278,7 @@ def _full_config(config: dict[str, Any]) -> dict[str, Any]:
         raise ValueError('config needs "model": {"name": ..., "kwargs": {...}}')
     if "threshold" not in config:
         raise ValueError('config needs "threshold" (bona fide score at the validation EER)')
+    check_threshold(config, "config")
     full = dict(config)
     full["format"] = FORMAT_NAME
     full["format_version"] = FORMAT_VERSION
@@ -208,6 +325,7 @@ def export_detector(
         state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
         with atomic_path(folder / WEIGHTS_FILE) as temporary:
             save_file(state, str(temporary), metadata={"format": FORMAT_NAME})
+    _record_weights(folder, full)
     write_text_atomically(folder / CONFIG_FILE, json.dumps(full, indent=2) + "\n")
     if metrics is not None:
         write_text_atomically(folder / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
@@ -373,11 +491,23 @@ def model_card(config: dict[str, Any], metrics: dict[str, Any] | None = None) ->
     return "\n".join(lines)
 
 
+def _record_weights(folder: Path, full: dict[str, Any]) -> None:
+    """Put the checksums of the folder's weights files (if any) into the config to be written."""
+    full.pop(WEIGHTS_CHECKSUM_KEY, None)  # a key copied from an older config means nothing here
+    checksums = weights_checksums(folder)
+    if checksums:
+        full[WEIGHTS_CHECKSUM_KEY] = checksums
+
+
 def write_detector_config(folder: str | os.PathLike, config: dict[str, Any]) -> dict[str, Any]:
     """Write ``config.json`` with the format fields filled in, for a folder whose weights its
-    own model wrote (an encoder head); returns what was written."""
+    own model wrote (an encoder head); returns what was written.
+
+    Write the weights first: their checksums go into the config (see :func:`check_weights`).
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     full = _full_config(config)
+    _record_weights(folder, full)
     write_text_atomically(folder / CONFIG_FILE, json.dumps(full, indent=2) + "\n")
     return full

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -153,6 +154,11 @@ class FusionParameters:
 
     @classmethod
     def from_kwargs(cls, kwargs: Mapping[str, Any]) -> FusionParameters:
+        """Read the combination from a fusion config's ``model.kwargs``, checking every number.
+
+        Raises :class:`FusionError` for a missing entry, a value that is not a finite number,
+        a standard deviation that is not positive, or lists of different lengths.
+        """
         try:
             params = cls(
                 tuple(map(float, kwargs["mean"])),
@@ -166,6 +172,20 @@ class FusionParameters:
             ) from error
         if not len(params.mean) == len(params.std) == len(params.weights) >= 2:
             raise FusionError("mean, std and weights must have one entry per member (two or more)")
+        for key, values in (
+            ("mean", params.mean),
+            ("std", params.std),
+            ("weights", params.weights),
+            ("bias", (params.bias,)),
+        ):
+            if not all(math.isfinite(v) for v in values):
+                raise FusionError(f"fusion {key} must be finite numbers, got {list(values)}")
+        if not all(s > 0 for s in params.std):
+            # Scores are divided by it: zero would give infinite scores, negative flip a member.
+            raise FusionError(
+                f"fusion std must be positive (the spread of each member's validation scores), "
+                f"got {list(params.std)}"
+            )
         return params
 
     def combine(self, member_scores: np.ndarray) -> np.ndarray:
@@ -224,6 +244,31 @@ def _member_folder(folder: Path, record: dict[str, Any]) -> Path:
             "(its validation scores changed); fit the fusion again (05_evaluation does)"
         )
     return member
+
+
+def member_cycle(folder: str | os.PathLike) -> list[Path] | None:
+    """Return a chain of fusion folders from ``folder`` back to one already in it, or None.
+
+    Follows the member records of fusion folders only (loading nothing, checking no
+    fingerprint), so a fusion that lists itself, or two that list each other, is found before
+    loading it would recurse without end. Folders are returned resolved.
+    """
+
+    def visit(current: Path, trail: list[Path]) -> list[Path] | None:
+        if current in trail:
+            return [*trail[trail.index(current) :], current]
+        if not is_fusion_folder(current):
+            return None
+        records = _member_records(current, _config(current))
+        for record in records:
+            if not isinstance(record, dict) or not isinstance(record.get("folder"), str):
+                raise FusionError(f"{current}: a fusion member record needs its folder")
+            found = visit((current / record["folder"]).resolve(), [*trail, current])
+            if found:
+                return found
+        return None
+
+    return visit(Path(folder).resolve(), [])
 
 
 def member_folders(folder: str | os.PathLike) -> list[Path]:
@@ -369,6 +414,7 @@ __all__ = [
     "fuse_scored",
     "fusion_name",
     "is_fusion_folder",
+    "member_cycle",
     "members_and_parameters",
     "parse_fusions",
     "resolve_members",

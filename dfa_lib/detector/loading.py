@@ -1,7 +1,9 @@
 """Loading a detector folder into a :class:`~dfa_lib.detector.scorer.Detector`.
 
 Networks are rebuilt from ``config.json`` and their safetensors weights; classical models,
-encoder-head runs and fusions are rebuilt by their own loaders, all named here.
+encoder-head runs and fusions are rebuilt by their own loaders, all named here. Weights whose
+checksum differs from the one the config recorded are refused, and so is a fusion that
+contains itself.
 """
 
 from __future__ import annotations
@@ -23,15 +25,17 @@ from dfa_lib.detector.folder import (
     WEIGHTS_FILE,
     DetectorFormatError,
     _read_config,
+    check_weights,
 )
 from dfa_lib.detector.fusion import (
     FUSION_MODEL,
     FusedScorer,
     FusionParameters,
     _config,
+    member_cycle,
     member_folders,
 )
-from dfa_lib.detector.scorer import DEFAULT_BATCH_SIZE, Detector
+from dfa_lib.detector.scorer import DEFAULT_BATCH_SIZE, MAX_DECODE_SECONDS, Detector
 from dfa_lib.features.vad import MIN_SPEECH_SECONDS
 from dfa_lib.models.classical import load_classical
 from dfa_lib.models.networks import ModelConfigError
@@ -118,14 +122,18 @@ def load_detector(
     batch_size: int = DEFAULT_BATCH_SIZE,
     silence_dbfs: float | None = SILENCE_FLOOR_DBFS,
     min_speech_seconds: float | None = MIN_SPEECH_SECONDS,
+    max_seconds: float | None = MAX_DECODE_SECONDS,
 ) -> Detector:
     """Load a detector folder (a run folder or an exported detector) and return a Detector.
 
     Raises :class:`DetectorFormatError` for a missing or non-detector folder, another format
-    version, weights that do not fit the configured model, or missing files. Weights are read
-    with safetensors only, never by unpickling. ``threshold`` (probability of fake) overrides
-    the folder's validation-EER threshold; ``silence_dbfs`` is the silence floor (None: off);
-    ``min_speech_seconds`` is the least speech a file needs to go unflagged (None: no check).
+    version, a setting of the wrong type or out of range, weights that do not fit the
+    configured model or are not the ones the config was written with, a fusion that contains
+    itself, or missing files. Weights are read with safetensors only, never by unpickling.
+    ``threshold`` (probability of fake) overrides the folder's validation-EER threshold;
+    ``silence_dbfs`` is the silence floor (None: off); ``min_speech_seconds`` is the least
+    speech a file needs to go unflagged (None: no check); ``max_seconds`` is the longest file
+    it decodes (None: no cap).
     """
     folder = Path(folder)
     config = _read_config(folder)
@@ -134,6 +142,8 @@ def load_detector(
         model = _load_with_folder_loader(folder, config)
     else:
         model = _load_torch_model(folder, config)
+    # After loading, so that a file that is not weights at all is reported as such first.
+    check_weights(folder, config)
     metrics: dict[str, Any] = {}
     metrics_path = folder / METRICS_FILE
     if metrics_path.is_file():
@@ -154,6 +164,7 @@ def load_detector(
         model_card=card,
         silence_dbfs=silence_dbfs,
         min_speech_seconds=min_speech_seconds,
+        max_seconds=max_seconds,
     )
 
 
@@ -178,10 +189,21 @@ def load_detectors(
 
 
 def load_fusion(folder: str | os.PathLike, device: str = "auto") -> FusedScorer:
-    """Load a fusion folder's members (each with :func:`~dfa_lib.detector.scorer.load_detector`)."""
+    """Load a fusion folder's members (each with :func:`~dfa_lib.detector.scorer.load_detector`).
+
+    Raises :class:`DetectorFormatError` naming the cycle when the fusion contains itself,
+    directly or through another fusion, before anything is loaded.
+    """
 
     folder = Path(folder)
     config = _config(folder)
+    cycle = member_cycle(folder)
+    if cycle:
+        shown = " -> ".join(f.name for f in cycle)
+        raise DetectorFormatError(
+            f"{folder}: the fusion contains itself ({shown}); a fusion's members must be "
+            "other detectors: fit it again from its members' folders"
+        )
     parameters = FusionParameters.from_kwargs(config["model"]["kwargs"])
     # Every member is checked before any is loaded: a stale member is named first.
     folders = member_folders(folder)

@@ -77,14 +77,29 @@ batch of windows (``batch_size * window`` samples) on top of the waveform itself
 than ten minutes that libsndfile reads (wav, flac, ogg, mp3) are decoded block by block
 (:func:`decode_long_file`), so a one-hour 44.1 kHz stereo file costs little more than its
 16 kHz mono waveform (230 MB) instead of several full-length copies at the file's own rate.
+Files longer than ``max_seconds`` (default :data:`MAX_DECODE_SECONDS`, four hours) are refused
+with a :class:`~dfa_lib.data.audio.DurationLimitError`, judged from the header before decoding
+where libsndfile reads the file; ffmpeg stops just past the cap for the other formats.
+
+Hostile input
+    No file gets a verdict it has not earned. Float samples far outside [-1, 1] are refused when
+    decoding (:func:`dfa_lib.data.audio.check_samples`); a window whose score is not finite makes
+    its file an :class:`UnscorableAudioError`, never a NaN probability compared with the
+    threshold. :meth:`Detector.score_paths` isolates each file: a decoding error of any kind
+    becomes that file's :class:`~dfa_lib.data.audio.AudioError`, and a batch the model fails on
+    is scored again file by file, so only the file at fault loses its row. A WAV or FLAC file
+    shorter than its header promises is scored as far as it goes, with a
+    :class:`~dfa_lib.data.audio.TruncatedAudioWarning` that the result keeps in ``input_warnings``.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 import os
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -96,13 +111,18 @@ from scipy.signal import resample_poly
 from dfa_lib.core.labels import FAKE, LABELS, REAL
 from dfa_lib.data.audio import (
     SILENCE_FLOOR_DBFS,
+    AudioDecodeError,
     AudioError,
-    InvalidAudioError,
     SilentAudioError,
+    TruncatedAudioWarning,
+    check_duration,
+    check_samples,
     load_audio,
     loudest_frame_dbfs,
     pad_or_crop,
+    promised_frames,
     resample,
+    truncation_warning,
 )
 from dfa_lib.detector.folder import DetectorFormatError, Preprocessing
 from dfa_lib.features.vad import MIN_SPEECH_SECONDS, SpeechActivity, load_speech_activity
@@ -117,9 +137,12 @@ from dfa_lib.scoring.metrics import labels_from_scores
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
+    "MAX_DECODE_SECONDS",
+    "MAX_WINDOW_SECONDS",
     "Detector",
     "DetectorFormatError",
     "Preprocessing",
+    "UnscorableAudioError",
     "WindowedScore",
     "decode_long_file",
     "probability_threshold",
@@ -127,6 +150,14 @@ __all__ = [
 ]
 
 DEFAULT_BATCH_SIZE = 32
+# Longest audio a detector decodes for scoring: four hours is 920 MB at 16 kHz mono float32.
+MAX_DECODE_SECONDS = 4 * 3600.0
+# Longest window or hop: models are trained on seconds; ten minutes is far past any of them.
+MAX_WINDOW_SECONDS = 600.0
+
+
+class UnscorableAudioError(AudioError):
+    """The detector could not give this file a finite score; the message names the file and why."""
 
 
 @dataclass(frozen=True)
@@ -151,6 +182,8 @@ class WindowedScore:
     speech_seconds: float | None = None
     window_speech_seconds: tuple[float, ...] | None = field(default=None, repr=False)
     min_speech_seconds: float | None = None  # the least speech that counts as "speech found"
+    # What decoding warned about (a file shorter than its header promises); empty when nothing.
+    input_warnings: tuple[str, ...] = ()
 
     @property
     def n_windows(self) -> int:
@@ -200,6 +233,7 @@ class WindowedScore:
             "max_window_p_fake": self.max_window_p_fake,
             "window_seconds": self.window_seconds,
             "hop_seconds": self.hop_seconds,
+            "warnings": list(self.input_warnings),
         }
         if windows:
             speech = self.window_speech_seconds or (None,) * self.n_windows
@@ -240,7 +274,10 @@ _RESAMPLE_CONTEXT = 2048  # input samples of context each side: far beyond the f
 
 
 def decode_long_file(
-    path: str | os.PathLike, target_sr: int, min_seconds: float = STREAM_ABOVE_SECONDS
+    path: str | os.PathLike,
+    target_sr: int,
+    min_seconds: float = STREAM_ABOVE_SECONDS,
+    max_seconds: float | None = MAX_DECODE_SECONDS,
 ) -> np.ndarray | None:
     """Decode a long file to mono float32 at ``target_sr`` block by block, or return None.
 
@@ -248,7 +285,14 @@ def decode_long_file(
     polyphase Kaiser filter) without holding the file at its own rate: each block is resampled
     with ``_RESAMPLE_CONTEXT`` samples of context on both sides and trimmed, and blocks start on
     multiples of the decimation factor so their outputs tile exactly. Returns None (the caller
-    then uses ``load_audio``) for files libsndfile cannot open or shorter than ``min_seconds``.
+    then uses ``load_audio``) for files libsndfile cannot open, shorter than ``min_seconds``, or
+    that stop before their header says (load_audio decodes what is there and warns).
+
+    Raises :class:`~dfa_lib.data.audio.DurationLimitError` when the header says the file lasts
+    over ``max_seconds`` (None: no cap), before decoding anything, and the
+    :class:`~dfa_lib.data.audio.InvalidAudioError` of :func:`~dfa_lib.data.audio.check_samples`
+    for samples that are not audio. Warns with a
+    :class:`~dfa_lib.data.audio.TruncatedAudioWarning` for a WAV file shorter than its header.
     """
 
     try:
@@ -256,7 +300,8 @@ def decode_long_file(
     except Exception:  # not for libsndfile: the caller's load_audio reports or decodes it
         return None
     frames, sr = int(info.frames), int(info.samplerate)
-    if frames <= 0 or sr <= 0 or frames < min_seconds * sr:
+    seconds = check_duration(str(path), frames, sr, max_seconds)
+    if seconds is None or seconds < min_seconds:  # unknown length, or short: load_audio's job
         return None
     g = math.gcd(sr, target_sr)
     up, down = target_sr // g, sr // g
@@ -267,10 +312,15 @@ def decode_long_file(
         for start in range(0, frames, step):
             lo, stop = max(0, start - context), min(frames, start + step)
             hi = min(frames, stop + context)
-            f.seek(lo)
-            block = f.read(hi - lo, dtype="float32", always_2d=True).mean(axis=1, dtype=np.float32)
-            if block.size != hi - lo:
+            try:
+                f.seek(lo)
+                raw = f.read(hi - lo, dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError):
+                return None  # broken mid-stream (a cut FLAC frame): load_audio decodes the rest
+            if raw.shape[0] != hi - lo:
                 return None  # shorter than its header says: let load_audio handle it
+            check_samples(raw, str(path))
+            block = raw.mean(axis=1, dtype=np.float32)
             if up == down == 1:
                 piece = block[start - lo : stop - lo]
             else:
@@ -279,17 +329,58 @@ def decode_long_file(
                 piece = y[first : first + (-(-(stop - start) * up // down))]
             begin = start * up // down
             out[begin : begin + piece.size] = piece
-    if not np.isfinite(out).all():
-        raise InvalidAudioError(f"{path}: contains NaN or infinite samples")
+    # libsndfile trims a WAV's frame count to the bytes there are; only the header still knows.
+    promised = promised_frames(path)
+    if promised is not None and promised > frames:
+        warnings.warn(truncation_warning(str(path), promised, frames, sr), stacklevel=2)
     return out
 
 
-def _decode(path: str | os.PathLike, target_sr: int) -> np.ndarray:
-    """Decode a file for scoring: block by block when it is long, else with load_audio."""
-    wave = decode_long_file(path, target_sr) if Path(path).is_file() else None
-    if wave is None:
-        wave, _ = load_audio(path, target_sr=target_sr)
-    return wave
+def _decode(
+    path: str | os.PathLike, target_sr: int, max_seconds: float | None
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Decode a file for scoring: block by block when it is long, else with load_audio.
+
+    Returns the waveform and the messages of the truncation warnings decoding gave; every
+    warning is also issued again as usual, so it reaches the console.
+    """
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            wave = (
+                decode_long_file(path, target_sr, max_seconds=max_seconds)
+                if Path(path).is_file()
+                else None
+            )
+            if wave is None:
+                wave, _ = load_audio(path, target_sr=target_sr, max_seconds=max_seconds)
+    finally:
+        for w in caught:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    notes = tuple(str(w.message) for w in caught if issubclass(w.category, TruncatedAudioWarning))
+    return wave, notes
+
+
+def _check_seconds(value: Any, what: str, sr: int) -> int:
+    """Return ``value`` seconds in samples at ``sr`` Hz, or raise ValueError saying what is wrong."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{what} must be a number of seconds, got {value!r}")
+    seconds = float(value)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"{what} must be positive and finite, got {value} s")
+    if seconds > MAX_WINDOW_SECONDS:
+        raise ValueError(
+            f"{what} must be at most {MAX_WINDOW_SECONDS:g} s, got {seconds:g} s; score a long "
+            "file in windows of the length the model was trained on"
+        )
+    samples = round(seconds * sr)
+    if samples < 1:
+        raise ValueError(
+            f"{what} of {seconds:g} s rounds to 0 samples at {sr} Hz; give at least one sample "
+            f"({1 / sr:.2g} s)"
+        )
+    return samples
 
 
 def _window_starts(n: int, window: int, hop: int) -> list[int]:
@@ -310,7 +401,8 @@ class Detector:
     :func:`probability_threshold`). ``silence_dbfs`` is the silence floor (see the module's
     "Silence"); None scores every window. ``min_speech_seconds`` is the least speech a file
     must hold for its verdict to go unflagged (the module's "Speech activity"); None skips the
-    check.
+    check. ``max_seconds`` is the longest file :meth:`score_path` and :meth:`score_paths`
+    decode (None: no cap).
     """
 
     def __init__(
@@ -325,6 +417,7 @@ class Detector:
         model_card: str | None = None,
         silence_dbfs: float | None = SILENCE_FLOOR_DBFS,
         min_speech_seconds: float | None = MIN_SPEECH_SECONDS,
+        max_seconds: float | None = MAX_DECODE_SECONDS,
     ) -> None:
 
         self.config = config
@@ -355,6 +448,9 @@ class Detector:
         if min_speech_seconds is not None and not min_speech_seconds >= 0:
             raise ValueError(f"min_speech_seconds must be >= 0 or None, got {min_speech_seconds}")
         self.min_speech_seconds = min_speech_seconds
+        if max_seconds is not None and not max_seconds > 0:
+            raise ValueError(f"max_seconds must be positive or None, got {max_seconds}")
+        self.max_seconds = max_seconds
         self._speech_activity: SpeechActivity | None = None
         self.model = model
         self.device = None
@@ -399,13 +495,15 @@ class Detector:
     def window_and_hop(
         self, window_seconds: float | None, hop_seconds: float | None
     ) -> tuple[int, int]:
-        """Return (window, hop) in samples for optional overrides in seconds; checks them."""
+        """Return (window, hop) in samples for optional overrides in seconds; checks them.
+
+        Each must be a finite number of seconds, positive, at most :data:`MAX_WINDOW_SECONDS`
+        and at least one sample long; ValueError says which rule a value breaks.
+        """
         sr = self.sample_rate
-        window = round(self.window_seconds * sr)
+        window = _check_seconds(self.window_seconds, f"{self.model_name}'s window", sr)
         if window_seconds is not None:
-            asked = round(window_seconds * sr)
-            if asked <= 0:
-                raise ValueError(f"window must be positive, got {window_seconds} s")
+            asked = _check_seconds(window_seconds, "window", sr)
             if self.input_samples and asked != self.input_samples:
                 raise ValueError(
                     f"{self.model_name} takes exactly {self.input_samples / sr:g} s windows "
@@ -413,9 +511,7 @@ class Detector:
                     f"{self.input_samples / sr:g}"
                 )
             window = asked
-        hop = window if hop_seconds is None else round(hop_seconds * sr)
-        if hop <= 0:
-            raise ValueError(f"hop must be positive, got {hop_seconds} s")
+        hop = window if hop_seconds is None else _check_seconds(hop_seconds, "hop", sr)
         return window, hop
 
     def _prepare(self, wave: np.ndarray, start: int, window: int, out: np.ndarray) -> None:
@@ -449,6 +545,7 @@ class Detector:
         window_seconds: float | None = None,
         hop_seconds: float | None = None,
         input_checks: bool = True,
+        names: Sequence[str] | None = None,
     ) -> list[WindowedScore]:
         """Score several waveforms, pooling their windows into shared forward passes.
 
@@ -456,7 +553,9 @@ class Detector:
         the detector's rate). Returns one :class:`WindowedScore` per waveform, in order.
         ``input_checks=True`` applies the silence floor and the speech-activity check (the
         module's "Silence" and "Speech activity"); ``False`` counts every window and checks
-        nothing (the evaluation rule).
+        nothing (the evaluation rule). Raises :class:`UnscorableAudioError`, naming the
+        waveform (``names[i]``, default ``waveform i``), when the model gives one of its
+        windows a score that is not finite.
         """
 
         window, hop = self.window_and_hop(window_seconds, hop_seconds)
@@ -494,6 +593,17 @@ class Detector:
                 scores[owner].append(float(s))
 
         sr_out = self.sample_rate
+        for i, (clip_starts, clip_scores) in enumerate(zip(starts, scores, strict=True)):
+            finite = np.isfinite(clip_scores)
+            if not finite.all():
+                name = names[i] if names is not None else f"waveform {i}"
+                first = clip_starts[int(np.argmin(finite))] / sr_out
+                raise UnscorableAudioError(
+                    f"{name}: the model gave {int((~finite).sum())} of {finite.size} windows a "
+                    f"score that is NaN or infinite (the first at {first:.1f} s), so there is "
+                    "no verdict; the audio holds values this detector cannot handle "
+                    "(check its level and format)"
+                )
         results = []
         speech_checks = self._speech(prepared, starts, window, input_checks)
         for wave, clip_starts, clip_scores, (speech, window_speech) in zip(
@@ -608,7 +718,7 @@ class Detector:
         Raises :class:`dfa_lib.data.audio.SilentAudioError`, whose message starts with ``name``,
         when no window is audible.
         """
-        result = self.score_batch([wave], sr, window_seconds, hop_seconds)[0]
+        result = self.score_batch([wave], sr, window_seconds, hop_seconds, names=[name])[0]
         return self._refuse_silence(result, name)
 
     def score_path(
@@ -619,11 +729,14 @@ class Detector:
     ) -> WindowedScore:
         """Decode a file with :func:`dfa_lib.data.audio.load_audio` and score it.
 
-        Raises :class:`dfa_lib.data.audio.AudioError` (or a subclass) for a file that cannot be read,
-        and :class:`dfa_lib.data.audio.SilentAudioError` for one with nothing audible in it.
+        Raises :class:`dfa_lib.data.audio.AudioError` (or a subclass) for a file that cannot be
+        read or is longer than ``max_seconds``, :class:`dfa_lib.data.audio.SilentAudioError` for
+        one with nothing audible in it and :class:`UnscorableAudioError` for one the model gives
+        no finite score. Truncation warnings are kept in the result's ``input_warnings``.
         """
-        wave = _decode(path, self.sample_rate)
-        return self.score_waveform(wave, self.sample_rate, window_seconds, hop_seconds, str(path))
+        wave, notes = _decode(path, self.sample_rate, self.max_seconds)
+        result = self.score_waveform(wave, self.sample_rate, window_seconds, hop_seconds, str(path))
+        return replace(result, input_warnings=notes) if notes else result
 
     def score_paths(
         self,
@@ -633,37 +746,63 @@ class Detector:
     ) -> Iterator[tuple[Path, WindowedScore | AudioError]]:
         """Score files one after another, yielding ``(path, result or AudioError)`` in order.
 
-        Short files are grouped so that their windows share forward passes; a file that cannot
-        be decoded, or holds nothing audible, yields its :class:`~dfa_lib.data.audio.AudioError`
-        and the others go on.
+        Short files are grouped so that their windows share forward passes. Each file stands
+        alone: one that cannot be decoded (for any reason), holds nothing audible, is longer
+        than ``max_seconds`` or gets no finite score yields its
+        :class:`~dfa_lib.data.audio.AudioError` and the others go on; a group the model fails
+        on is scored again file by file, so only the file at fault loses its result.
         """
         window, _ = self.window_and_hop(window_seconds, hop_seconds)
-        pending: list[tuple[Path, np.ndarray | AudioError]] = []
+        pending: list[tuple[Path, np.ndarray | AudioError, tuple[str, ...]]] = []
         pending_windows = 0
 
         def flush() -> Iterator[tuple[Path, WindowedScore | AudioError]]:
-            waves = [w for _, w in pending if isinstance(w, np.ndarray)]
-            scored = iter(self.score_batch(waves, self.sample_rate, window_seconds, hop_seconds))
-            for p, w in pending:
+            decoded = [(p, w) for p, w, _ in pending if isinstance(w, np.ndarray)]
+            try:
+                together = self.score_batch(
+                    [w for _, w in decoded],
+                    self.sample_rate,
+                    window_seconds,
+                    hop_seconds,
+                    names=[str(p) for p, _ in decoded],
+                )
+            except Exception:  # noqa: BLE001 - one file's failure must not cost the others
+                together = None
+            scored = iter(together or [])
+            for p, w, notes in pending:
                 if not isinstance(w, np.ndarray):
                     yield p, w
                     continue
-                try:
-                    yield p, self._refuse_silence(next(scored), str(p))
-                except SilentAudioError as error:
-                    yield p, error
+                result = (
+                    next(scored)
+                    if together is not None
+                    else self._score_alone(p, w, window_seconds, hop_seconds)
+                )
+                if isinstance(result, WindowedScore):
+                    try:
+                        result = self._refuse_silence(result, str(p))
+                    except SilentAudioError as error:
+                        result = error
+                if isinstance(result, WindowedScore) and notes:
+                    result = replace(result, input_warnings=notes)
+                yield p, result
 
         for raw in paths:
             path = Path(raw)
             try:
-                wave = _decode(path, self.sample_rate)
+                wave, notes = _decode(path, self.sample_rate, self.max_seconds)
             except AudioError as error:
-                pending.append((path, error))
+                pending.append((path, error, ()))
                 continue
             except OSError as error:  # unreadable (permissions, I/O error): report, go on
-                pending.append((path, AudioError(f"{path}: cannot read ({error.strerror})")))
+                reason = error.strerror or str(error)
+                pending.append((path, AudioError(f"{path}: cannot read ({reason})"), ()))
                 continue
-            pending.append((path, wave))
+            except Exception as error:  # noqa: BLE001 - a decoder's own error is this file's
+                message = f"{path}: cannot decode ({type(error).__name__}: {error})"
+                pending.append((path, AudioDecodeError(message), ()))
+                continue
+            pending.append((path, wave, notes))
             pending_windows += max(1, math.ceil(wave.size / window))
             # Keep at most about one batch of windows (or one long file) waiting.
             if pending_windows >= self.batch_size:
@@ -671,3 +810,22 @@ class Detector:
                 pending, pending_windows = [], 0
         if pending:
             yield from flush()
+
+    def _score_alone(
+        self,
+        path: Path,
+        wave: np.ndarray,
+        window_seconds: float | None,
+        hop_seconds: float | None,
+    ) -> WindowedScore | AudioError:
+        """Score one decoded file; its failure comes back as an AudioError naming it."""
+        try:
+            return self.score_batch(
+                [wave], self.sample_rate, window_seconds, hop_seconds, names=[str(path)]
+            )[0]
+        except AudioError as error:
+            return error
+        except Exception as error:  # noqa: BLE001 - the model's error on this file only
+            return UnscorableAudioError(
+                f"{path}: the detector failed on it ({type(error).__name__}: {error})"
+            )
