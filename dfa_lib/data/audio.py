@@ -46,6 +46,7 @@ __all__ = [
     "check_duration",
     "check_samples",
     "frame_windows",
+    "window_starts",
     "load_audio",
     "loudest_frame_dbfs",
     "pad_or_crop",
@@ -478,6 +479,23 @@ def pad_or_crop(
     return out
 
 
+def window_starts(n: int, window: int, hop: int, pad_last: bool = True) -> list[int]:
+    """Start offsets of the windows that cover ``n`` samples: every ``hop`` samples.
+
+    A signal no longer than one window has one window at 0; with ``pad_last`` a tail that does
+    not fill a window gets a last window of its own (zero-padded by whoever fills it), so no
+    audio is left out. The one definition of the windows a clip is scored on.
+    """
+    if window <= 0 or hop <= 0:
+        raise ValueError(f"window and hop must be positive, got {window}, {hop}")
+    if n <= window:
+        return [0]
+    starts = list(range(0, n - window + 1, hop))
+    if pad_last and starts[-1] + window < n:
+        starts.append(starts[-1] + hop)
+    return starts
+
+
 def frame_windows(wave: np.ndarray, window: int, hop: int, pad_last: bool = True) -> np.ndarray:
     """Split a signal into windows of ``window`` samples every ``hop`` samples.
 
@@ -485,14 +503,10 @@ def frame_windows(wave: np.ndarray, window: int, hop: int, pad_last: bool = True
     zero-padded window; with ``pad_last`` the tail that does not fill a window is kept as a
     final zero-padded window, so no audio is dropped.
     """
-    if window <= 0 or hop <= 0:
-        raise ValueError(f"window and hop must be positive, got {window}, {hop}")
     n = wave.size
+    starts = window_starts(n, window, hop, pad_last)
     if n <= window:
         return pad_or_crop(wave, window, mode="start")[None, :]
-    starts = list(range(0, n - window + 1, hop))
-    if pad_last and starts[-1] + window < n:
-        starts.append(starts[-1] + hop)
     need = starts[-1] + window
     padded = wave if need <= n else np.concatenate([wave, np.zeros(need - n, dtype=wave.dtype)])
     idx = np.asarray(starts)[:, None] + np.arange(window)[None, :]

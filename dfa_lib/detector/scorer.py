@@ -123,6 +123,7 @@ from dfa_lib.data.audio import (
     promised_frames,
     resample,
     truncation_warning,
+    window_starts,
 )
 from dfa_lib.detector.folder import DetectorFormatError, Preprocessing
 from dfa_lib.features.vad import MIN_SPEECH_SECONDS, SpeechActivity, load_speech_activity
@@ -383,16 +384,6 @@ def _check_seconds(value: Any, what: str, sr: int) -> int:
     return samples
 
 
-def _window_starts(n: int, window: int, hop: int) -> list[int]:
-    """Window start offsets covering ``n`` samples, as :func:`dfa_lib.data.audio.frame_windows`."""
-    if n <= window:
-        return [0]
-    starts = list(range(0, n - window + 1, hop))
-    if starts[-1] + window < n:
-        starts.append(starts[-1] + hop)
-    return starts
-
-
 class Detector:
     """A trained model with its preprocessing, decision threshold and metadata.
 
@@ -569,7 +560,7 @@ class Detector:
             if sr != self.sample_rate:
                 wave = resample(wave, sr, self.sample_rate)
             prepared.append(wave)
-        starts = [_window_starts(w.size, window, hop) for w in prepared]
+        starts = [window_starts(w.size, window, hop) for w in prepared]
 
         def jobs() -> Iterator[tuple[int, int]]:
             for i, clip_starts in enumerate(starts):
