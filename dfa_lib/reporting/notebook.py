@@ -1,4 +1,4 @@
-"""What every notebook does first: seed, print versions and the run's record, set plot defaults."""
+"""What every notebook does first and last: seed and set plot defaults, then show the run's record."""
 
 from __future__ import annotations
 
@@ -11,17 +11,30 @@ from dfa_lib.training.engine import seed_everything
 
 
 def start(seed: int, **parameters) -> dict:
-    """Seed every generator, set plot defaults, print and return the record of this run."""
+    """Seed every generator, set plot defaults and return the record of this run.
+
+    The record (git commit, package versions, machine, ``parameters``) is shown at the end
+    of the report (:func:`record_text`), so that the report opens with its results.
+    """
 
     seed_everything(seed)
     mpl.rcParams.update({"figure.dpi": 100, "axes.spines.top": False, "axes.spines.right": False})
-    record = provenance_record(parameters={"seed": seed, **parameters})
-    git = record["git"]
-    print(f"dfa git commit: {git['commit']}{' (uncommitted changes)' if git['dirty'] else ''}")
-    print("packages:", ", ".join(f"{k} {v}" for k, v in record["packages"].items()))
-    print("machine:", record["machine"])
-    print("parameters:", record["parameters"])
-    return record
+    return provenance_record(parameters={"seed": seed, **parameters})
+
+
+def record_text(record: dict) -> str:
+    """Return the record of a run as lines: git commit, packages, machine, parameters."""
+    git = record.get("git", {})
+    dirty = " (uncommitted changes)" if git.get("dirty") else ""
+    packages = ", ".join(f"{k} {v}" for k, v in record.get("packages", {}).items())
+    return "\n".join(
+        [
+            f"dfa git commit: {git.get('commit')}{dirty}",
+            f"packages: {packages}",
+            f"machine: {record.get('machine')}",
+            f"parameters: {record.get('parameters')}",
+        ]
+    )
 
 
 def audio_player(wave: np.ndarray, sr: int = 16000):

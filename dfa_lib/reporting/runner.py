@@ -3,10 +3,14 @@
 Each notebook runs with the parameters of a profile (``dfa_lib/profiles/<name>.json``; on a
 GPU also its ``gpu_parameters``), in order, on the registered Jupyter kernel. The executed
 notebook is kept in ``reports/executed/`` (the immutable record of the run) and rendered to
-``reports/<notebook>.html`` with its figures embedded. ``reports/index.html`` links every
-report, shows the headline table (EER by model and protocol) and the run's record. A failing
-notebook still gets its HTML (showing the error) and is marked in the index; the command then
-exits with status 1.
+``reports/<notebook>.html`` with its figures embedded and its set-up hidden (:func:`render_html`).
+``reports/index.html`` links every report, shows the headline table (EER by model and protocol)
+and the run's record. A failing notebook still gets its HTML (showing the error) and is marked
+in the index; the command then exits with status 1.
+
+With ``--guard-extras`` each notebook runs with the packages of the extras its install cell
+does not install made unimportable (:mod:`dfa_lib.reporting.import_guard`): what it would lack
+in a fresh Colab runtime.
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ import html
 import json
 import os
 import sys
+import tempfile
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -24,14 +31,28 @@ from pathlib import Path
 import nbformat
 import papermill as pm
 from nbconvert import HTMLExporter
+from nbconvert.preprocessors import Preprocessor, TagRemovePreprocessor
 
 from dfa_lib.core.provenance import package_versions, provenance_record, write_json
 from dfa_lib.data.corpus.build import build_offline_corpus
 from dfa_lib.data.manifest import manifest_checksum, read_manifest
 from dfa_lib.evaluation.evaluate import find_runs, headline_table, results_table
+from dfa_lib.reporting.import_guard import (
+    blocked_packages,
+    explain,
+    guard_environment,
+    install_cell_extras,
+)
 from dfa_lib.training.engine import TrainingError, choose_device
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+PYPROJECT = NOTEBOOKS_DIR.parent / "pyproject.toml"
+
+# Cells the HTML report leaves out: the install cell, the parameters cells (papermill's
+# injected one too; the run's parameters are in the index and the report's record) and the
+# imports. ``remove-input`` cells show their outputs only: the work before a headline.
+REMOVED_CELL_TAGS = frozenset({"remove-cell", "injected-parameters"})
+REMOVED_INPUT_TAGS = frozenset({"remove-input"})
 
 
 class ProfileError(ValueError):
@@ -87,24 +108,48 @@ def notebook_device(profile: dict, notebook: dict, overrides: dict) -> str:
     return choose_device(str(device)).type
 
 
+@contextmanager
+def environment(variables: Mapping[str, str]) -> Iterator[None]:
+    """Set ``variables`` in ``os.environ`` (which a kernel started meanwhile inherits), then restore."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def execute_notebook(
-    source: Path, executed: Path, parameters: dict, kernel: str, cwd: Path
+    source: Path,
+    executed: Path,
+    parameters: dict,
+    kernel: str,
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
 ) -> NotebookRun:
-    """Run one notebook with papermill; a failing cell marks the run failed but keeps the output."""
+    """Run one notebook with papermill; a failing cell marks the run failed but keeps the output.
+
+    ``env`` holds environment variables for the notebook's kernel only (the import guard's).
+    """
 
     run = NotebookRun(name=source.stem, parameters=parameters)
     executed.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
-        pm.execute_notebook(
-            str(source),
-            str(executed),
-            parameters=parameters,
-            kernel_name=kernel,
-            cwd=str(cwd),
-            progress_bar=False,
-            log_output=False,
-        )
+        with environment(env or {}):
+            pm.execute_notebook(
+                str(source),
+                str(executed),
+                parameters=parameters,
+                kernel_name=kernel,
+                cwd=str(cwd),
+                progress_bar=False,
+                log_output=False,
+            )
         run.status = "ok"
     except pm.PapermillExecutionError as err:
         run.status, run.error = "failed", f"{err.ename}: {err.evalue}"
@@ -114,13 +159,67 @@ def execute_notebook(
     return run
 
 
+def _tags(cell) -> set[str]:
+    return set(cell.get("metadata", {}).get("tags", []))
+
+
+class KeepErrorsAndQuietWork(Preprocessor):
+    """Before the tag removal: a hidden cell that failed keeps its error, work cells their results.
+
+    A cell tagged for removal whose run raised is shown as its error alone (input hidden), so
+    a failed set-up still explains itself in the report. A ``remove-input`` cell (the work
+    before a headline) loses its stderr stream, progress bars and warnings, which the
+    executed notebook keeps.
+    """
+
+    def preprocess_cell(self, cell, resources, index):
+        """Retag a failed hidden cell to show its error; drop a work cell's stderr."""
+        if cell.cell_type != "code":
+            return cell, resources
+        tags = _tags(cell)
+        if tags & REMOVED_CELL_TAGS and any(o.output_type == "error" for o in cell.outputs):
+            cell.metadata["tags"] = sorted((tags - REMOVED_CELL_TAGS) | REMOVED_INPUT_TAGS)
+            cell.outputs = [o for o in cell.outputs if o.output_type == "error"]
+        elif tags & REMOVED_INPUT_TAGS:
+            cell.outputs = [
+                o
+                for o in cell.outputs
+                if not (o.output_type == "stream" and o.get("name") == "stderr")
+            ]
+        return cell, resources
+
+
 def render_html(executed: Path, out: Path) -> Path:
-    """Render an executed notebook to HTML with figures embedded."""
+    """Render an executed notebook to HTML: figures embedded, set-up cells and work code hidden.
+
+    Cells tagged ``remove-cell`` (install, parameters, imports) and papermill's
+    ``injected-parameters`` cell are left out, ``remove-input`` cells show only their outputs
+    (:class:`KeepErrorsAndQuietWork` keeps any error). The notebooks keep every cell.
+    """
 
     nb = nbformat.read(str(executed), as_version=4)
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    exporter = HTMLExporter(template_name="lab")
+    exporter.register_preprocessor(KeepErrorsAndQuietWork(), enabled=True)
+    exporter.register_preprocessor(
+        TagRemovePreprocessor(
+            remove_cell_tags=set(REMOVED_CELL_TAGS),
+            remove_input_tags=set(REMOVED_INPUT_TAGS),
+            enabled=True,
+        ),
+        enabled=True,
+    )
+    body, _ = exporter.from_notebook_node(nb)
     out.write_text(body, encoding="utf-8")
     return out
+
+
+def guard_for(notebook: Path) -> dict[str, str]:
+    """Return what ``notebook``'s install cell leaves out: module or distribution -> its extra.
+
+    The packages of every extra of ``pyproject.toml`` the cell does not name, and their own
+    dependencies, less what the core dependencies and the named extras bring.
+    """
+    return blocked_packages(install_cell_extras(notebook), PYPROJECT)
 
 
 def _table_html(df) -> str:
@@ -237,8 +336,14 @@ def run_reports(
     reports_dir: Path,
     dataset: str | None = None,
     only: list[str] | None = None,
+    guard_extras: bool = False,
 ) -> int:
-    """Execute the profile's notebooks and write the reports; return the process exit status."""
+    """Execute the profile's notebooks and write the reports; return the process exit status.
+
+    With ``guard_extras`` each notebook runs without the extras its install cell does not
+    install (:func:`guard_for`); a notebook that needs one fails, its error naming the
+    package and the extra, and the record lists each notebook's extras.
+    """
     profile = load_profile(profile_name)
     data_dir, runs_dir, reports_dir = data_dir.resolve(), runs_dir.resolve(), reports_dir.resolve()
     reports_dir.mkdir(parents=True, exist_ok=True)
@@ -282,9 +387,14 @@ def run_reports(
             continue
         print(f"[reports] {name} ...", file=sys.stderr, flush=True)
         executed = reports_dir / "executed" / f"{name}.ipynb"
-        run = execute_notebook(
-            NOTEBOOKS_DIR / f"{name}.ipynb", executed, params, kernel, NOTEBOOKS_DIR
-        )
+        source = NOTEBOOKS_DIR / f"{name}.ipynb"
+        blocked = guard_for(source) if guard_extras else {}
+        with tempfile.TemporaryDirectory(prefix="dfa-guard-") as folder:
+            env = guard_environment(blocked, folder) if guard_extras else None
+            run = execute_notebook(source, executed, params, kernel, NOTEBOOKS_DIR, env)
+        if guard_extras:
+            record.setdefault("install_cell_extras", {})[name] = install_cell_extras(source)
+            run.error = explain(run.error, blocked, name)
         if executed.exists():
             render_html(executed, reports_dir / f"{name}.html")
         print(f"[reports] {name}: {run.status} in {run.seconds:.0f} s {run.error}", file=sys.stderr)
@@ -314,6 +424,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reports-dir", type=Path, default=Path("reports"))
     parser.add_argument("--dataset", default=None, help="offline | for-2sec | <folder> | <csv>")
     parser.add_argument("--only", default=None, help="comma-separated notebook names")
+    parser.add_argument(
+        "--guard-extras",
+        action="store_true",
+        help="run each notebook with the extras its install cell does not install made "
+        "unimportable (what a fresh Colab runtime would lack)",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
@@ -325,6 +441,7 @@ def main(argv: list[str] | None = None) -> int:
             args.reports_dir,
             dataset=args.dataset,
             only=args.only.split(",") if args.only else None,
+            guard_extras=args.guard_extras,
         )
     except ProfileError as err:
         parser.error(str(err))
