@@ -75,12 +75,14 @@ test-fast: setup
 test-gpu: setup
 	$(BIN)/python -m pytest -q -m gpu tests/test_gpu.py
 
-## Check code and notebooks with ruff, the layer contract with import-linter (notebooks carry no outputs)
+## Check code and notebooks: ruff, layers (import-linter), dead code (vulture), dependencies (deptry), no outputs
 lint: setup
 	$(BIN)/ruff check dfa_lib tests notebooks
 	$(BIN)/lint-imports
 	$(BIN)/ruff format --check dfa_lib tests notebooks
 	$(BIN)/nbstripout --verify notebooks/*.ipynb
+	$(BIN)/python -m pytest -q tests/test_dead_code.py
+	$(BIN)/deptry .
 
 ## Format code and strip notebook outputs
 format: setup
@@ -109,10 +111,12 @@ bench: setup
 ablation: data
 	$(BIN)/python -m dfa_lib.studies.ablation $(STUDY) --data-dir $(DATA_DIR) --runs-dir $(RUNS_DIR)/ablation --out reports $(if $(SEEDS),--seeds $(SEEDS))
 
-## Start the Streamlit app on the trained detectors in RUNS_DIR
+APP_ADDRESS ?= 127.0.0.1
+## Start the Streamlit app on the detectors in RUNS_DIR, on 127.0.0.1 (APP_ADDRESS=0.0.0.0 exposes it, with no login)
 app: setup
-	DFA_RUNS_DIR=$(RUNS_DIR) $(BIN)/streamlit run dfa_lib/app/streamlit_app.py \
-	  --server.maxUploadSize 200 --server.headless true
+	MALLOC_ARENA_MAX=2 DFA_RUNS_DIR=$(RUNS_DIR) $(BIN)/streamlit run dfa_lib/app/streamlit_app.py \
+	  --server.address $(APP_ADDRESS) --server.maxUploadSize 200 --server.headless true \
+	  --browser.gatherUsageStats false
 
 ## Remove rendered reports, trained runs and caches (keeps data and .venv)
 clean:

@@ -107,11 +107,13 @@ def test_studies_name_real_model_settings():
         }
 
 
-def test_an_unknown_study_is_refused(tmp_path, toy):
+def test_an_unknown_study_is_refused(tmp_path, toy, capsys):
     with pytest.raises(KeyError, match="lcnn-frontend"):
         run_study("nope", *toy, tmp_path)
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as stop:
         main(["nope"])
+    assert stop.value.code == 2
+    assert "invalid choice: 'nope'" in capsys.readouterr().err
 
 
 def test_a_subset_of_variants_is_selected_by_name_in_the_order_given(capsys):

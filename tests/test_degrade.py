@@ -104,7 +104,7 @@ def test_resample_8k_removes_the_upper_band() -> None:
 def test_unknown_name_lists_the_choices() -> None:
     with pytest.raises(D.UnknownDegradationError, match="mp3-32k"):
         D.apply_degradation("mp3-31k", voiced(0.1), SR)
-    with pytest.raises(KeyError):
+    with pytest.raises(D.UnknownDegradationError, match="unknown degradation 'louder'"):
         D.degrade_cached("louder", voiced(0.1), SR, "k", "unused")
 
 

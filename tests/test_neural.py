@@ -136,13 +136,17 @@ def test_log_mel_matches_the_training_analysis() -> None:
 
 
 @pytest.mark.parametrize(
-    "wave",
-    [np.zeros((2, 100), dtype=np.float32), np.array([], dtype=np.float32), np.full(100, np.nan)],
+    ("wave", "message"),
+    [
+        (np.zeros((2, 100), dtype=np.float32), "mono 1-D waveform"),
+        (np.array([], dtype=np.float32), "empty waveform"),
+        (np.full(100, np.nan), "NaN or infinite"),
+    ],
     ids=["stereo", "empty", "nan"],
 )
 @pytest.mark.parametrize("vocode", [neural.lpcnet_vocode, neural.fargan_vocode])
-def test_bad_waveforms_are_refused(wave: np.ndarray, vocode) -> None:
-    with pytest.raises(ValueError):
+def test_bad_waveforms_are_refused(wave: np.ndarray, message: str, vocode) -> None:
+    with pytest.raises(ValueError, match=message):
         vocode(wave, 16000)
 
 

@@ -172,9 +172,10 @@ def test_linear_head_is_the_logistic_regression_on_the_lowest_layers(tmp_path):
         train_head(x, y, xv, yv, HeadConfig(head="linear", first_layers=4))
     with pytest.raises(HeadInputError, match="needs \\(n, layers"):
         train_head(x[:, 0], y, xv[:, 0], yv, HeadConfig(head="linear"))
-    for bad in ({"C": 0.0}, {"first_layers": -1}):
-        with pytest.raises(ValueError):
-            HeadConfig(head="linear", **bad)
+    with pytest.raises(ValueError, match="C must be positive"):
+        HeadConfig(head="linear", C=0.0)
+    with pytest.raises(ValueError, match="first_layers must be 0 \\(all\\) or positive"):
+        HeadConfig(head="linear", first_layers=-1)
 
 
 def test_asp_head_attends_over_time():

@@ -193,5 +193,6 @@ def test_survey_of_a_small_corpus(tmp_path, speech, capsys):
     assert vad.main([str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     assert "flagged" in printed and "tones" in printed
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as stop:
         vad.main([str(tmp_path / "nowhere")])
+    assert stop.value.code == 2 and "nowhere holds no manifest.csv" in capsys.readouterr().err

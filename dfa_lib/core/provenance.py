@@ -1,4 +1,4 @@
-"""What produced a result: git revision, package versions, machine, and timing helpers."""
+"""What produced a result: git revision, package versions, machine and creation time."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import os
 import platform
 import subprocess
 import time
-from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
@@ -131,13 +130,3 @@ def write_json(path: str | os.PathLike, obj) -> Path:
     return write_text_atomically(
         path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
     )
-
-
-@contextmanager
-def timer(record: dict, key: str):
-    """Store the wall-clock seconds of the ``with`` block in ``record[key]``."""
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        record[key] = round(time.perf_counter() - start, 3)

