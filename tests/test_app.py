@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +108,25 @@ def test_upload_limit_comes_from_the_environment(monkeypatch):
     assert app.max_upload_mb() == 7
     monkeypatch.setenv("DFA_MAX_UPLOAD_MB", "lots")
     assert app.max_upload_mb() == app.DEFAULT_MAX_UPLOAD_MB
+    assert app.max_upload_seconds() == 30 * 60
+    monkeypatch.setenv("DFA_MAX_UPLOAD_MINUTES", "2.5")
+    assert app.max_upload_seconds() == 150
+    monkeypatch.setenv("DFA_MAX_UPLOAD_MINUTES", "-1")
+    assert app.max_upload_seconds() == 30 * 60
+    assert app.upload_slots() == 2
+    monkeypatch.setenv("DFA_CONCURRENT_UPLOADS", "1")
+    assert app.upload_slots() == 1
+
+
+def test_an_upload_is_capped_by_its_duration_not_only_its_size():
+    small = _wav_bytes(noise(3.0, seed=4), fmt="FLAC")  # 3 s, well under the 1-MB limit
+    with pytest.raises(
+        app.UploadError,
+        match=r"^long\.flac lasts 3\.0 s; the limit is 2\.0 s of audio\. Cut the recording",
+    ):
+        app.decode_upload(small, "long.flac", limit_mb=1, max_seconds=2.0)
+    wave, sr = app.decode_upload(small, "long.flac", limit_mb=1, max_seconds=3.5, target_sr=8000)
+    assert sr == 8000 and wave.size == 3 * 8000
 
 
 def test_a_silent_upload_gets_no_verdict(runs):
@@ -115,6 +135,15 @@ def test_a_silent_upload_gets_no_verdict(runs):
     assert result is None and why.startswith("No verdict. quiet.wav: no audible signal")
     result, why = app.score_for_page(detector, 0.1 * np.ones(SR, np.float32), SR, "dc.wav")
     assert why is None and result.n_audible_windows == 1
+
+
+def test_a_window_score_that_is_not_a_number_gets_no_verdict(runs, monkeypatch):
+    detector = load_detector(runs / "quick" / "lcnn", device="cpu")
+    monkeypatch.setattr(
+        detector, "_bonafide_scores", lambda batch: np.full(len(batch), np.nan, dtype=np.float64)
+    )
+    result, why = app.score_for_page(detector, 0.1 * np.ones(SR, np.float32), SR, "odd.wav")
+    assert result is None and why.startswith("No verdict. odd.wav")
 
 
 def test_a_verdict_on_non_speech_carries_a_warning(runs, speech_wav):
@@ -176,3 +205,22 @@ def test_verdict_and_figures(runs):
     ):
         assert fig.axes and fig.axes[0].has_data()
         plt.close(fig)
+
+
+def test_make_app_listens_on_loopback_only_and_sends_no_usage_stats():
+    root = Path(__file__).resolve().parents[1]
+    dry_run = subprocess.run(
+        ["make", "-n", "-o", "setup", "app"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout
+    recipe = " ".join(dry_run.replace("\\\n", " ").split())
+    assert "--server.address 127.0.0.1" in recipe
+    assert "--browser.gatherUsageStats false" in recipe
+    assert recipe.startswith("MALLOC_ARENA_MAX=2 ")  # sessions' threads share two arenas
+    exposed = subprocess.run(
+        ["make", "-n", "-o", "setup", "app", "APP_ADDRESS=0.0.0.0"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "--server.address 0.0.0.0" in exposed

@@ -181,6 +181,30 @@ def test_quick_bench_writes_every_stage(tmp_path, tiny_wav2vec2_dir):
         assert text in page
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="the app decodes uploads with ffmpeg")
+def test_app_load_uploads_at_once_through_the_browser_protocol(tmp_path):
+    pytest.importorskip("streamlit", reason="the app extra is not installed")
+    out = tmp_path / "reports"
+    argv = ["--data-dir", str(tmp_path / "data"), "--runs-dir", str(tmp_path / "runs")]
+    assert bench_main([*argv, "--out", str(out), "--quick", "--stage", "app-load"]) == 0
+    report = json.loads((out / "bench.json").read_text())
+    app = report["app-load"]
+    assert app["error"] is None and app["config"]["address"] == "127.0.0.1"
+    assert (app["config"]["uploads"], app["completed"], app["failed"]) == (2, 2, 0)
+    for upload in app["uploads"]:
+        assert upload["verdict"].startswith("Verdict: ") and upload["seconds"] > 0
+    assert app["detector_source"] == "untrained"
+    # The server had the detector loaded before the uploads; they can only add to it.
+    assert app["server_and_children_peak_mb"] >= app["server_rss_before_mb"] > 100
+    assert app["server_peak_rss_mb"] >= app["server_rss_before_mb"]
+    headline = figures(report)
+    assert headline["app-load: server peak MB"] == app["server_and_children_peak_mb"]
+    assert headline["app-load: median s per upload"] > 0
+    page = (out / "bench.html").read_text()
+    assert "7. The app under load" in page and "2 browser sessions upload at once" in page
+
+
 def test_end_to_end_without_records_and_bad_config(tmp_path):
     config = BenchConfig(data_dir=tmp_path / "data", reports_dir=tmp_path / "reports")
     assert read_end_to_end(config) == {
@@ -192,6 +216,8 @@ def test_end_to_end_without_records_and_bad_config(tmp_path):
         BenchConfig(repeats=2)
     with pytest.raises(ValueError, match="unknown stage"):
         BenchConfig(stages=("loading", "warp"))
+    with pytest.raises(ValueError, match="app_uploads"):
+        BenchConfig(app_uploads=0)
 
 
 def test_html_renders_a_partial_record():

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import shutil
+import signal
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +29,7 @@ from dfa_lib.data.corpus.build import (
     run_task,
 )
 from dfa_lib.data.corpus.neural import NEURAL_GENERATORS
-from dfa_lib.data.manifest import MANIFEST_COLUMNS, manifest_checksum, read_manifest
+from dfa_lib.data.manifest import MANIFEST_COLUMNS, file_sha256, manifest_checksum, read_manifest
 from dfa_lib.data.protocols import NEURAL_ROTATIONS, apply_protocol, held_out_family_of, split_leaks
 
 SR = channel.SAMPLE_RATE
@@ -495,3 +499,114 @@ def test_build_config_fingerprint_tracks_settings():
     assert a != BuildConfig(neural_share=0.5).fingerprint()
     with pytest.raises(ValueError, match="neural_share"):
         BuildConfig(neural_share=1.5)
+
+
+# --- interrupted and damaged builds (toy tasks: what is tested is the bookkeeping) -------
+
+
+def _toy_tasks(n: int) -> list[Task]:
+    tasks = []
+    for i in range(n):
+        utt = sources.Utterance(f"toy:{i}", "toy", "spk", "en", f"toy:{i}", "words")
+        tasks.append(Task(f"toy-{i}", "toy", "training", (utt,), ()))
+    return tasks
+
+
+def _toy_run_task(task: Task, corpus_dir: str, config: channel.ChannelConfig) -> list[dict]:
+    """Write two short clips per task, the way run_task writes its clips."""
+    seed = int(task.task_id.rsplit("-", 1)[1])
+    wave = 0.1 * np.random.default_rng(seed).standard_normal(SR // 10).astype(np.float32)
+    utt = task.utterances[0]
+    return [
+        corpus_build._clip_row(
+            Path(corpus_dir), task, wave * (k + 1), "real", utt, "human", "spk", "toy", k, SR
+        )
+        for k in range(2)
+    ]
+
+
+def _slow_run_task(task: Task, corpus_dir: str, config: channel.ChannelConfig) -> list[dict]:
+    time.sleep(8.0)
+    return []
+
+
+def _toy_build(root: Path, **kwargs) -> Path:
+    args = dict(workers=1, progress=False) | kwargs
+    return corpus_build._build_one("toy", _toy_tasks(3), root, BuildConfig(), **args)
+
+
+def test_ctrl_c_stops_a_multi_worker_build_at_once(monkeypatch, tmp_path):
+    # The pool forks after the patch, so its workers run the slow task too.
+    monkeypatch.setattr(corpus_build, "run_task", _slow_run_task)
+    # A real SIGINT to the main thread, as Ctrl-C sends: it interrupts the wait for results.
+    main_thread = threading.main_thread().ident
+    ctrl_c = threading.Timer(1.0, signal.pthread_kill, (main_thread, signal.SIGINT))
+    # A process started in the background ignores SIGINT: make it raise, as in a terminal.
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+    start = time.monotonic()
+    ctrl_c.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            corpus_build._build_one(
+                "toy", _toy_tasks(4), tmp_path, BuildConfig(), workers=2, progress=False
+            )
+    finally:
+        ctrl_c.cancel()
+        signal.signal(signal.SIGINT, handler)
+    # Draining the queue would take 16 s (four 8-s tasks on two workers).
+    assert time.monotonic() - start < 4.0
+    assert not (tmp_path / "toy" / ".complete.json").exists()
+    assert multiprocessing.active_children() == []  # the workers are gone, not left running
+
+
+@pytest.mark.parametrize("damage", [b'{"fingerprint": ', b"\xff\xfe\x00", b"[1, 2]", b""])
+def test_a_damaged_completion_marker_means_not_built(monkeypatch, tmp_path, damage):
+    monkeypatch.setattr(corpus_build, "run_task", _toy_run_task)
+    manifest = _toy_build(tmp_path)
+    checksum = manifest_checksum(read_manifest(manifest))
+    marker = tmp_path / "toy" / ".complete.json"
+    marker.write_bytes(damage)
+    assert _toy_build(tmp_path) == manifest
+    info = json.loads(marker.read_text())
+    assert info["manifest_sha256"] == checksum and info["clips"] == 6
+
+
+def test_a_clip_changed_after_the_build_is_rebuilt(monkeypatch, tmp_path):
+    monkeypatch.setattr(corpus_build, "run_task", _toy_run_task)
+    manifest = _toy_build(tmp_path)
+    df = read_manifest(manifest)
+    paths = [tmp_path / "toy" / p for p in df["path"]]
+    sizes = [p.stat().st_size for p in paths]
+    paths[0].write_bytes(b"")  # emptied
+    with paths[1].open("r+b") as f:  # cut short
+        f.truncate(sizes[1] // 2)
+    with paths[2].open("r+b") as f:  # overwritten with zeros, same size
+        f.write(bytes(sizes[2]))
+    _toy_build(tmp_path)
+    assert [p.stat().st_size for p in paths[:2]] == sizes[:2]
+    assert [file_sha256(p) for p in paths[:2]] == list(df["sha256"][:2])
+    # Same size: only a check of the content finds it, and only when asked (it reads it all).
+    assert file_sha256(paths[2]) != df["sha256"][2]
+    _toy_build(tmp_path, verify=True)
+    assert [file_sha256(p) for p in paths] == list(df["sha256"])
+    assert manifest_checksum(read_manifest(manifest)) == manifest_checksum(df)
+
+
+@needs_sources
+@pytest.mark.slow
+def test_smoke_clips_truncated_or_zeroed_after_the_build_are_rebuilt(smoke_root, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(smoke_root / "offline-main", copy / "offline-main")
+    cdir = copy / "offline-main"
+    df = read_manifest(cdir / "manifest.csv")
+    cut, zeroed = cdir / df["path"].iloc[0], cdir / df["path"].iloc[-1]
+    with cut.open("r+b") as f:
+        f.truncate(1000)
+    zeroed.write_bytes(bytes(zeroed.stat().st_size))
+    kwargs = dict(SMOKE_KWARGS, progress=False, include_cross=False)
+    build_offline_corpus(copy, **kwargs)
+    assert file_sha256(cut) == df["sha256"].iloc[0]
+    assert file_sha256(zeroed) != df["sha256"].iloc[-1]  # same size: found only by --verify
+    build_offline_corpus(copy, verify=True, **kwargs)
+    assert file_sha256(zeroed) == df["sha256"].iloc[-1]
+    assert manifest_checksum(read_manifest(cdir / "manifest.csv")) == manifest_checksum(df)

@@ -15,6 +15,7 @@ from dfa_lib.scoring.metrics import (
     MetricError,
     ScoreFileError,
     breakdown,
+    calibration_error_of_table,
     classification_summary,
     cllr,
     det_curve,
@@ -22,10 +23,12 @@ from dfa_lib.scoring.metrics import (
     eer_by_generator,
     eer_by_group,
     equal_error_rate,
+    expected_calibration_error,
     labels_from_scores,
     min_cllr,
     read_scores_asvspoof2019,
     read_scores_asvspoof2021,
+    reliability_table,
     roc_auc,
     summarize_scores,
     write_scores_asvspoof2019,
@@ -550,3 +553,54 @@ def test_calibration_metrics_refuse_one_class_and_bad_scores(metric):
         metric([], [0.1, 0.2])
     with pytest.raises(MetricError):
         metric([0.1, np.nan], [0.2])
+
+
+# --- calibration error and reliability table ----------------------------------------------
+
+
+def test_reliability_table_hand_computed():
+    # Ten equal-width bins: 0.12 -> bin 1, 0.34 -> bin 3, 0.88 -> bin 8.
+    table = reliability_table([0.12, 0.34, 0.34, 0.88], ["real", "real", "fake", "fake"])
+    assert list(table.columns) == ["bin", "lower", "upper", "mean_p_fake", "fake_rate", "count"]
+    assert table["bin"].tolist() == list(range(10))
+    assert table["lower"].tolist() == pytest.approx([i / 10 for i in range(10)])
+    assert table["upper"].tolist() == pytest.approx([i / 10 for i in range(1, 11)])
+    assert table["count"].tolist() == [0, 1, 0, 2, 0, 0, 0, 0, 1, 0]
+    filled = table[table["count"] > 0]
+    assert filled["mean_p_fake"].tolist() == pytest.approx([0.12, 0.34, 0.88])
+    assert filled["fake_rate"].tolist() == pytest.approx([0.0, 0.5, 1.0])
+    assert table.loc[table["count"] == 0, ["mean_p_fake", "fake_rate"]].isna().all().all()
+
+
+def test_expected_calibration_error_hand_computed():
+    labels = ["real", "real", "fake", "fake"]
+    # Bin gaps 0.12, 0.16 and 0.12, weighted 1/4, 2/4 and 1/4.
+    ece = 0.25 * 0.12 + 0.5 * 0.16 + 0.25 * 0.12
+    assert expected_calibration_error([0.12, 0.34, 0.34, 0.88], labels) == pytest.approx(ece)
+    assert expected_calibration_error([0.12, 0.34, 0.34, 0.88], [0, 0, 1, 1]) == pytest.approx(ece)
+    # Calibrated: a quarter of the clips said 0.25 are fake.
+    assert expected_calibration_error([0.25] * 4, [0, 0, 0, 1]) == pytest.approx(0.0)
+    # One bin: the gap between the mean probability and the share of fakes.
+    assert expected_calibration_error([0.9, 0.7, 0.2], [1, 0, 0], bins=1) == pytest.approx(
+        0.6 - 1 / 3
+    )
+    # The ends land in the first and last bins; confident and right costs nothing.
+    table = reliability_table([0.0, 1.0], ["real", "fake"], bins=4)
+    assert table["count"].tolist() == [1, 0, 0, 1]
+    assert expected_calibration_error([0.0, 1.0], ["real", "fake"]) == 0.0
+    # Confident and wrong costs everything.
+    assert expected_calibration_error([1.0, 0.0], ["real", "fake"]) == 1.0
+    assert calibration_error_of_table(table) == 0.0
+
+
+def test_expected_calibration_error_refuses_what_is_not_a_probability():
+    with pytest.raises(MetricError, match=r"probabilities in \[0, 1\].*sigmoid\(-score\)"):
+        expected_calibration_error([2.3, -1.0], ["real", "fake"])
+    with pytest.raises(MetricError, match="NaN"):
+        expected_calibration_error([0.5, np.nan], ["real", "fake"])
+    with pytest.raises(MetricError, match="differ in length"):
+        expected_calibration_error([0.5, 0.5], ["real"])
+    with pytest.raises(MetricError, match="bins must be a positive integer"):
+        expected_calibration_error([0.5], ["real"], bins=0)
+    with pytest.raises(MetricError, match="empty"):
+        reliability_table([], [])

@@ -1,6 +1,8 @@
-"""Plot helpers the notebooks share: waveforms, spectrograms, learning, ROC/DET and error tables."""
+"""Plot helpers the notebooks share: audio, learning curves, ROC/DET, calibration, error tables."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import librosa
 import numpy as np
@@ -10,7 +12,7 @@ from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 from scipy.stats import norm
 
-from dfa_lib.scoring.metrics import det_curve
+from dfa_lib.scoring.metrics import calibration_error_of_table, det_curve
 
 
 def mel_db(wave: np.ndarray, sr: int = 16000, n_mels: int = 80) -> np.ndarray:
@@ -78,6 +80,38 @@ def plot_roc_det(curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> Figure:
     for ax in (ax_roc, ax_det):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_reliability(
+    tables: Mapping[str, pd.DataFrame], title: str = "Reliability of P(fake)"
+) -> Figure:
+    """Reliability diagram (top) and clips per bin (bottom) of each detector's P(fake).
+
+    ``tables[name]`` is a :func:`dfa_lib.scoring.metrics.reliability_table`; the legend gives
+    each one's expected calibration error. A calibrated detector follows the diagonal; a curve
+    below it says fake more often than the clips are fake (overconfident about fakes), above
+    it the reverse. Points of bins with few clips (see the bottom panel) are noisy.
+    """
+    fig, (ax_rel, ax_count) = plt.subplots(
+        2, 1, figsize=(5.5, 6.2), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    ax_rel.plot([0, 1], [0, 1], "k:", lw=0.8, label="calibrated")
+    for name, table in tables.items():
+        filled = table[table["count"] > 0]
+        ece = calibration_error_of_table(table)
+        ax_rel.plot(
+            filled["mean_p_fake"], filled["fake_rate"], marker="o", label=f"{name} (ECE {ece:.3f})"
+        )
+        edges = np.append(table["lower"].to_numpy(), table["upper"].to_numpy()[-1])
+        ax_count.stairs(table["count"].to_numpy(), edges, label=name)
+    ax_rel.set(ylabel="share of clips that are fake", title=title, xlim=(0, 1), ylim=(0, 1))
+    ax_rel.set_aspect("equal", adjustable="box")
+    ax_count.set(xlabel="predicted P(fake)", ylabel="clips")
+    for ax in (ax_rel, ax_count):
+        ax.grid(alpha=0.3)
+    ax_rel.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     return fig
 

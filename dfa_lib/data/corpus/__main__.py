@@ -9,10 +9,9 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
-from dfa_lib.data.corpus.fargan import FarganUnavailableError
-from dfa_lib.data.corpus.fargan import install_fargan
+
 from dfa_lib.data.corpus.build import build_offline_corpus
-from pathlib import Path
+from dfa_lib.data.corpus.fargan import FarganUnavailableError, install_fargan
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -25,6 +24,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     build.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     build.add_argument("--smoke", action="store_true", help="a tiny corpus for CI (seconds)")
     build.add_argument("--no-cross", action="store_true", help="skip the cross-source set")
+    build.add_argument(
+        "--verify",
+        action="store_true",
+        help="check every clip's SHA-256 against the manifest and rebuild what differs",
+    )
     fargan = sub.add_parser("install-fargan", help="build the FARGAN vocoder program")
     fargan.add_argument("--prefix", default=None, help="environment folder (default: this one)")
     args = parser.parse_args(argv)
@@ -44,6 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         workers=args.workers,
         smoke=args.smoke,
         include_cross=not args.no_cross,
+        verify=args.verify,
     )
     print(f"{manifest} ready in {time.perf_counter() - start:.1f} s")
     return 0

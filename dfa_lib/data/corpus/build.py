@@ -30,8 +30,14 @@ sentence gives several clips).
 
 Every clip passes the channel of :mod:`dfa_lib.data.corpus.channel`. The build runs one task per
 utterance on a process pool; a task writes its clips atomically, then a small JSON record of
-its rows, so a killed build resumes where it stopped, and a finished one (marker file with the
-configuration and the manifest checksum) returns at once.
+its rows and each clip's size, so a killed build resumes where it stopped, and a finished one
+(marker file with the configuration, the manifest checksum and each clip's size) returns at
+once. Ctrl-C cancels the queued tasks and ends the workers at once; the next build resumes.
+
+What counts as built: a clip whose size is the one recorded when it was written (a clip
+truncated or emptied since is rebuilt, by re-running its task); with ``verify=True``
+(``--verify``) also one whose SHA-256 is the manifest's, which reads every clip. A marker
+that cannot be read is no marker: the build checks the clips and resumes.
 """
 
 from __future__ import annotations
@@ -51,9 +57,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from dfa_lib.core.atomic import write_json_atomically
+from dfa_lib.core.labels import SPLITS
 from dfa_lib.data.audio import save_audio
 from dfa_lib.data.corpus import sources
 from dfa_lib.data.corpus.channel import ChannelConfig, codec_many, prepare, segment, trim_silence
@@ -68,10 +77,7 @@ from dfa_lib.data.corpus.synthesis import (
     festival_synthesize_many,
     voice_id,
 )
-from dfa_lib.core.labels import SPLITS
 from dfa_lib.data.manifest import file_sha256, manifest_checksum, write_manifest
-import torch
-from threadpoolctl import threadpool_limits
 
 MAIN = "offline-main"
 CROSS = "offline-cross"
@@ -523,14 +529,52 @@ def _record_path(corpus_dir: Path, fingerprint: str, task: Task) -> Path:
     return corpus_dir / ".build" / fingerprint / f"{task.task_id}.json"
 
 
-def _task_done(corpus_dir: Path, record: Path) -> bool:
+def _clip_intact(path: Path, size: object, sha256: object, verify: bool) -> bool:
+    """Say whether a clip is as written: present, of its recorded size, and (``verify``) hash."""
+    try:
+        if not path.is_file():
+            return False
+        if isinstance(size, int) and path.stat().st_size != size:
+            return False
+        return not (verify and isinstance(sha256, str) and file_sha256(path) != sha256)
+    except OSError:
+        return False
+
+
+def _task_done(corpus_dir: Path, record: Path, verify: bool = False) -> bool:
     if not record.is_file():
         return False
     try:
         rows = json.loads(record.read_text())
-    except json.JSONDecodeError:
+        return isinstance(rows, list) and all(
+            _clip_intact(corpus_dir / r["path"], r.get("bytes"), r.get("sha256"), verify)
+            for r in rows
+        )
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return False  # a damaged record: run the task again
+
+
+def _read_marker(marker: Path) -> dict | None:
+    """Return the completion marker's content, or None when it is missing or damaged."""
+    try:
+        info = json.loads(marker.read_text())
+    except (OSError, ValueError):  # ValueError covers bad JSON and bytes that are not UTF-8
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def _corpus_intact(corpus_dir: Path, manifest_path: Path, info: dict, verify: bool) -> bool:
+    """Say whether every clip of a finished build is as the marker and the manifest describe."""
+    try:
+        done = pd.read_csv(manifest_path, usecols=["path", "sha256"], dtype=str)
+    except (OSError, ValueError, pd.errors.ParserError):
         return False
-    return all((corpus_dir / r["path"]).is_file() for r in rows)
+    sizes = info.get("clip_bytes")
+    sizes = sizes if isinstance(sizes, dict) else {}  # markers of older builds have none
+    return all(
+        _clip_intact(corpus_dir / p, sizes.get(p), h, verify)
+        for p, h in zip(done["path"], done["sha256"], strict=True)
+    )
 
 
 @contextlib.contextmanager
@@ -553,8 +597,25 @@ def _run_and_record(task: Task, corpus_dir: str, config: ChannelConfig, record: 
 
     with threadpool_limits(1), _torch_threads(task):
         rows = run_task(task, corpus_dir, config)
-    write_json_atomically(record, rows, indent=None)
+    # The size each clip had when written: the cheap check that it is still the same clip.
+    sized = [{**r, "bytes": (Path(corpus_dir) / str(r["path"])).stat().st_size} for r in rows]
+    write_json_atomically(record, sized, indent=None)
     return len(rows)
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Cancel the queued tasks and end the workers now, without waiting for running tasks."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14+
+    if terminate is not None:
+        terminate()
+        return
+    # Before 3.14 the executor offers no way to stop a running task: end its processes.
+    workers = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in workers:
+        process.terminate()
+    for process in workers:
+        process.join(timeout=5)
 
 
 def _remove_strays(corpus_dir: Path, keep: set[str]) -> None:
@@ -571,22 +632,33 @@ def _remove_strays(corpus_dir: Path, keep: set[str]) -> None:
 
 
 def _build_one(
-    corpus: str, tasks: list[Task], root: Path, config: BuildConfig, workers: int, progress: bool
+    corpus: str,
+    tasks: list[Task],
+    root: Path,
+    config: BuildConfig,
+    workers: int,
+    progress: bool,
+    verify: bool = False,
 ) -> Path:
     corpus_dir = root / corpus
     manifest_path = corpus_dir / "manifest.csv"
     marker = corpus_dir / ".complete.json"
     fingerprint = config.fingerprint(corpus)
-    if marker.is_file() and manifest_path.is_file():
-        info = json.loads(marker.read_text())
-        if info.get("fingerprint") == fingerprint:
-            done = pd.read_csv(manifest_path, usecols=["path"])["path"]
-            if all((corpus_dir / p).is_file() for p in done):
-                return manifest_path
-        marker.unlink()  # stale or damaged: resume below, keeping what is intact
+    if marker.exists() or marker.is_symlink():
+        info = _read_marker(marker)
+        if (
+            info is not None
+            and info.get("fingerprint") == fingerprint
+            and manifest_path.is_file()
+            and _corpus_intact(corpus_dir, manifest_path, info, verify)
+        ):
+            return manifest_path
+        marker.unlink()  # stale, damaged, or clips changed: resume below, keeping what is intact
     (corpus_dir / ".build" / fingerprint).mkdir(parents=True, exist_ok=True)
     todo = [
-        t for t in tasks if not _task_done(corpus_dir, _record_path(corpus_dir, fingerprint, t))
+        t
+        for t in tasks
+        if not _task_done(corpus_dir, _record_path(corpus_dir, fingerprint, t), verify)
     ]
     start = time.perf_counter()
     if todo:
@@ -602,19 +674,26 @@ def _build_one(
                 bar.update()
         else:
             with ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = [
-                    pool.submit(
-                        _run_and_record,
-                        t,
-                        str(corpus_dir),
-                        config.channel,
-                        str(_record_path(corpus_dir, fingerprint, t)),
-                    )
-                    for t in todo
-                ]
-                for fut in as_completed(futures):
-                    fut.result()
-                    bar.update()
+                try:
+                    futures = [
+                        pool.submit(
+                            _run_and_record,
+                            t,
+                            str(corpus_dir),
+                            config.channel,
+                            str(_record_path(corpus_dir, fingerprint, t)),
+                        )
+                        for t in todo
+                    ]
+                    for fut in as_completed(futures):
+                        fut.result()
+                        bar.update()
+                except KeyboardInterrupt:
+                    # Leaving the block would wait for every queued task: stop them first.
+                    # Finished tasks keep their records, so the next build resumes.
+                    _stop_pool(pool)
+                    bar.close()
+                    raise
         bar.close()
     rows: list[dict[str, object]] = []
     for t in tasks:
@@ -622,6 +701,8 @@ def _build_one(
     if not rows:
         raise CorpusBuildError(f"{corpus}: no clip was produced; check the sources are installed")
     df = pd.DataFrame(rows)
+    sizes = {str(p): (corpus_dir / str(p)).stat().st_size for p in df["path"]}
+    df = df.drop(columns="bytes", errors="ignore")
     _remove_strays(corpus_dir, set(df["path"]))
     for old in (corpus_dir / ".build").iterdir():
         if old.is_dir() and old.name != fingerprint:
@@ -634,8 +715,9 @@ def _build_one(
         "seed": config.seed,
         "channel": config.channel.describe(),
         "seconds": round(time.perf_counter() - start, 1),
+        "clip_bytes": dict(sorted(sizes.items())),
     }
-    write_json_atomically(marker, info)
+    write_json_atomically(marker, info, indent=None)
     return manifest_path
 
 
@@ -657,6 +739,7 @@ def build_offline_corpus(
     smoke: bool = False,
     neural_share: float | None = None,
     neural_max_segments: int | None = None,
+    verify: bool = False,
 ) -> Path:
     """Build ``<root>/offline-main`` (and ``<root>/offline-cross``) and return the main manifest.
 
@@ -667,6 +750,8 @@ def build_offline_corpus(
     ``neural_share`` and ``neural_max_segments`` override :class:`BuildConfig`'s (how many
     prompts neural vocoders copy, and how many clips of each). ``workers`` defaults to all
     cores. A root holds one configuration: building another one there replaces its clips.
+    A clip whose size changed since it was written is rebuilt; ``verify`` also checks every
+    clip's SHA-256 against the manifest (it reads the whole corpus) and rebuilds what differs.
     """
     root = Path(root)
     defaults = BuildConfig()
@@ -683,7 +768,7 @@ def build_offline_corpus(
         neural_max_segments=neural_max_segments or defaults.neural_max_segments,
     )
     workers = workers or os.cpu_count() or 1
-    main_manifest = _build_one(MAIN, plan_main(config), root, config, workers, progress)
+    main_manifest = _build_one(MAIN, plan_main(config), root, config, workers, progress, verify)
     if include_cross:
-        _build_one(CROSS, plan_cross(config), root, config, workers, progress)
+        _build_one(CROSS, plan_cross(config), root, config, workers, progress, verify)
     return main_manifest

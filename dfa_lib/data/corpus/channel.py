@@ -29,9 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import signal
+from scipy.ndimage import maximum_filter1d, minimum_filter1d, uniform_filter1d
 
 from dfa_lib.data.codecs import in_process_available, round_trip_in_process
-from scipy.ndimage import maximum_filter1d, minimum_filter1d, uniform_filter1d
 
 SAMPLE_RATE = 16000
 

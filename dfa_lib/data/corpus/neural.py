@@ -25,6 +25,7 @@ them, so the corpus builder and the ``unseen-neural`` protocol can hold a family
 
 from __future__ import annotations
 
+import _ctypes
 import contextlib
 import ctypes
 import ctypes.util
@@ -41,7 +42,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+import librosa
 import numpy as np
+import torch
 
 from dfa_lib.data.audio import resample
 from dfa_lib.data.corpus.fargan import (
@@ -50,9 +53,6 @@ from dfa_lib.data.corpus.fargan import (
     build_id,
     fargan_executable,
 )
-import librosa
-import torch
-import _ctypes
 
 if TYPE_CHECKING:  # torch is imported lazily so listing generators stays cheap
     from collections.abc import Iterator

@@ -230,6 +230,34 @@ def _end_to_end(r: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def _app_load(r: dict[str, Any]) -> str:
+    if r.get("error"):
+        return f"<p>Not measured: {html.escape(r['error'])}</p>"
+    cfg = r["config"]
+    rows = [
+        ["server memory before the uploads (MB)", r["server_rss_before_mb"]],
+        ["server peak (MB, VmHWM)", r["server_peak_rss_mb"]],
+        [
+            "server (resident) and its ffmpeg children (proportional), peak MB, sampled",
+            r["server_and_children_peak_mb"],
+        ],
+        ["uploads with a verdict", f"{r['completed']} of {cfg['uploads']}"],
+        ["median seconds per upload, first byte to verdict", r["upload_s_median"]],
+        ["slowest upload (s)", r["upload_s_max"]],
+        ["all uploads (s)", r["wall_s"]],
+    ]
+    errors = "".join(f"<li>{html.escape(e)}</li>" for e in r.get("errors") or [])
+    return (
+        f"<p>{cfg['uploads']} browser sessions upload at once to <code>streamlit run</code> on "
+        f"{html.escape(cfg['address'])} ({html.escape(cfg['protocol'])}), each "
+        f"{cfg['upload_seconds']:g} s of speech-like audio in {html.escape(cfg['codec'])}, "
+        f"scored by the {html.escape(str(r.get('detector_source', '')))} "
+        f"<code>{html.escape(cfg['detector'])}</code> detector.</p>"
+        + _table(["figure", "value"], rows)
+        + (f"<p>Failures:</p><ul>{errors}</ul>" if errors else "")
+    )
+
+
 def _history(entries: list[dict[str, Any]]) -> str:
     rows = [
         [e["stage"], e["change"], e["metric"], e["before"], e["after"], e.get("measured", "")]
@@ -257,6 +285,7 @@ def render_html(report: dict[str, Any]) -> str:
         "codecs": ("4. Codec round trips", _codecs),
         "inference": ("5. Inference", _inference),
         "end_to_end": ("6. End to end", _end_to_end),
+        "app-load": ("7. The app under load", _app_load),
     }
     for key, (title, render) in titles.items():
         if report.get(key) is not None:

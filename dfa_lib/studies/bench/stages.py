@@ -19,6 +19,9 @@ its own measurement, so both see the same machine load:
    detectors of the profile (untrained ones of the same architectures when none exist).
 6. :func:`read_end_to_end`: the durations recorded by the last ``make reports`` and by the
    corpus build (read, never rerun).
+7. :func:`measure_app_load`: ``app_uploads`` concurrent uploads to the Streamlit app on
+   127.0.0.1, through the browser's protocol: the server's peak memory and the seconds per
+   upload (:mod:`dfa_lib.studies.bench.app_load`).
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from dfa_lib.evaluation.evaluate import find_runs
 from dfa_lib.models.registry import build_model
 from dfa_lib.reporting.runner import HISTORY_FILE, load_profile
 from dfa_lib.scoring.windows import score_waves
+from dfa_lib.studies.bench.app_load import AppLoadError, run_app_load
 from dfa_lib.studies.bench.heads import HeadBenchConfig, run_head_benchmark
 from dfa_lib.studies.bench.inference import build_untrained, run_benchmark
 from dfa_lib.training.engine import (
@@ -73,7 +77,7 @@ LOADING_TARGET = 10.0  # dfa_lib's loader against librosa per item, clips per se
 HEADS_TARGET = 50.0  # head epoch on cached features against the backbone every epoch
 REPORTS_COLD_TARGET_S = 30 * 60.0  # default `make reports` from nothing (set-up excluded)
 REPORTS_WARM_TARGET_S = 3 * 60.0  # the same with nothing changed
-STAGE_NAMES = ("loading", "training", "heads", "codecs", "inference", "end_to_end")
+STAGE_NAMES = ("loading", "training", "heads", "codecs", "inference", "end_to_end", "app-load")
 
 # Speed changes made before this benchmark existed, with the figures measured at the time.
 # Figures of the current run are appended by :func:`history` (the decode-once loader and the
@@ -156,6 +160,11 @@ class BenchConfig:
     batch_clips: int = 64
     long_seconds: float = 3600.0
     long_file_models: tuple[str, ...] = ("original_cnn", "lcnn")  # the others skip the hour
+    # 7. app under load
+    app_uploads: int = 20  # browser sessions uploading at once
+    app_upload_seconds: float = 30.0  # audio in each upload (Opus)
+    app_timeout_s: float = 600.0  # each session gives up after this
+    app_model: str = "lcnn"  # the detector the app serves (a trained one when there is one)
     stages: tuple[str, ...] = STAGE_NAMES
     extra: dict = field(default_factory=dict)
 
@@ -174,6 +183,9 @@ class BenchConfig:
             codec_clips=2,
             batch_clips=2,
             long_seconds=5.0,
+            app_uploads=2,
+            app_upload_seconds=2.0,
+            app_timeout_s=120.0,
         )
         sizes.update(overrides)
         return cls(**sizes)
@@ -184,6 +196,8 @@ class BenchConfig:
         unknown = set(self.stages) - {*STAGE_NAMES}
         if unknown:
             raise ValueError(f"unknown stage(s) {sorted(unknown)}")
+        if self.app_uploads < 1 or self.app_upload_seconds <= 0 or self.app_timeout_s <= 0:
+            raise ValueError("app_uploads, app_upload_seconds and app_timeout_s must be positive")
 
     @property
     def clip_cache(self) -> Path:
@@ -568,6 +582,33 @@ def measure_inference(config: BenchConfig, progress: bool = True) -> dict[str, A
     return report
 
 
+def measure_app_load(config: BenchConfig, progress: bool = True) -> dict[str, Any]:
+    """Peak memory and seconds per upload of the app under ``app_uploads`` concurrent uploads.
+
+    The app serves the profile's trained ``app_model`` detector, or an untrained one of the
+    same architecture (time and memory do not depend on the weights). A server that cannot
+    start is recorded as the stage's ``error``, not raised: the other stages keep their figures.
+    """
+    with tempfile.TemporaryDirectory() as built:
+        trained = [f for f in trained_detectors(config) if _model_name(f) == config.app_model]
+        folder = trained[0] if trained else build_untrained(config.app_model, Path(built))
+        try:
+            report = run_app_load(
+                folder, config.app_uploads, config.app_upload_seconds, config.app_timeout_s
+            )
+        except AppLoadError as error:
+            return {"error": str(error)}
+    report["error"] = None
+    report["detector_source"] = "trained" if trained else "untrained"
+    if progress:
+        print(
+            f"app-load: {report['completed']}/{config.app_uploads} uploads, server peak "
+            f"{report['server_and_children_peak_mb']:.0f} MB, {report['wall_s']:.1f} s",
+            flush=True,
+        )
+    return report
+
+
 def _mtime_utc(path: Path) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(path.stat().st_mtime))
 
@@ -727,6 +768,7 @@ STAGES: dict[str, Callable[..., dict[str, Any]]] = {
     "heads": measure_heads,
     "codecs": measure_codecs,
     "inference": measure_inference,
+    "app-load": measure_app_load,
 }
 
 
@@ -790,4 +832,10 @@ def figures(report: dict[str, Any]) -> dict[str, float]:
         for kind, entry in report["inference"].get("speech_activity", {}).items():
             if isinstance(entry, dict):
                 out[f"inference: speech-activity check {kind} x real time"] = entry["x_realtime"]
+    app = report.get("app-load")
+    if app and not app.get("error"):
+        out["app-load: server peak MB"] = app["server_and_children_peak_mb"]
+        out["app-load: seconds for all uploads"] = app["wall_s"]
+        if app.get("upload_s_median") is not None:
+            out["app-load: median s per upload"] = app["upload_s_median"]
     return out
