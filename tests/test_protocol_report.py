@@ -5,13 +5,16 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
 from conftest import make_toy_split
 
 from dfa_lib.data.protocol_data import prepare_protocol
+from dfa_lib.detector.folder import read_detector_config
 from dfa_lib.evaluation import protocol_report as report
+from dfa_lib.scoring.calibration import Calibration
 from dfa_lib.training.engine import TrainConfig, train
 
 
@@ -82,6 +85,20 @@ def test_every_detector_and_fusion_is_scored_and_calibrated(toy_root, trained, t
     assert intervals["ci_clips_%"].str.contains(" to ").all()
     calibration = report.calibration_table(evaluation)
     assert {"cllr", "cllr_calibrated", "min_cllr"} <= set(calibration.columns)
+    reliability = report.reliability_tables(evaluation, "in-domain", bins=4)
+    assert set(reliability) == {"lfcc_logreg", "ifd_logreg", fused}
+    table = reliability["ifd_logreg"]
+    assert len(table) == 4 and table["count"].sum() == 12
+    # The reported probability is the calibrated one, not sigmoid(-score).
+    p_fake = report.calibrated_p_fake(evaluation, "ifd_logreg", "in-domain")
+    cal = Calibration.from_config(
+        read_detector_config(evaluation.folder("ifd_logreg", "in-domain"))
+    )
+    expected = 1 / (1 + np.exp(cal.apply(scored["score"].to_numpy())))
+    np.testing.assert_allclose(p_fake, expected, rtol=1e-9)
+    ece = report.calibration_error_table(evaluation, bins=4)
+    assert list(ece.columns) == ["in-domain"] and set(ece.index) == set(reliability)
+    assert ((ece >= 0) & (ece <= 100)).all().all()
     curves = report.score_curves(evaluation.scored, "in-domain")
     real, fake = curves["ifd_logreg"]
     assert len(real) == len(fake) == 6

@@ -33,7 +33,8 @@ from dfa_lib.evaluation.evaluate import (
     results_table,
 )
 from dfa_lib.evaluation.fusions import fit_and_evaluate
-from dfa_lib.scoring.calibration import Calibration
+from dfa_lib.scoring.calibration import Calibration, sigmoid_array
+from dfa_lib.scoring.metrics import expected_calibration_error, reliability_table
 
 Key = tuple[str, str]  # (model, protocol)
 
@@ -195,6 +196,46 @@ def calibration_table(evaluation: ProtocolEvaluation) -> pd.DataFrame:
             }
             for (model, protocol), df in evaluation.scored.items()
         ]
+    )
+
+
+def calibrated_p_fake(evaluation: ProtocolEvaluation, model: str, protocol: str) -> np.ndarray:
+    """The probability of fake a detector reports for each test clip (its calibration applied)."""
+    calibration = Calibration.from_config(read_detector_config(evaluation.folder(model, protocol)))
+    scores = evaluation.scored[(model, protocol)]["score"].to_numpy(dtype=np.float64)
+    return sigmoid_array(-calibration.apply(scores))
+
+
+def reliability_tables(
+    evaluation: ProtocolEvaluation, protocol: str, bins: int = 10
+) -> dict[str, pd.DataFrame]:
+    """Each detector's reliability table on ``protocol``: its reported P(fake) against the truth."""
+    return {
+        model: reliability_table(
+            calibrated_p_fake(evaluation, model, protocol), scored["label"], bins
+        )
+        for (model, tested), scored in evaluation.scored.items()
+        if tested == protocol
+    }
+
+
+def calibration_error_table(evaluation: ProtocolEvaluation, bins: int = 10) -> pd.DataFrame:
+    """Expected calibration error (%) of each detector's P(fake), model x protocol."""
+    rows = [
+        {
+            "model": model,
+            "protocol": protocol,
+            "ece_%": 100
+            * expected_calibration_error(
+                calibrated_p_fake(evaluation, model, protocol), scored["label"], bins
+            ),
+        }
+        for (model, protocol), scored in evaluation.scored.items()
+    ]
+    if not rows:
+        return pd.DataFrame()
+    return pd.DataFrame(rows).pivot_table(
+        index="model", columns="protocol", values="ece_%", aggfunc="first"
     )
 
 
