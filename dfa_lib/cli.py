@@ -8,7 +8,8 @@
 Each command lives in its own ``add_<command>_parser`` function that registers a subparser and
 its handler, so new commands join :func:`build_parser` in one line. Exit status: 0 when every
 file or folder was done, 1 when some failed (each failure still gets a row), 2 for a usage
-error.
+error, 130 when ``dfa predict`` was interrupted (the rows written so far are kept, and
+``--resume`` goes on from them).
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ from __future__ import annotations
 import argparse
 import csv
 import glob
+import io
 import json
+import os
 import sys
+import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -42,6 +46,7 @@ __all__ = ["AUDIO_EXTENSIONS", "CSV_COLUMNS", "build_parser", "expand_inputs", "
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # the shell's code for a run stopped by Ctrl-C
 
 # Extensions collected when a folder is given; a file named explicitly is always tried.
 AUDIO_EXTENSIONS: frozenset[str] = frozenset(
@@ -183,8 +188,10 @@ def add_predict_parser(subparsers: Any) -> argparse.ArgumentParser:
             "  dfa predict recordings/ '**/*.mp3' --model runs/quick/lcnn --format jsonl "
             "--output scores.jsonl\n"
             "  dfa predict long.flac --model runs/quick/lcnn --hop 1 --threshold 0.8\n"
+            "  dfa predict recordings/ --model runs/quick/lcnn --output scores.csv --resume\n"
+            "file names that are not UTF-8 are written with \\xNN escapes for their bytes.\n"
             "exit status: 0 every file scored, 1 some failed (see their error column), "
-            "2 usage error"
+            "2 usage error, 130 interrupted (the rows so far are kept)"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -233,7 +240,17 @@ def add_predict_parser(subparsers: Any) -> argparse.ArgumentParser:
         "detector was not trained on; in a file with speech, windows holding less are left "
         f"out of the file score (default {MIN_SPEECH_SECONDS:g}; 'off' skips the check)",
     )
-    parser.add_argument("--output", metavar="FILE", help="write results here instead of stdout")
+    parser.add_argument(
+        "--output",
+        metavar="FILE",
+        help="write results here instead of stdout (never one of the inputs)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="with an --output csv or jsonl file that exists: skip the inputs it already has a "
+        "row for and append the others (to finish an interrupted run)",
+    )
     parser.add_argument(
         "--batch-size", type=_positive_int, default=32, metavar="N", help="windows per forward"
     )
@@ -367,7 +384,7 @@ def _run_audit(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 
 def _row(path: str, result: Any = None, error: str | None = None) -> dict[str, Any]:
     if error is not None:
-        return {
+        row = {
             "path": path,
             "p_fake": None,
             "label": None,
@@ -380,20 +397,52 @@ def _row(path: str, result: Any = None, error: str | None = None) -> dict[str, A
             "speech_found": None,
             "error": error,
         }
-    row = {"path": path, **result.to_dict(windows=True), "error": None}
-    return row
+    else:
+        row = {"path": path, **result.to_dict(windows=True), "error": None}
+    return _safe_value(row)
+
+
+def _safe_value(value: Any) -> Any:
+    """``value`` with every string in it (also in lists and dicts) made by :func:`_safe_text`."""
+    if isinstance(value, str):
+        return _safe_text(value)
+    if isinstance(value, list | tuple):
+        return [_safe_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _safe_value(v) for k, v in value.items()}
+    return value
+
+
+def _safe_text(text: str) -> str:
+    """Return ``text`` writable as UTF-8: bytes of a file name that are not UTF-8 become \\xNN.
+
+    On POSIX a file name is bytes; Python carries the bytes that are not UTF-8 as lone
+    surrogates, which no UTF-8 writer accepts, so one odd name would stop a batch midway.
+    """
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that stands for no byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 class _Writer:
-    """Stream rows as CSV or JSON lines, or collect them for one JSON list."""
+    """Stream rows as CSV, JSON lines or the items of one JSON list, flushing each row.
 
-    def __init__(self, stream: TextIO, fmt: str) -> None:
+    A JSON list is written item by item and closed by :meth:`close`, which runs however the
+    batch ends, so an interrupted run leaves a valid list of the rows done.
+    """
+
+    def __init__(self, stream: TextIO, fmt: str, header: bool = True) -> None:
         self.stream = stream
         self.fmt = fmt
-        self.rows: list[dict[str, Any]] = []
+        self.count = 0
         if fmt == "csv":
             self.csv = csv.DictWriter(stream, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-            self.csv.writeheader()
+            if header:
+                self.csv.writeheader()
+        elif fmt == "json":
+            stream.write("[")
 
     def write(self, row: dict[str, Any]) -> None:
         if self.fmt == "csv":
@@ -401,14 +450,14 @@ class _Writer:
         elif self.fmt == "jsonl":
             self.stream.write(json.dumps(row) + "\n")
         else:
-            self.rows.append(row)
-            return
+            item = textwrap.indent(json.dumps(row, indent=2), "  ")
+            self.stream.write(("," if self.count else "") + "\n" + item)
+        self.count += 1
         self.stream.flush()
 
     def close(self) -> None:
         if self.fmt == "json":
-            json.dump(self.rows, self.stream, indent=2)
-            self.stream.write("\n")
+            self.stream.write("\n]\n" if self.count else "]\n")
         self.stream.flush()
 
 
@@ -427,8 +476,66 @@ def _score_rows(detector: Any, inputs: list[tuple[str, str | None]], args: Any) 
             yield _row(path, result)
 
 
+def _input_named_by(output: str, inputs: list[tuple[str, str | None]]) -> str | None:
+    """Return the input that ``output`` names (same path, link or hard link), if any."""
+    target = Path(output)
+    if not target.exists():
+        return None
+    resolved = target.resolve()
+    for path, problem in inputs:
+        if problem is not None:
+            continue
+        try:
+            if Path(path).resolve() == resolved or os.path.samefile(path, target):
+                return path
+        except OSError:  # a missing input: it cannot be the output
+            continue
+    return None
+
+
+def _rows_done(path: Path, fmt: str, parser: argparse.ArgumentParser) -> tuple[set[str], bool]:
+    """Read the paths an earlier run wrote to ``path``; return them and whether a header is there.
+
+    A last line cut short (a run killed while writing it) is removed, so that its input is
+    scored again and the file stays well formed.
+    """
+    with path.open("rb+") as f:
+        data = f.read()
+        if data and not data.endswith(b"\n"):
+            data = data[: data.rfind(b"\n") + 1]
+            f.truncate(len(data))
+    text = data.decode("utf-8", "replace")
+    if not text.strip():
+        return set(), False
+    if fmt == "csv":
+        # Quoted fields may hold line breaks (a file name can): let the csv module split rows.
+        reader = csv.reader(io.StringIO(text, newline=""))
+        if tuple(next(reader)) != CSV_COLUMNS:
+            parser.error(
+                f"--resume: {path} is not a csv written by dfa predict (its header differs); "
+                "give another --output"
+            )
+        return {row[0] for row in reader if row}, True
+    done = set()
+    for number, line in enumerate(text.split("\n")[:-1], start=1):
+        try:
+            done.add(str(json.loads(line)["path"]))
+        except (ValueError, TypeError, KeyError):
+            parser.error(
+                f"--resume: line {number} of {path} is not a row written by dfa predict; "
+                "give another --output"
+            )
+    return done, True
+
+
 def _run_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
+    if args.resume and not args.output:
+        parser.error("--resume needs --output: the csv or jsonl file of the run to go on with")
+    if args.resume and args.format == "json":
+        parser.error(
+            "--resume works with --format csv or jsonl (a JSON list cannot be appended to)"
+        )
     try:
         detector = load_detector(
             args.model,
@@ -446,17 +553,36 @@ def _run_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     inputs = expand_inputs(args.paths)
     failed = 0
     no_speech = 0
+    header = True
     out: TextIO
     if args.output:
+        clobbered = _input_named_by(args.output, inputs)
+        if clobbered is not None:
+            parser.error(
+                f"--output {args.output} is one of the inputs ({clobbered}): writing the "
+                "results there would destroy that audio; choose another file"
+            )
+        if args.resume and Path(args.output).is_file():
+            done, header_written = _rows_done(Path(args.output), args.format, parser)
+            header = not header_written
+            skipped = [p for p, _ in inputs if _safe_text(p) in done]
+            inputs = [(p, problem) for p, problem in inputs if _safe_text(p) not in done]
+            print(
+                f"dfa predict: {len(skipped)} inputs already in {args.output} (--resume); "
+                f"scoring the other {len(inputs)}",
+                file=sys.stderr,
+            )
         try:
-            out = open(args.output, "w", encoding="utf-8", newline="")  # noqa: SIM115
+            mode = "a" if args.resume else "w"
+            out = open(args.output, mode, encoding="utf-8", newline="")  # noqa: SIM115
         except OSError as error:
             parser.error(f"cannot write --output {args.output}: {error}")
     else:
         out = sys.stdout
-    writer = _Writer(out, args.format)
+    writer = _Writer(out, args.format, header=header)
+    interrupted = False
+    progress = tqdm(total=len(inputs), unit="file", file=sys.stderr, disable=None)
     try:
-        progress = tqdm(total=len(inputs), unit="file", file=sys.stderr, disable=None)
         for row in _score_rows(detector, inputs, args):
             failed += row["error"] is not None
             if row.get("speech_found") is False:
@@ -469,11 +595,22 @@ def _run_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
                 )
             writer.write(row)
             progress.update(1)
-        progress.close()
-        writer.close()
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
+        progress.close()
+        writer.close()  # a JSON list is closed however the batch ended
         if out is not sys.stdout:
             out.close()
+    if interrupted:
+        where = f" in {args.output}" if args.output else ""
+        again = " (--resume goes on from them)" if args.output and args.format != "json" else ""
+        print(
+            f"dfa predict: interrupted after {writer.count} of {len(inputs)} inputs; their rows "
+            f"are kept{where}{again}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     if no_speech:
         print(
             f"dfa predict: {no_speech} of {len(inputs)} inputs hold no speech (speech_found "
@@ -519,6 +656,13 @@ def _run_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         problems=problems,
     )
     _write_table(table, args, parser)
+    warned = int((table["error"].isna() & table["warning"].notna()).sum())
+    if warned:
+        print(
+            f"dfa evaluate: {warned} of {len(table)} results come with a warning (see their "
+            "warning column): read them before the numbers",
+            file=sys.stderr,
+        )
     failed = int(table["error"].notna().sum())
     if failed:
         print(f"dfa evaluate: {failed} of {len(table)} folders failed", file=sys.stderr)
@@ -536,9 +680,19 @@ def _write_table(table: Any, args: argparse.Namespace, parser: argparse.Argument
             indent=2,
         ) + "\n"  # fmt: skip
     else:
-        shown = table.drop(columns=["folder", "error"]).astype({"n": "Int64"})
-        shown.insert(len(shown.columns), "status", table["error"].map(_status))
+        shown = table.drop(columns=["folder", "warning", "error"]).astype(
+            {"n": "Int64", "n_undecodable": "Int64"}
+        )
+        if not (shown["n_undecodable"].fillna(0) > 0).any():
+            shown = shown.drop(columns=["n_undecodable"])  # the usual case: no column of zeros
+        status = [_status(e, w) for e, w in zip(table["error"], table["warning"], strict=True)]
+        shown.insert(len(shown.columns), "status", status)
         text = shown.round(2).to_string(index=False, na_rep="-") + "\n"
+        warned = table.loc[table["error"].map(_missing) & ~table["warning"].map(_missing)]
+        if len(warned):
+            text += "\nwarnings:\n" + "".join(
+                f"  {row.model}: {row.warning}\n" for row in warned.itertuples()
+            )
         errors = table["error"].dropna()
         if len(errors):
             text += "\nfailed:\n" + "".join(f"  {message}\n" for message in errors)
@@ -551,8 +705,10 @@ def _write_table(table: Any, args: argparse.Namespace, parser: argparse.Argument
         parser.error(f"cannot write --output {args.output}: {error}")
 
 
-def _status(error: Any) -> str:
-    return "ok" if _missing(error) else "failed"
+def _status(error: Any, warning: Any = None) -> str:
+    if not _missing(error):
+        return "failed"
+    return "ok" if _missing(warning) else "warning"
 
 
 def _missing(value: Any) -> bool:

@@ -258,3 +258,103 @@ def test_python_dash_m_subprocess(model_folder, audio_folder, tmp_path):
     assert "1 of 2 inputs failed" in proc.stderr
     rows = list(csv.DictReader(out.open()))
     assert [r["error"] == "" for r in rows] == [True, False]
+
+
+def _read_rows(path: Path, fmt: str) -> list[dict]:
+    text = path.read_text(encoding="utf-8")
+    if fmt == "csv":
+        return list(csv.DictReader(io.StringIO(text)))
+    if fmt == "jsonl":
+        return [json.loads(line) for line in text.splitlines()]
+    return json.loads(text)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "json"])
+def test_a_file_name_that_is_not_utf8_is_written_safely(model_folder, audio_folder, tmp_path, fmt):
+    weird = os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9 \xff.wav")  # Latin-1 bytes
+    try:
+        Path(weird).write_bytes((audio_folder / "good_a.wav").read_bytes())
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system refuses names that are not UTF-8")
+    out = tmp_path / f"rows.{fmt}"
+    inputs = [str(audio_folder / "good_a.wav"), weird, str(audio_folder / "good_b.wav")]
+    argv = ["predict", *inputs, "--model", str(model_folder), "--format", fmt]
+    assert main([*argv, "--output", str(out)]) == 0
+    rows = _read_rows(out, fmt)
+    assert len(rows) == 3  # the rows after the odd name are there too
+    assert rows[1]["path"].endswith("/caf\\xe9 \\xff.wav")
+    assert rows[1]["label"] in {"real", "fake"} and rows[2]["label"] in {"real", "fake"}
+
+
+@pytest.mark.parametrize("link", ["same", "relative", "symlink", "hardlink"])
+def test_output_that_names_an_input_is_refused(model_folder, audio_folder, tmp_path, capsys, link):
+    clip = tmp_path / "clip.wav"
+    clip.write_bytes((audio_folder / "good_a.wav").read_bytes())
+    original = clip.read_bytes()
+    output = {"same": clip, "relative": tmp_path / "." / "clip.wav"}.get(link)
+    if link == "symlink":
+        output = tmp_path / "link.csv"
+        output.symlink_to(clip)
+    elif link == "hardlink":
+        output = tmp_path / "hard.csv"
+        os.link(clip, output)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", str(clip), "--model", str(model_folder), "--output", str(output)])
+    assert exit_info.value.code == 2
+    assert "is one of the inputs" in capsys.readouterr().err
+    assert clip.read_bytes() == original  # not truncated
+
+
+def test_an_interrupted_json_run_leaves_valid_json(
+    model_folder, audio_folder, tmp_path, monkeypatch
+):
+    import dfa_lib.cli as cli
+
+    scored = cli._score_rows
+
+    def interrupted(*args, **kwargs):
+        rows = scored(*args, **kwargs)
+        yield next(rows)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_score_rows", interrupted)
+    out = tmp_path / "rows.json"
+    files = [str(audio_folder / "good_a.wav"), str(audio_folder / "good_b.wav")]
+    try:
+        status = main(["predict", *files, "--model", str(model_folder), "--format", "json",
+                       "--output", str(out)])  # fmt: skip
+    except KeyboardInterrupt:
+        status = "raised"
+    assert status == 130
+    (row,) = json.loads(out.read_text())
+    assert row["path"] == files[0] and row["label"] in {"real", "fake"}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_resume_scores_only_the_inputs_not_in_the_output(
+    model_folder, audio_folder, tmp_path, monkeypatch, capsys, fmt
+):
+    from dfa_lib.detector.scorer import Detector
+
+    files = [str(audio_folder / n) for n in ("good_a.wav", "good_b.wav", "stereo_44k.wav")]
+    out = tmp_path / f"rows.{fmt}"
+    base = ["--model", str(model_folder), "--format", fmt, "--output", str(out)]
+    assert main(["predict", *files[:2], *base]) == 0
+    with out.open("a", encoding="utf-8") as f:  # a row cut short when the run was killed
+        f.write(files[2][:10])
+    asked = []
+    score_paths = Detector.score_paths
+
+    def recording(self, paths, *args, **kwargs):
+        asked.extend(paths)
+        return score_paths(self, paths, *args, **kwargs)
+
+    monkeypatch.setattr(Detector, "score_paths", recording)
+    assert main(["predict", *files, *base, "--resume"]) == 0
+    assert asked == [files[2]]
+    rows = _read_rows(out, fmt)
+    assert [r["path"] for r in rows] == files
+    assert "2 inputs already in" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # a JSON list cannot be appended to
+        main(["predict", *files, *base[:2], "--format", "json", "--output", str(out), "--resume"])
+    assert exit_info.value.code == 2 and "csv or jsonl" in capsys.readouterr().err

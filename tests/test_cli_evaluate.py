@@ -279,3 +279,84 @@ def test_evaluation_key_names_other_datasets():
     assert one.startswith("set-") and two.startswith("set-") and one != two
     # A folder that does not name its dataset is taken to be on this one.
     assert evaluation_key({"dataset": {"protocol": "in-domain"}}, "x", "in-domain") == "in-domain"
+
+
+def _rewrite_keeping_size_and_mtime(path: Path, wave) -> None:
+    """New samples of the same length, the modification time put back (as `cp -p` leaves it)."""
+    import os
+
+    before = path.stat()
+    sf.write(path, wave, 16000, subtype="PCM_16")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_size == before.st_size
+
+
+def test_changed_clip_contents_are_scored_again(toy_root, runs, tmp_path):
+    import numpy as np
+
+    data = Path(shutil.copytree(toy_root, tmp_path / "toyset", copy_function=shutil.copy2))
+    clip = data / "testing" / "real" / "0.wav"
+    samples, _ = sf.read(clip, dtype="float32")
+    rng = np.random.default_rng(7)
+
+    def score_of_clip() -> tuple[float, float]:
+        code, out = _evaluate(data, str(runs / "lfcc_logreg"), "--protocol", "in-domain")
+        assert code == 0
+        (scores,) = (runs / "lfcc_logreg" / "scores").glob("toyset-*.in-domain.scored.csv")
+        scored = pd.read_csv(scores).set_index("path")
+        (key,) = (k for k in json.loads((runs / "lfcc_logreg" / "metrics.json").read_text())
+                  if k.startswith("toyset-"))  # fmt: skip
+        auc = json.loads((runs / "lfcc_logreg" / "metrics.json").read_text())[key]["auc"]
+        return float(scored.loc["testing/real/0.wav", "score"]), auc
+
+    first = score_of_clip()
+    # Noise of the same length in place of the tone: the file keeps its size and mtime.
+    _rewrite_keeping_size_and_mtime(clip, (0.3 * rng.standard_normal(samples.size)))
+    second = score_of_clip()
+    assert second[0] != pytest.approx(first[0]) and second[1] < first[1]
+    # --rescore decodes the file as it is now, not a decoded copy kept from before.
+    _rewrite_keeping_size_and_mtime(clip, samples)
+    code, _ = _evaluate(data, str(runs / "lfcc_logreg"), "--protocol", "in-domain", "--rescore")
+    assert code == 0
+    (scores,) = (runs / "lfcc_logreg" / "scores").glob("toyset-*.in-domain.scored.csv")
+    rescored = pd.read_csv(scores).set_index("path").loc["testing/real/0.wav", "score"]
+    assert rescored == pytest.approx(first[0], abs=1e-6)
+
+
+def test_inverted_labels_are_flagged_not_reported_as_ok(toy_root, runs, tmp_path):
+    # Every toy clip, real and fake swapped: 34 clips of each class.
+    rows = [
+        f"{wav},{'fake' if wav.parent.name == 'real' else 'real'},testing"
+        for wav in sorted(toy_root.rglob("*.wav"))
+    ]
+    listing = tmp_path / "swapped.csv"
+    listing.write_text("path,label,split\n" + "\n".join(rows) + "\n")
+    code, out = _evaluate(listing, str(runs / "lfcc_logreg"), "--protocol", "in-domain")
+    assert code == 0  # a warning, not a failure
+    assert "warning" in out and "inverted" in out
+    code, out = _evaluate(
+        listing, str(runs / "lfcc_logreg"), "--protocol", "in-domain", "--format", "csv"
+    )
+    (row,) = _csv(out).itertuples()
+    assert row._4 > 60 and "labels look inverted" in row.warning  # eer_%
+    metrics = json.loads((runs / "lfcc_logreg" / "metrics.json").read_text())[row.protocol]
+    assert any("inverted" in w for w in metrics["warnings"])
+
+
+def test_undecodable_test_clips_are_counted_and_named(toy_root, runs, tmp_path):
+    rows = [f"{wav},{wav.parent.name},testing" for wav in sorted(toy_root.glob("testing/*/*.wav"))]
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(200)))
+    listing = tmp_path / "with_broken.csv"
+    listing.write_text("path,label,split\n" + "\n".join([*rows, f"{broken},fake,testing"]) + "\n")
+    code, out = _evaluate(
+        listing, str(runs / "lfcc_logreg"), "--protocol", "in-domain", "--format", "json"
+    )
+    assert code == 0
+    (row,) = json.loads(out)
+    assert row["n"] == 16 and row["n_undecodable"] == 1
+    assert (
+        "1 test clip(s) could not be decoded" in row["warning"] and "broken.wav" in row["warning"]
+    )
+    metrics = json.loads((runs / "lfcc_logreg" / "metrics.json").read_text())[row["protocol"]]
+    assert metrics["n_undecodable"] == 1 and metrics["undecodable"] == [str(broken)]

@@ -114,7 +114,9 @@ def test_layout_builds_a_full_manifest(tmp_path):
     assert (df["corpus"] == "mine").all() and (df["source"] == "mine").all()
     assert (df["speaker"] == "unknown").all() and (df["language"] == "und").all()
     assert df["transcript_id"].iloc[0] == "testing_f"
-    assert df["sha256"].isna().all()  # hashing is opt-in
+    # Every clip carries its content hash, so checksums of a split cover its audio.
+    assert df["sha256"].tolist() == [file_sha256(root / p) for p in df["path"]]
+    assert ds.load_for_layout(root, hash_files=False, progress=False)["sha256"].isna().all()
 
 
 def test_layout_is_case_insensitive_nested_and_hashes_on_request(tmp_path):
@@ -299,7 +301,7 @@ def test_csv_resolves_paths_and_normalises_labels(tmp_path):
     csv = tmp_path / "lists" / "mine.csv"
     csv.parent.mkdir()
     csv.write_text(
-        "path,label,split,speaker\na.wav,bonafide,train,s1\nb.flac,1,,s2\nc.wav,Fake,,\n"
+        "path,label,split,speaker\na.wav,bonafide,train,s1\nb.flac,spoof,,s2\nc.wav,Fake,,\n"
     )
     df = ds.load_csv_dataset(csv, root=tmp_path / "audio", progress=False)
     assert df["label"].tolist() == ["real", "fake", "fake"]
@@ -321,7 +323,7 @@ def test_csv_errors_name_the_problem(tmp_path):
     ):
         ds.load_csv_dataset(csv)
     csv.write_text("path,label\nhere.wav,maybe\n")
-    with pytest.raises(ds.DatasetFormatError, match=r"unknown label.*line 2: 'maybe'"):
+    with pytest.raises(ds.DatasetFormatError, match=r"unknown label.*line 2: 'maybe'.*real/fake"):
         ds.load_csv_dataset(csv)
     csv.write_text("file,class\nhere.wav,real\n")
     with pytest.raises(ds.DatasetFormatError, match="lacks column.*path, label"):
@@ -349,3 +351,78 @@ def test_load_dataset_names_folders_and_errors(tmp_path):
     write_manifest(df.assign(corpus="offline-main"), corpus / "manifest.csv")
     df2, root2 = ds.load_dataset("offline", tmp_path)
     assert root2 == corpus and df2["path"].tolist() == df["path"].tolist()
+
+
+def test_numeric_labels_need_their_convention_stated(tmp_path):
+    _write(tmp_path / "a.wav")
+    _write(tmp_path / "b.wav")
+    csv = tmp_path / "list.csv"
+    csv.write_text("path,label\na.wav,0\nb.wav,1\n")
+    # 1 means fake in some lists and bona fide in others (ASVspoof's key files say both ways).
+    with pytest.raises(ds.DatasetFormatError) as err:
+        ds.load_csv_dataset(csv, progress=False)
+    message = str(err.value)
+    for hint in ("numeric", "real/fake", "bonafide/spoof", "numeric_labels='1=fake'"):
+        assert hint in message
+    fake_is_one = ds.load_csv_dataset(csv, numeric_labels="1=fake", progress=False)
+    assert fake_is_one["label"].tolist() == ["real", "fake"]
+    real_is_one = ds.load_csv_dataset(csv, numeric_labels="1=real", progress=False)
+    assert real_is_one["label"].tolist() == ["fake", "real"]
+    with pytest.raises(ValueError, match="numeric_labels"):
+        ds.load_csv_dataset(csv, numeric_labels="yes", progress=False)
+
+
+def test_an_unknown_label_folder_is_refused_by_name(tmp_path):
+    root = _layout(tmp_path / "d")
+    _write(root / "testing" / "fakes" / "typo.wav")  # would silently lose these clips
+    (root / "testing" / "notes").mkdir()  # no audio in it: nothing lost, nothing said
+    with pytest.raises(ds.DatasetLayoutError) as err:
+        ds.load_for_layout(root, progress=False)
+    message = str(err.value)
+    assert "testing/fakes" in message and "notes" not in message
+    assert "real" in message and "fake" in message and "spoof" in message
+
+
+def test_csv_clips_carry_content_hashes_remembered_between_loads(tmp_path, monkeypatch):
+    import os
+
+    from dfa_lib.data import manifest
+    from dfa_lib.data.manifest import split_checksum
+
+    monkeypatch.setattr(manifest, "_RACY_NS", 0)  # remember files written a moment ago
+    hashed = []
+    real_hash = manifest.file_sha256
+    monkeypatch.setattr(manifest, "file_sha256", lambda p: hashed.append(p) or real_hash(p))
+    a, b = _write(tmp_path / "a.wav"), _write(tmp_path / "b.wav")
+    csv = tmp_path / "list.csv"
+    csv.write_text("path,label\na.wav,real\nb.wav,fake\n")
+    memo = tmp_path / "cache" / "hashes.json"
+    first = ds.load_csv_dataset(csv, hash_cache=memo, progress=False)
+    assert first["sha256"].tolist() == [real_hash(a), real_hash(b)] and len(hashed) == 2
+    again = ds.load_csv_dataset(csv, hash_cache=memo, progress=False)
+    assert len(hashed) == 2 and split_checksum(again) == split_checksum(first)
+    # New samples, same length and modification time: the checksum still sees it.
+    before = a.stat()
+    sf.write(a, _clip(0.25, freq=700.0), SR)
+    os.utime(a, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert a.stat().st_size == before.st_size
+    changed = ds.load_csv_dataset(csv, hash_cache=memo, progress=False)
+    assert changed["sha256"].iloc[0] == real_hash(a) != first["sha256"].iloc[0]
+    assert split_checksum(changed) != split_checksum(first)
+    # load_dataset remembers the hashes under <data_dir>/cache.
+    ds.load_dataset(str(csv), tmp_path, progress=False)
+    assert (tmp_path / "cache" / "file-hashes.json").is_file()
+
+
+def test_a_file_name_that_is_not_utf8_is_refused_by_name(tmp_path):
+    import os
+
+    root = _layout(tmp_path / "d")
+    odd = os.fsdecode(os.fsencode(root / "testing" / "real") + b"/caf\xe9.wav")
+    try:
+        Path(odd).write_bytes((root / "testing" / "real" / "testing_r.wav").read_bytes())
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system refuses names that are not UTF-8")
+    # A manifest is UTF-8 text: the name cannot be listed, so it is named, not a crash.
+    with pytest.raises(ds.DatasetFormatError, match=r"not UTF-8 \('testing/real/caf\\\\xe9.wav'\)"):
+        ds.load_for_layout(root, progress=False)

@@ -210,3 +210,31 @@ def test_calibration_costs_read_scores_as_llrs():
     halved = calibration_costs(scored.assign(score=scored["score"] / 2))
     assert halved["min_cllr"] == pytest.approx(costs["min_cllr"])
     assert halved["cllr"] != pytest.approx(costs["cllr"])
+
+
+def test_an_eer_far_above_chance_warns_that_the_labels_look_inverted():
+    from dfa_lib.evaluation.results import evaluate_scores, metric_warnings
+
+    rng = np.random.default_rng(0)
+    n = 30
+    scored = pd.DataFrame(
+        {
+            "label": ["real"] * n + ["fake"] * n,
+            # Bona fide scores are higher for real clips: here the fakes score higher.
+            "score": np.concatenate([rng.normal(-2, 1, n), rng.normal(2, 1, n)]),
+        }
+    )
+    metrics = evaluate_scores(scored, threshold=0.0, n_boot=50)
+    assert metrics["eer"] > 0.9
+    (warning,) = metrics["warnings"]
+    assert "inverted" in warning and f"{100 * metrics['eer']:.1f} %" in warning
+    fixed = evaluate_scores(scored.assign(score=-scored["score"]), threshold=0.0, n_boot=50)
+    assert fixed["warnings"] == []
+    # A handful of clips is no evidence: chance alone gives such EERs.
+    few = evaluate_scores(scored.iloc[list(range(5)) + list(range(n, n + 5))], 0.0, n_boot=50)
+    assert few["eer"] > 0.6 and few["warnings"] == []
+    # Clips left out are named, so an evaluation never hides them.
+    (left_out,) = metric_warnings(
+        {**fixed, "n_undecodable": 3, "undecodable": ["a.wav", "b.wav", "c.wav"]}
+    )
+    assert left_out.startswith("3 test clip(s) could not be decoded") and "b.wav" in left_out

@@ -57,3 +57,50 @@ def test_one_group_when_the_caps_agree():
 def test_bad_caps_are_refused(max_per_class, logreg_max_per_class, message):
     with pytest.raises(ValueError, match=message):
         training_groups(_configs("lcnn"), max_per_class, logreg_max_per_class)
+
+
+def _rewrite_keeping_size_and_mtime(path, wave) -> None:
+    """New samples of the same length, the modification time put back (as `cp -p` leaves it)."""
+    import os
+
+    import soundfile as sf
+
+    before = path.stat()
+    sf.write(path, wave, 16000, subtype="PCM_16")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_size == before.st_size
+
+
+def test_decoded_clips_follow_the_file_contents_not_the_file_size(tmp_path):
+    import numpy as np
+    import pandas as pd
+    import soundfile as sf
+
+    from dfa_lib.data.clips import decode_clips
+    from dfa_lib.data.protocol_data import prepare_protocol
+
+    rng = np.random.default_rng(0)
+    waves = [(0.1 * rng.standard_normal(4000)).astype(np.float32) for _ in range(3)]
+    for i, wave in enumerate(waves):
+        sf.write(tmp_path / f"{i}.wav", wave, 16000, subtype="PCM_16")
+    (tmp_path / "list.csv").write_text(
+        "path,label,split\n0.wav,real,testing\n1.wav,fake,testing\n2.wav,fake,testing\n"
+    )
+    cache = tmp_path / "cache"
+
+    def decoded() -> np.ndarray:
+        data = prepare_protocol(
+            str(tmp_path / "list.csv"), "in-domain", tmp_path, cache, splits=("testing",),
+            progress=False,
+        )  # fmt: skip
+        return np.asarray(data.stores["testing"][1])
+
+    def plain() -> np.ndarray:  # a frame without content hashes: the cache hashes the files
+        frame = pd.DataFrame({"path": ["0.wav", "1.wav"], "label": ["real", "fake"]})
+        return np.asarray(decode_clips(frame, tmp_path, cache, progress=False)[1])
+
+    assert np.allclose(decoded(), waves[1], atol=1e-4) and np.allclose(plain(), waves[1], atol=1e-4)
+    louder = np.clip(waves[1] * 5, -1, 1)
+    _rewrite_keeping_size_and_mtime(tmp_path / "1.wav", louder)
+    assert np.allclose(decoded(), louder, atol=1e-4)
+    assert np.allclose(plain(), louder, atol=1e-4)

@@ -3,14 +3,16 @@
 Training reads the same clips every epoch. Decoding and resampling them each time (the
 original notebook's way) dominates an epoch on a CPU, so :func:`decode_clips` decodes a
 manifest once, in parallel, into one int16 array plus offsets under ``cache_dir``, keyed by
-the clips' identity (path, size and content hash when known) and the sample rate. Later calls,
-in this process or the next, map that file and return at once.
+the clips' paths, the SHA-256 of each file's bytes and the sample rate. Later calls, in this
+process or the next, map that file and return at once; a file whose bytes changed (even with
+its size and modification time kept) gives a new key and is decoded again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -22,8 +24,11 @@ from tqdm.auto import tqdm
 
 from dfa_lib.core.atomic import save_array, write_json_atomically
 from dfa_lib.data.audio import AudioError, load_audio
+from dfa_lib.data.manifest import HASH_MEMO, file_sha256s
 
 CACHE_VERSION = 1
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -34,6 +39,8 @@ class ClipStore:
     offsets: np.ndarray  # int64, len(clips) + 1
     sample_rate: int
     errors: dict[int, str] = field(default_factory=dict)  # row -> message, for unreadable clips
+    # SHA-256 of each clip's file as decoded (None: no file, or not hashed), when known.
+    sha256: list[str | None] | None = None
 
     @classmethod
     def from_waves(cls, waves: list[np.ndarray], sample_rate: int = 16000) -> ClipStore:
@@ -52,6 +59,7 @@ class ClipStore:
             offsets=np.concatenate([self.offsets[:-1], self.offsets[-1] + extra.offsets]),
             sample_rate=self.sample_rate,
             errors=dict(self.errors),
+            sha256=None if self.sha256 is None else [*self.sha256, *[None] * len(waves)],
         )
 
     def __len__(self) -> int:
@@ -132,16 +140,38 @@ def extend_split(
     return pd.concat([frame, added], ignore_index=True), store.extended(waves)
 
 
-def _clip_key(df: pd.DataFrame, root: Path, sample_rate: int) -> str:
+def _clip_key(df: pd.DataFrame, root: Path, sample_rate: int, digests: list[str | None]) -> str:
+    """The cache key: sample rate, root, and each clip's path with the hash of its bytes.
+
+    The whole file is hashed rather than its size and modification time (which tools that
+    copy or edit audio can keep) or samples of its first and last bytes (which miss an edit
+    in the middle); the hash memo makes a warm start one ``stat`` per file. For an intact
+    corpus the key is the one the manifest's ``sha256`` column gave, so caches built from
+    hashed manifests stay valid.
+    """
     digest = hashlib.sha256(f"v{CACHE_VERSION}|{sample_rate}|{root.resolve()}".encode())
-    has_hash = "sha256" in df.columns
-    for i, path in enumerate(df["path"]):
-        ident = df["sha256"].iloc[i] if has_hash and isinstance(df["sha256"].iloc[i], str) else ""
-        if not ident:
-            full = root / path
-            ident = str(full.stat().st_size) if full.exists() else "missing"
-        digest.update(f"{path}|{ident}\n".encode())
+    for path, ident in zip(df["path"], digests, strict=True):
+        digest.update(f"{path}|{ident or 'missing'}\n".encode())
     return digest.hexdigest()[:24]
+
+
+def _warn_if_changed(df: pd.DataFrame, digests: list[str | None]) -> None:
+    """Say when files differ from the content hash their manifest records."""
+    if "sha256" not in df.columns:
+        return
+    changed = [
+        path
+        for path, claimed, actual in zip(df["path"], df["sha256"], digests, strict=True)
+        if isinstance(claimed, str) and claimed and actual is not None and actual != claimed
+    ]
+    if changed:
+        log.warning(
+            "%d clip(s) differ from the sha256 their manifest records, e.g. %s: they changed "
+            "after the manifest was written; what is on disk now is decoded (rebuild the "
+            "manifest if the change is meant)",
+            len(changed),
+            changed[0],
+        )
 
 
 def _decode_one(args: tuple[str, int]) -> tuple[np.ndarray | None, str | None]:
@@ -164,12 +194,17 @@ def decode_clips(
     """Decode every clip of ``df`` (``path`` relative to ``root``) once and cache the result.
 
     Unreadable clips do not stop the run: they become empty entries listed in
-    ``store.errors`` with the loader's message, for the caller to drop and report.
+    ``store.errors`` with the loader's message, for the caller to drop and report. With a
+    ``cache_dir`` every file is hashed (the hashes are remembered in ``cache_dir``, see
+    :func:`~dfa_lib.data.manifest.file_sha256s`) and ``store.sha256`` holds them.
     """
     root = Path(root)
-    key = _clip_key(df, root, sample_rate)
+    digests = None
     if cache_dir is not None:
-        folder = Path(cache_dir) / key
+        paths = [root / p for p in df["path"]]
+        digests = file_sha256s(paths, memo=Path(cache_dir) / HASH_MEMO, progress=progress)
+        _warn_if_changed(df, digests)
+        folder = Path(cache_dir) / _clip_key(df, root, sample_rate, digests)
         meta_path = folder / "meta.json"
         if meta_path.is_file():
             meta = json.loads(meta_path.read_text())
@@ -178,6 +213,7 @@ def decode_clips(
                 offsets=np.load(folder / "offsets.npy"),
                 sample_rate=meta["sample_rate"],
                 errors={int(k): v for k, v in meta["errors"].items()},
+                sha256=digests,
             )
     jobs = [(str(root / p), sample_rate) for p in df["path"]]
     workers = workers or min(len(jobs), os.cpu_count() or 1)
@@ -199,4 +235,6 @@ def decode_clips(
         meta = {"sample_rate": sample_rate, "errors": errors, "n_clips": len(parts)}
         # Written last: its presence marks a complete cache.
         write_json_atomically(meta_path, meta, indent=None)
-    return ClipStore(samples=samples, offsets=offsets, sample_rate=sample_rate, errors=errors)
+    return ClipStore(
+        samples=samples, offsets=offsets, sample_rate=sample_rate, errors=errors, sha256=digests
+    )

@@ -23,9 +23,12 @@ the folder it was given (FoR, a layout folder) or to the CSV's root. Metadata th
 carry gets a fixed placeholder: ``speaker = "unknown"``, ``generator = "human"`` for real clips
 and ``"unknown"`` for fakes, ``transcript_id`` = the file name without its extension,
 ``language = "und"`` (``"en"`` for FoR). ``duration`` and ``sample_rate`` come from the file
-headers (no decoding where ``soundfile`` reads the format). ``sha256`` is left empty unless
-``hash_files=True`` (or :func:`add_sha256` is called): hashing FoR's 195,000 files reads every
-byte, several minutes on a laptop disk, and nothing in loading needs it.
+headers (no decoding where ``soundfile`` reads the format). ``sha256`` is the hash of each
+file's bytes, so that checksums of a split (and the results reused under them) change when a
+clip's audio does. Hashing FoR's 195,000 files reads every byte, several minutes on a laptop
+disk, once: with ``hash_cache`` (which :func:`load_dataset` sets to
+``<data_dir>/cache/file-hashes.json``) a file's hash is reused while the file is unchanged
+(:func:`dfa_lib.data.manifest.file_sha256s`). ``hash_files=False`` leaves ``sha256`` empty.
 """
 
 from __future__ import annotations
@@ -43,19 +46,20 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from dfa_lib.core.atomic import write_json_atomically
-from dfa_lib.data.audio import AudioError, audio_info
 from dfa_lib.core.labels import LABELS, SPLITS, label_to_index
+from dfa_lib.data.audio import AudioError, audio_info
 from dfa_lib.data.manifest import (
+    HASH_MEMO,
     MANIFEST_COLUMNS,
     ManifestError,
-    file_sha256,
+    file_sha256s,
     read_manifest,
     validate_manifest,
 )
@@ -125,6 +129,13 @@ _NO_CREDENTIALS = (
 )
 
 OnUnreadable = Literal["drop", "keep", "raise"]
+# How a CSV's numeric labels read: which class 1 stands for (0 is the other one).
+NumericLabels = Literal["1=fake", "1=real"]
+_NUMERIC_LABELS: dict[str, dict[str, str]] = {
+    "1=fake": {"0": "real", "1": "fake"},
+    "1=real": {"0": "fake", "1": "real"},
+}
+_LABEL_NAMES = "real/fake (also bonafide/spoof, bona-fide, human, synthetic)"
 
 
 class DatasetError(RuntimeError):
@@ -545,6 +556,20 @@ def _audio_files(folder: Path) -> list[Path]:
     )
 
 
+def _is_utf8(text: str) -> bool:
+    """Whether ``text`` is valid UTF-8 text (a file name's undecodable bytes are surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _escaped(text: str) -> str:
+    """``text`` with the bytes that are not UTF-8 written as \\xNN, for messages."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _label_of_folder(name: str) -> str | None:
     try:
         return LABELS[label_to_index(name)]
@@ -601,21 +626,16 @@ def add_sha256(
     root: str | os.PathLike,
     workers: int | None = None,
     progress: bool = True,
+    hash_cache: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
-    """Return a copy of ``df`` with ``sha256`` filled from the bytes of each file under ``root``."""
+    """Return a copy of ``df`` with ``sha256`` filled from the bytes of each file under ``root``.
+
+    With ``hash_cache`` (a JSON file) hashes of files unchanged since an earlier call are
+    reused (:func:`dfa_lib.data.manifest.file_sha256s`). A file that cannot be read gets none.
+    """
     root = Path(root)
     paths = [root / p for p in df["path"]]
-    # hashlib releases the GIL on large buffers, so threads hash several files at once.
-    with ThreadPoolExecutor(max_workers=_workers(workers)) as pool:
-        digests = list(
-            tqdm(
-                pool.map(file_sha256, paths),
-                total=len(paths),
-                desc="sha256",
-                unit="file",
-                disable=not progress,
-            )
-        )
+    digests = file_sha256s(paths, memo=hash_cache, workers=_workers(workers), progress=progress)
     out = df.copy()
     out["sha256"] = digests
     return out
@@ -642,7 +662,8 @@ def load_for_layout(
     *,
     language: str = "und",
     probe: bool = True,
-    hash_files: bool = False,
+    hash_files: bool = True,
+    hash_cache: str | os.PathLike | None = None,
     on_unreadable: OnUnreadable = "drop",
     workers: int | None = None,
     progress: bool = True,
@@ -655,22 +676,30 @@ def load_for_layout(
     is named after, else the folder's name) fills ``corpus`` and ``source``. With ``probe``
     duration and sample rate are read from the headers; files that cannot be read are dropped
     with a warning (``on_unreadable="keep"`` keeps them with empty values, ``"raise"`` stops).
-    ``hash_files`` fills ``sha256`` (reads every byte; off by default).
+    ``hash_files`` fills ``sha256`` from every file's bytes, reusing the hashes remembered in
+    ``hash_cache`` for unchanged files. A folder beside ``real`` and ``fake`` that holds audio
+    but names no label is an error (its clips would silently be left out).
     """
     root = Path(root).expanduser()
     layout = find_for_root(root)
     corpus = corpus or _corpus_name(root, layout)
-    rows, absolute = [], []
+    rows, absolute, unknown, undecodable = [], [], [], []
     for split_dir, split in _split_dirs(layout).items():
         for label_dir in _visible_dirs(split_dir):
             label = _label_of_folder(label_dir.name)
             if label is None:
+                if _audio_files(label_dir):
+                    unknown.append(label_dir.relative_to(layout).as_posix())
                 continue
             for file in _audio_files(label_dir):
+                relative = file.relative_to(root).as_posix()
+                if not _is_utf8(relative):
+                    undecodable.append(relative)
+                    continue
                 absolute.append(file)
                 rows.append(
                     {
-                        "path": file.relative_to(root).as_posix(),
+                        "path": relative,
                         "label": label,
                         "split": split,
                         "source": corpus,
@@ -684,6 +713,19 @@ def load_for_layout(
                         "corpus": corpus,
                     }
                 )
+    if undecodable:
+        shown = ", ".join(repr(_escaped(p)) for p in undecodable[:5])
+        raise DatasetFormatError(
+            f"{len(undecodable)} file name(s) under {layout} are not UTF-8 ({shown}): a "
+            "manifest keeps paths as UTF-8 text, so these files cannot be listed. Rename them "
+            "(for instance `convmv -f latin1 -t utf8 -r --notest <folder>`)"
+        )
+    if unknown:
+        raise DatasetLayoutError(
+            f"{layout} has audio in folder(s) that name no label: {', '.join(unknown)}. "
+            f"Label folders are named {_LABEL_NAMES}, in any case; rename them, or move "
+            "them out of the dataset"
+        )
     if not rows:
         raise DatasetLayoutError(
             f"no audio files in {layout}: expected {layout}/{_EXPECTED_LAYOUT} with extensions "
@@ -693,7 +735,7 @@ def load_for_layout(
     if probe:
         df = _apply_probe(df, absolute, on_unreadable, workers, progress, f"read {corpus}")
     if hash_files:
-        df = add_sha256(df, root, workers=workers, progress=progress)
+        df = add_sha256(df, root, workers=workers, progress=progress, hash_cache=hash_cache)
     df = df.sort_values("path", kind="stable").reset_index(drop=True)
     return validate_manifest(_order_columns(df))
 
@@ -733,9 +775,7 @@ def load_for(
 
 
 def _normalise_label(value: object) -> str:
-    text = str(value).strip()
-    key: str | int = int(text) if text in {"0", "1"} else text
-    return LABELS[label_to_index(key)]
+    return LABELS[label_to_index(str(value))]
 
 
 def load_csv_dataset(
@@ -743,7 +783,9 @@ def load_csv_dataset(
     root: str | os.PathLike | None = None,
     *,
     probe: bool = True,
-    hash_files: bool = False,
+    hash_files: bool = True,
+    hash_cache: str | os.PathLike | None = None,
+    numeric_labels: NumericLabels | None = None,
     on_unreadable: OnUnreadable = "drop",
     workers: int | None = None,
     progress: bool = True,
@@ -751,14 +793,23 @@ def load_csv_dataset(
     """Build a manifest from a CSV with columns ``path,label`` (plus any manifest column).
 
     Relative paths are resolved against ``root``, by default the CSV's folder; the returned
-    ``path`` keeps them relative to that root. Labels may be ``real``/``fake``,
-    ``bonafide``/``spoof`` or ``0``/``1``; they become ``real``/``fake``. Without a ``split``
+    ``path`` keeps them relative to that root. Labels may be ``real``/``fake`` or
+    ``bonafide``/``spoof`` (any case); they become ``real``/``fake``. Labels ``0``/``1`` are
+    refused unless ``numeric_labels`` says which class 1 stands for (``"1=fake"`` or
+    ``"1=real"``): lists use both conventions, and a guess that is wrong inverts every
+    result. ``sha256`` is computed from the files (see :func:`load_for_layout`; a hash the
+    CSV gives is checked, not trusted). Without a ``split``
     column (or where it is empty) ``split`` is left empty (NaN): the caller assigns splits,
     e.g. with :func:`dfa_lib.data.protocols.apply_protocol`. Missing manifest columns get the same
     placeholders as :func:`load_for_layout`; ``corpus`` and ``source`` default to the CSV's
     name. Every file must exist: the error lists the missing ones.
     """
     csv_path = Path(csv_path).expanduser()
+    if numeric_labels is not None and numeric_labels not in _NUMERIC_LABELS:
+        raise ValueError(
+            f"numeric_labels must be one of {', '.join(get_args(NumericLabels))} or None, "
+            f"got {numeric_labels!r}"
+        )
     if not csv_path.is_file():
         raise DatasetNotFoundError(f"no CSV file at {csv_path}")
     base = Path(root).expanduser() if root is not None else csv_path.parent
@@ -783,16 +834,28 @@ def load_csv_dataset(
         raise DatasetFormatError(f"{csv_path}: line {row} has an empty path")
     df["path"] = [PurePosixPath(p.strip().replace("\\", "/")).as_posix() for p in df["path"]]
 
-    labels, bad = [], []
+    labels, bad, numeric = [], [], []
     for line, value in enumerate(df["label"], start=2):
+        text = str(value).strip()
+        if text in {"0", "1"}:
+            numeric.append(f"line {line}: {text!r}")
+            if numeric_labels is not None:
+                labels.append(_NUMERIC_LABELS[numeric_labels][text])
+            continue
         try:
-            labels.append(_normalise_label(value))
+            labels.append(_normalise_label(text))
         except ValueError:
             bad.append(f"line {line}: {value!r}")
     if bad:
         raise DatasetFormatError(
-            f"{csv_path} has {len(bad)} unknown label(s) ({'; '.join(bad[:5])}): use real/fake "
-            "(or bonafide/spoof, 0/1)"
+            f"{csv_path} has {len(bad)} unknown label(s) ({'; '.join(bad[:5])}): use {_LABEL_NAMES}"
+        )
+    if numeric and numeric_labels is None:
+        raise DatasetFormatError(
+            f"{csv_path} has {len(numeric)} numeric label(s) ({'; '.join(numeric[:3])}), and "
+            "whether 1 means fake or real is a convention the file does not state. Write "
+            f"{_LABEL_NAMES} in the label column, or (loading it from Python) pass "
+            "numeric_labels='1=fake' or '1=real' to say which"
         )
     df["label"] = labels
 
@@ -848,7 +911,21 @@ def load_csv_dataset(
             if column not in df.columns:
                 df[column] = np.nan
     if hash_files:
-        df = add_sha256(df, base, workers=workers, progress=progress)
+        given = df["sha256"]
+        df = add_sha256(df, base, workers=workers, progress=progress, hash_cache=hash_cache)
+        stale = [
+            path
+            for path, claimed, actual in zip(df["path"], given, df["sha256"], strict=True)
+            if isinstance(claimed, str) and claimed.strip() and claimed.strip().lower() != actual
+        ]
+        if stale:
+            log.warning(
+                "%s: %d file(s) differ from the sha256 the CSV gives, e.g. %s; the hash of "
+                "the file as it is now is used",
+                csv_path,
+                len(stale),
+                stale[0],
+            )
     try:
         return validate_manifest(_order_columns(df))
     except ManifestError as err:
@@ -877,10 +954,17 @@ def load_dataset(
     - a path to a ``.csv`` file: a ``path,label`` list (:func:`load_csv_dataset`).
 
     ``path`` in the manifest is relative to ``root``. ``kwargs`` go to the loader (``probe``,
-    ``hash_files``, ``workers``, ``progress`` ...).
+    ``hash_files``, ``workers``, ``progress`` ...). For a folder, a CSV or FoR, the file hashes
+    are remembered in ``<data_dir>/cache/file-hashes.json`` when ``data_dir`` exists (pass
+    ``hash_cache=`` to choose another file), and files whose header cannot be read are kept
+    (``on_unreadable="keep"``) so that decoding reports them and an evaluation counts them
+    instead of losing them here.
     """
     data_dir = Path(data_dir).expanduser()
     key = str(name).strip()
+    if data_dir.is_dir():
+        kwargs.setdefault("hash_cache", data_dir / "cache" / HASH_MEMO)
+    kwargs.setdefault("on_unreadable", "keep")
     if key in OFFLINE_CORPORA:
         corpus = "offline-main" if key == "offline" else key
         root = data_dir / corpus

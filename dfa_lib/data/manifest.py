@@ -10,13 +10,21 @@ synthetic voice, globally unique), ``generator`` (``human`` for real clips), ``l
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
+from tqdm.auto import tqdm
 
-from dfa_lib.core.atomic import atomic_path
+from dfa_lib.core.atomic import atomic_path, write_text_atomically
 from dfa_lib.core.labels import LABELS, SPLITS
+
+log = logging.getLogger(__name__)
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
     "path",
@@ -46,6 +54,95 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+HASH_MEMO = "file-hashes.json"  # the memo's name in a cache folder (<data_dir>/cache)
+_MEMO_VERSION = 1
+# A file whose status changed this shortly before it was hashed may change again within the
+# same timestamp tick (file systems with coarse timestamps) without its status showing it:
+# such a hash is used but not remembered.
+_RACY_NS = 2_000_000_000
+
+
+def _file_state(status: os.stat_result) -> list[int]:
+    # The status change time (ctime) moves on every write and cannot be set back by tools that
+    # preserve the modification time (cp -p, rsync -t, touch -r), so new bytes of the same size
+    # under the same mtime still show here; the inode catches a file replaced by a rename.
+    return [status.st_size, status.st_mtime_ns, status.st_ctime_ns, status.st_ino]
+
+
+def _read_memo(memo: Path) -> dict[str, list]:
+    try:
+        data = json.loads(memo.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("version") != _MEMO_VERSION:
+        return {}
+    files = data.get("files")
+    return files if isinstance(files, dict) else {}
+
+
+def file_sha256s(
+    paths: Sequence[str | os.PathLike],
+    memo: str | os.PathLike | None = None,
+    workers: int | None = None,
+    progress: bool = False,
+) -> list[str | None]:
+    """Return the SHA-256 of each file's bytes (None for a file that cannot be read).
+
+    With ``memo`` (a JSON file, created as needed), a hash computed earlier is reused while
+    the file's size, modification time, status change time and inode are unchanged, so a
+    second call costs one ``stat`` per unchanged file. Every file that changed is read again
+    in full: the hash always describes the bytes, never a sample of them.
+    """
+    names = [os.path.abspath(p) for p in paths]
+    memo = Path(memo) if memo is not None else None
+    remembered = _read_memo(memo) if memo is not None else {}
+    digests: list[str | None] = [None] * len(names)
+    states: dict[int, list[int]] = {}
+    for i, name in enumerate(names):
+        try:
+            state = _file_state(os.stat(name))
+        except OSError:
+            continue  # missing or unreachable: no hash
+        entry = remembered.get(name)
+        if isinstance(entry, list) and len(entry) == 2 and entry[0] == state:
+            digests[i] = str(entry[1])
+        else:
+            states[i] = state
+
+    def one(i: int) -> str | None:
+        try:
+            return file_sha256(names[i])
+        except OSError:
+            return None
+
+    started = time.time_ns()
+    todo = list(states)
+    # hashlib releases the GIL on large buffers, so threads hash several files at once.
+    with ThreadPoolExecutor(max_workers=max(1, min(len(todo), workers or 8))) as pool:
+        computed = list(
+            tqdm(pool.map(one, todo), total=len(todo), desc="sha256", unit="file",
+                 disable=not progress or not todo)
+        )  # fmt: skip
+    fresh = 0
+    for i, digest in zip(todo, computed, strict=True):
+        digests[i] = digest
+        if digest is not None and states[i][2] <= started - _RACY_NS:
+            remembered[names[i]] = [states[i], digest]
+            fresh += 1
+    if memo is not None and fresh:
+        try:
+            # ASCII escapes keep file names that are not UTF-8 (surrogate escapes) writable.
+            payload = {"version": _MEMO_VERSION, "files": remembered}
+            write_text_atomically(memo, json.dumps(payload, ensure_ascii=True) + "\n")
+        except OSError as error:
+            log.warning(
+                "could not remember file hashes in %s (%s): the next load hashes them again",
+                memo,
+                error,
+            )
+    return digests
 
 
 def validate_manifest(df: pd.DataFrame, root: str | os.PathLike | None = None) -> pd.DataFrame:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dfa_lib.data.clips import ClipStore
 from dfa_lib.data.manifest import split_checksum
 from dfa_lib.data.protocol_data import ProtocolData
 from dfa_lib.data.protocols import protocol_mismatch
@@ -29,7 +30,12 @@ from dfa_lib.detector.folder import (
 from dfa_lib.detector.fusion import FusionError, is_fusion_folder, member_folders
 from dfa_lib.detector.loading import load_detector
 from dfa_lib.evaluation.fusions import evaluate_fusion
-from dfa_lib.evaluation.results import weights_mtime, write_evaluation
+from dfa_lib.evaluation.results import (
+    UNDECODABLE_LISTED,
+    metric_warnings,
+    weights_mtime,
+    write_evaluation,
+)
 from dfa_lib.features.ssl_features import FeatureSet
 from dfa_lib.scoring.calibration import Calibration
 from dfa_lib.scoring.metrics import (
@@ -70,14 +76,18 @@ def evaluate_run(
 ) -> dict:
     """Score one run folder on ``data``'s test split, write score files and update metrics.json.
 
-    With ``reuse``, a protocol already evaluated on the same test split (same checksum) by the
-    same weights is read back instead of scored again. ``device`` is where a detector loaded
-    here scores (``detector``, when given, keeps its own). ``key`` names the metrics entry and
-    the score files (default: the protocol; see :func:`evaluation_key`).
+    With ``reuse``, a protocol already evaluated on the same test split by the same weights is
+    read back instead of scored again; the split's checksum covers its paths, labels and the
+    hash of each clip's bytes as decoded, so a clip whose audio changed is scored again.
+    ``device`` is where a detector loaded here scores (``detector``, when given, keeps its
+    own). ``key`` names the metrics entry and the score files (default: the protocol; see
+    :func:`evaluation_key`). Test clips that cannot be decoded are left out, counted
+    (``n_undecodable``) and named (``undecodable``, the first few); see ``warnings``.
     """
 
     folder = Path(folder)
-    checksum = split_checksum(data.frames["testing"])
+    frame, store = data.frames["testing"], data.stores["testing"]
+    checksum = split_checksum(_with_decoded_hashes(frame, store))
     key = key or data.protocol
     previous = read_metrics(folder).get(key)
     fresh = previous and previous.get("weights_mtime") == weights_mtime(folder)
@@ -94,9 +104,23 @@ def evaluate_run(
         seed=seed,
         extra={
             "split_checksum": checksum,
-            "n_undecodable": len(data.stores["testing"].errors),
+            "n_undecodable": len(store.errors),
+            "undecodable": [str(frame["path"].iloc[i]) for i in sorted(store.errors)][
+                :UNDECODABLE_LISTED
+            ],
         },
     )
+
+
+def _with_decoded_hashes(frame: pd.DataFrame, store: ClipStore) -> pd.DataFrame:
+    """The split with ``sha256`` as hashed when its clips were decoded, where that is known.
+
+    A manifest's ``sha256`` says what a file held when the manifest was written; the store's
+    says what was decoded. They agree for an intact corpus, so its checksum stays the same.
+    """
+    if store.sha256 is None or len(store.sha256) != len(frame):
+        return frame
+    return frame.assign(sha256=store.sha256)
 
 
 class EvaluationError(ValueError):
@@ -105,7 +129,9 @@ class EvaluationError(ValueError):
 
 # Columns of :func:`evaluate_folders`: one row per run folder, ``error`` set when it failed.
 # ``protocol`` is the metrics entry the result went to (:func:`evaluation_key`); ``cllr`` the
-# cost in bits of the probabilities of fake the detector reports (its calibration applied).
+# cost in bits of the probabilities of fake the detector reports (its calibration applied);
+# ``n_undecodable`` the test clips left out because they could not be decoded; ``warning``
+# what the numbers alone do not say (labels that look inverted, clips left out).
 EVALUATION_COLUMNS: tuple[str, ...] = (
     "model",
     "trained_on",
@@ -117,7 +143,9 @@ EVALUATION_COLUMNS: tuple[str, ...] = (
     "accuracy_%",
     "cllr",
     "n",
+    "n_undecodable",
     "folder",
+    "warning",
     "error",
 )
 
@@ -197,7 +225,10 @@ def _evaluation_row(
         "protocol": protocol,
         **_metric_columns(metrics),
         "cllr": calibration_costs(scored, calibration)["cllr_calibrated"],
+        "n_undecodable": metrics.get("n_undecodable"),
         "folder": str(folder),
+        # Recomputed, so that metrics written before warnings existed get them too.
+        "warning": "; ".join(metric_warnings(metrics)) or None,
         "error": None,
     }
 

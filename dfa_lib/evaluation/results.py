@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,38 @@ from dfa_lib.scoring.metrics import (
     write_scores_asvspoof2021,
 )
 
+# An EER this far above the 50 % of chance, on at least this many clips of each class, is no
+# accident of sampling: the scores run the wrong way round, most often because the labels do.
+INVERTED_EER = 0.6
+INVERTED_MIN_PER_CLASS = 20
+UNDECODABLE_LISTED = 5  # paths of undecodable test clips kept in the metrics
+
+
+def metric_warnings(metrics: Mapping) -> list[str]:
+    """Return what a reader of these metrics must be told: inverted-looking labels, lost clips.
+
+    The EER warning needs ``eer``, ``n_real`` and ``n_fake``; the second reads
+    ``n_undecodable`` and the paths in ``undecodable``, where the evaluation recorded them.
+    """
+    warnings = []
+    eer = metrics.get("eer")
+    n_real, n_fake = int(metrics.get("n_real") or 0), int(metrics.get("n_fake") or 0)
+    if eer is not None and eer > INVERTED_EER and min(n_real, n_fake) >= INVERTED_MIN_PER_CLASS:
+        warnings.append(
+            f"EER {100 * eer:.1f} % on {n_real} real and {n_fake} fake clips, far above the "
+            "50 % of chance: the labels look inverted (a list where 1 means real, read as "
+            "1 = fake?), or the detector ranks these fakes as more real than the real clips"
+        )
+    lost = int(metrics.get("n_undecodable") or 0)
+    if lost:
+        listed = list(metrics.get("undecodable") or [])
+        names = ", ".join(map(str, listed)) + (" ..." if lost > len(listed) else "")
+        warnings.append(
+            f"{lost} test clip(s) could not be decoded and were left out"
+            + (f": {names}" if listed else "")
+        )
+    return warnings
+
 
 def evaluate_scores(
     scored: pd.DataFrame, threshold: float, n_boot: int = 1000, seed: int = 0
@@ -27,7 +60,8 @@ def evaluate_scores(
 
     Keys: the flat summary of :func:`dfa_lib.scoring.metrics.summarize_scores` (EER with its bootstrap
     interval, AUC, accuracy at ``threshold``), ``classification`` (per-class precision, recall,
-    F1, confusion matrix, report) and ``by_generator`` / ``by_language`` tables as records.
+    F1, confusion matrix, report), ``by_generator`` / ``by_language`` tables as records, and
+    ``warnings`` (:func:`metric_warnings`).
     """
     summary = summarize_scores(
         scored["score"].to_numpy(),
@@ -44,6 +78,7 @@ def evaluate_scores(
             attack = col if col in ("generator", "family") else "generator"
             table = breakdown(scored, by=col, generator_col=attack)
             summary[f"by_{col}"] = table.replace({np.nan: None}).to_dict(orient="records")
+    summary["warnings"] = metric_warnings(summary)
     return summary
 
 
@@ -67,6 +102,7 @@ def write_evaluation(
     folder = Path(folder)
     metrics = evaluate_scores(scored, threshold, n_boot=n_boot, seed=seed)
     metrics.update(extra or {})
+    metrics["warnings"] = metric_warnings(metrics)  # the extras may add clips left out
     metrics["weights_mtime"] = weights_mtime(folder)
     scores_dir = folder / "scores"
     attack = (
