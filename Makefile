@@ -13,6 +13,8 @@ RUNS_DIR ?= runs
 DATASET ?=
 STUDY ?= lcnn-specaugment
 SEEDS ?=
+SEED ?=
+comma := ,
 LOCK := .setup/requirements.lock
 APT_LIST := .setup/debian-packages.txt
 APT_PACKAGES := $(shell grep -v '^\#' $(APT_LIST) | grep -v '^$$')
@@ -21,7 +23,7 @@ FARGAN := $(BIN)/fargan_demo
 export HF_HUB_OFFLINE ?= 1
 export PYTHONHASHSEED ?= 0
 
-.PHONY: help setup system-deps test test-fast test-gpu lint format data reports headline bench ablation app lock clean distclean
+.PHONY: help setup system-deps test test-fast test-gpu lint format data reports headline headline-seeds bench ablation app lock clean distclean
 
 ## Show this list of targets
 help:
@@ -97,11 +99,18 @@ data: setup
 ## Build data, run the notebooks with papermill and render reports/*.html (PROFILE=default|smoke)
 reports: setup
 	$(BIN)/python -m dfa_lib.reporting.runner --profile $(PROFILE) --kernel $(KERNEL) \
-	  --data-dir $(DATA_DIR) --runs-dir $(RUNS_DIR) $(if $(DATASET),--dataset $(DATASET),)
+	  --data-dir $(DATA_DIR) --runs-dir $(RUNS_DIR) $(if $(DATASET),--dataset $(DATASET),) \
+	  $(if $(SEED),--seed $(SEED),)
 
 ## Write docs/results/headline.csv and the README's headline table from the default run's folders
 headline: setup
 	$(BIN)/python -m dfa_lib.reporting.headline --runs-dir $(RUNS_DIR)/default/offline --csv docs/results/headline.csv --readme README.md
+
+## Sum up the default run over seeds (after `make reports SEED=N` for each N of SEEDS=1,2,...): mean EER, 95 % interval
+headline-seeds: setup
+	$(BIN)/python -m dfa_lib.reporting.headline --seed-runs $(RUNS_DIR)/default/offline \
+	  $(foreach s,$(subst $(comma), ,$(SEEDS)),$(RUNS_DIR)/default-seed-$(s)/offline) \
+	  --seeds-csv docs/results/headline_seeds.csv
 
 ## Measure the speed of every stage into reports/bench.html and reports/bench.json
 bench: setup

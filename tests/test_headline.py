@@ -18,6 +18,7 @@ from dfa_lib.reporting.headline import (
     markdown_table,
     read_headline_csv,
     readme_table,
+    seed_summary,
     update_readme,
     write_headline_csv,
 )
@@ -215,3 +216,35 @@ def test_committed_readme_shows_the_committed_snapshot() -> None:
     assert readme_table(REPO / "README.md") == markdown_table(snapshot), (
         "README.md's headline table differs from docs/results/headline.csv: run `make headline`"
     )
+
+
+def test_seed_summary_gives_the_mean_and_a_student_interval_over_seeds(tmp_path: Path) -> None:
+    roots = []
+    for seed, (a, b) in enumerate([(0.20, 0.40), (0.24, 0.40), (0.22, None)]):
+        root = tmp_path / f"seed-{seed}"
+        _run(root / "in-domain" / "a", "in-domain", {"in-domain": _metrics(a)})
+        if b is not None:
+            _run(root / "in-domain" / "b", "in-domain", {"in-domain": _metrics(b)})
+        roots.append(root)
+    summary = seed_summary(roots).set_index(["model", "protocol"])
+    a = summary.loc[("a", "in-domain")]
+    assert a["n_seeds"] == 3 and a["mean_%"] == pytest.approx(22.0)
+    assert a["std_%"] == pytest.approx(2.0)
+    # t(0.975, 2 degrees of freedom) = 4.3027: half-width 4.3027 * 2 / sqrt(3).
+    assert a["ci_high_%"] - a["mean_%"] == pytest.approx(4.3027 * 2 / math.sqrt(3), rel=1e-4)
+    b = summary.loc[("b", "in-domain")]
+    assert b["n_seeds"] == 2 and b["mean_%"] == pytest.approx(40.0) and b["std_%"] == 0.0
+    with pytest.raises(HeadlineError, match="at least two seeds"):
+        seed_summary(roots[:1])
+
+
+def test_command_line_writes_the_seed_summary(tmp_path: Path) -> None:
+    roots = []
+    for seed, eer in enumerate([0.1, 0.3]):
+        root = tmp_path / f"seed-{seed}"
+        _run(root / "in-domain" / "m", "in-domain", {"in-domain": _metrics(eer)})
+        roots.append(str(root))
+    out = tmp_path / "seeds.csv"
+    assert main(["--seed-runs", *roots, "--seeds-csv", str(out)]) == 0
+    table = pd.read_csv(out)
+    assert table.loc[0, "model"] == "m" and table.loc[0, "mean_%"] == pytest.approx(20.0)

@@ -206,3 +206,32 @@ def test_guarded_runs_name_the_packages_each_notebook_goes_without(tmp_path, mon
     assert "01_eda needs ttspico" in indexed[0].error and "corpus" in indexed[0].error
     record = json.loads((tmp_path / "rep" / "run_record.json").read_text())
     assert record["install_cell_extras"] == {"01_eda": []}
+
+
+def test_a_seed_replaces_the_profiles_and_runs_beside_its_run(tmp_path, monkeypatch):
+    import dfa_lib.reporting.runner as reports
+
+    seen = {}
+
+    def fake_execute(source, executed, parameters, kernel, cwd, env=None):
+        seen[source.stem] = parameters
+        return reports.NotebookRun(source.stem, parameters, "ok", 1.0, "")
+
+    monkeypatch.setattr(reports, "execute_notebook", fake_execute)
+    profile = {
+        "common": {"device": "cpu", "dataset": "offline", "seed": 0},
+        "data": {"build": False},
+        "notebooks": [{"name": "01_eda"}],
+    }
+    monkeypatch.setattr(reports, "load_profile", lambda name: profile)
+    assert (
+        reports.run_reports("p", "dfa", tmp_path, tmp_path / "runs", tmp_path / "rep", seed=3) == 0
+    )
+    parameters = seen["01_eda"]
+    assert parameters["seed"] == 3
+    assert parameters["runs_dir"] == str((tmp_path / "runs" / "p-seed-3" / "offline").resolve())
+    assert (tmp_path / "rep" / "seed-3" / "index.html").is_file()
+    assert not (tmp_path / "rep" / "index.html").exists()  # the seed-0 run's reports stay
+    reports.run_reports("p", "dfa", tmp_path, tmp_path / "runs", tmp_path / "rep")
+    assert seen["01_eda"]["seed"] == 0
+    assert seen["01_eda"]["runs_dir"] == str((tmp_path / "runs" / "p" / "offline").resolve())

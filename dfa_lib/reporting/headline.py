@@ -19,7 +19,9 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from scipy import stats
 
 from dfa_lib.core.atomic import write_text_atomically
 from dfa_lib.evaluation.evaluate import headline_table, results_table
@@ -157,6 +159,48 @@ def update_readme(readme_path: str | os.PathLike, table_md: str, check: bool = F
     return True
 
 
+def seed_summary(run_roots: list[str | os.PathLike], confidence: float = 0.95) -> pd.DataFrame:
+    """Sum up runs that differ only in their seed: each model's mean EER and its interval.
+
+    ``run_roots`` are the run folders of one profile trained with different seeds
+    (``make reports SEED=N``). Returns one row per model and protocol: ``n_seeds`` (the runs
+    that tested it), ``mean_%``, ``std_%`` (over seeds, ``ddof=1``) and the Student-t
+    ``confidence`` interval of the mean, ``ci_low_%`` and ``ci_high_%`` (NaN with one seed).
+    The interval says how much the number moves with the seed alone (initialisation, subsets,
+    crops), on the same corpus and test clips; the bootstrap intervals of ``05_evaluation``
+    say how much it moves with the test clips.
+    """
+    if len(run_roots) < 2:
+        raise HeadlineError(
+            f"a seed summary needs runs of at least two seeds, got {len(run_roots)}"
+        )
+    frames = []
+    for root in run_roots:
+        frame = headline_frame(root).reset_index().melt(id_vars="model", var_name="protocol")
+        frames.append(frame.dropna(subset=["value"]).assign(run=str(root)))
+    long = pd.concat(frames, ignore_index=True)
+    rows = []
+    for (model, protocol), group in long.groupby(["model", "protocol"], sort=True):
+        values = group["value"].to_numpy(dtype=np.float64)
+        n, mean = len(values), float(values.mean())
+        std = float(values.std(ddof=1)) if n > 1 else float("nan")
+        half = (
+            float(stats.t.ppf(0.5 + confidence / 2, n - 1) * std / np.sqrt(n)) if n > 1 else np.nan
+        )
+        rows.append(
+            {
+                "model": model,
+                "protocol": protocol,
+                "n_seeds": n,
+                "mean_%": mean,
+                "std_%": std,
+                "ci_low_%": mean - half,
+                "ci_high_%": mean + half,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point of ``python -m dfa_lib.reporting.headline``."""
     parser = argparse.ArgumentParser(
@@ -171,9 +215,26 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only compare the README's table with the CSV's (exit 1 when they differ)",
     )
+    parser.add_argument(
+        "--seed-runs",
+        type=Path,
+        nargs="+",
+        help="run folders of the same profile trained with different seeds: write their summary",
+    )
+    parser.add_argument("--seeds-csv", type=Path, default=Path("docs/results/headline_seeds.csv"))
     args = parser.parse_args(argv)
+    if args.seed_runs:
+        try:
+            summary = seed_summary(args.seed_runs)
+        except (HeadlineError, OSError) as err:
+            print(f"[headline] {err}", file=sys.stderr)
+            return 1
+        args.seeds_csv.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(args.seeds_csv, summary.round(2).to_csv(index=False))
+        print(f"[headline] wrote {args.seeds_csv} ({len(args.seed_runs)} seeds)", file=sys.stderr)
+        return 0
     if not args.check and args.runs_dir is None:
-        parser.error("--runs-dir is required unless --check is given")
+        parser.error("--runs-dir is required unless --check or --seed-runs is given")
     try:
         if not args.check:
             write_headline_csv(headline_frame(args.runs_dir), args.csv)

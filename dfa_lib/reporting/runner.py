@@ -337,8 +337,14 @@ def run_reports(
     dataset: str | None = None,
     only: list[str] | None = None,
     guard_extras: bool = False,
+    seed: int | None = None,
 ) -> int:
     """Execute the profile's notebooks and write the reports; return the process exit status.
+
+    ``seed`` replaces the profile's seed (every notebook's ``seed`` parameter); the run then
+    writes its folders under ``<runs_dir>/<profile>-seed-<seed>/<dataset>`` and its reports
+    under ``<reports_dir>/seed-<seed>``, beside the profile's own run, so that several seeds
+    can be summed up (:func:`dfa_lib.reporting.headline.seed_summary`).
 
     With ``guard_extras`` each notebook runs without the extras its install cell does not
     install (:func:`guard_for`); a notebook that needs one fails, its error naming the
@@ -348,12 +354,17 @@ def run_reports(
     data_dir, runs_dir, reports_dir = data_dir.resolve(), runs_dir.resolve(), reports_dir.resolve()
     reports_dir.mkdir(parents=True, exist_ok=True)
     dataset = dataset or profile["common"].get("dataset", "offline")
-    run_root = runs_dir / profile_name / dataset.replace("/", "_")
+    run_name = profile_name if seed is None else f"{profile_name}-seed-{seed}"
+    run_root = runs_dir / run_name / dataset.replace("/", "_")
+    if seed is not None:
+        reports_dir = reports_dir / f"seed-{seed}"
+        reports_dir.mkdir(parents=True, exist_ok=True)
     overrides = {
         "dataset": dataset,
         "data_dir": str(data_dir),
         "runs_dir": str(run_root),
         "cache_dir": str(data_dir / "cache"),
+        **({"seed": seed} if seed is not None else {}),
     }
     devices = {}
     for nb in profile["notebooks"]:  # a device that is not there fails before any work
@@ -430,6 +441,12 @@ def main(argv: list[str] | None = None) -> int:
         help="run each notebook with the extras its install cell does not install made "
         "unimportable (what a fresh Colab runtime would lack)",
     )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="replace the profile's seed; runs go to <runs-dir>/<profile>-seed-N/<dataset>",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
@@ -442,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
             dataset=args.dataset,
             only=args.only.split(",") if args.only else None,
             guard_extras=args.guard_extras,
+            seed=args.seed,
         )
     except ProfileError as err:
         parser.error(str(err))
