@@ -33,9 +33,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy.signal import butter, convolve, fftconvolve, firwin2, resample_poly, sosfiltfilt
 
 from dfa_lib.data.audio import pad_or_crop, resample
+from dfa_lib.data.clips import aligned_split, extend_split
 from dfa_lib.data.codecs import CODECS, codec_round_trip
-from dfa_lib.data.clips import aligned_split
-from dfa_lib.data.clips import extend_split
 
 __all__ = [
     "AUGMENTATIONS",

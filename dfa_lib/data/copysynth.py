@@ -19,6 +19,7 @@ asks the training engine to do so. Validation and test splits are never touched.
 
 from __future__ import annotations
 
+import _ctypes
 import contextlib
 import ctypes
 import ctypes.util
@@ -30,7 +31,6 @@ import pandas as pd
 
 from dfa_lib.data.audio import resample
 from dfa_lib.data.clips import ClipStore, aligned_split, extend_split
-import _ctypes
 
 __all__ = [
     "CODEC2_DELAY",

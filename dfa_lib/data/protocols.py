@@ -228,7 +228,6 @@ TRAINED_ON = {
 }
 
 
-
 def protocol_mismatch(config: dict, dataset: str, protocol: str) -> str | None:
     """Why a detector must not be tested on ``protocol`` of ``dataset`` (None when it may).
 
