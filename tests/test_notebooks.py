@@ -70,7 +70,15 @@ def test_smoke_reports_succeed_and_render(smoke_reports):
         page = reports / f"{nb['name']}.html"
         assert page.is_file(), f"{page} missing"
         text = page.read_text()
-        assert "data:image/png;base64" in text, f"{nb['name']} has no figure"
+        executed = json.loads((reports / "executed" / f"{nb['name']}.ipynb").read_text())
+        figures = [
+            output
+            for cell in executed["cells"]
+            for output in cell.get("outputs", [])
+            if "image/png" in output.get("data", {})
+        ]
+        assert figures, f"{nb['name']} drew no figure"
+        assert text.count("data:image/png;base64") > len(figures), "figures missing from the HTML"
         assert "Traceback (most recent call last)" not in text
     index = (reports / "index.html").read_text()
     assert "Equal error rate" in index and "FAILED" not in index

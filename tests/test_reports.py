@@ -235,3 +235,23 @@ def test_a_seed_replaces_the_profiles_and_runs_beside_its_run(tmp_path, monkeypa
     reports.run_reports("p", "dfa", tmp_path, tmp_path / "runs", tmp_path / "rep")
     assert seen["01_eda"]["seed"] == 0
     assert seen["01_eda"]["runs_dir"] == str((tmp_path / "runs" / "p" / "offline").resolve())
+
+
+def test_a_kernel_never_inherits_a_non_interactive_matplotlib_backend(tmp_path, monkeypatch):
+    import dfa_lib.reporting.runner as reports
+
+    seen = {}
+
+    def fake_execute_notebook(*args, **kwargs):
+        seen["MPLBACKEND"] = os.environ.get("MPLBACKEND")
+        seen["GUARD"] = os.environ.get("DFA_TEST_GUARD")
+
+    monkeypatch.setattr(reports.pm, "execute_notebook", fake_execute_notebook)
+    monkeypatch.setenv("MPLBACKEND", "Agg")  # what importing streamlit does to os.environ
+    source = tmp_path / "n.ipynb"
+    run = reports.execute_notebook(
+        source, tmp_path / "out.ipynb", {}, "dfa", tmp_path, {"DFA_TEST_GUARD": "1"}
+    )
+    assert run.status == "ok"
+    assert seen == {"MPLBACKEND": None, "GUARD": "1"}
+    assert os.environ["MPLBACKEND"] == "Agg"  # restored afterwards

@@ -109,10 +109,17 @@ def notebook_device(profile: dict, notebook: dict, overrides: dict) -> str:
 
 
 @contextmanager
-def environment(variables: Mapping[str, str]) -> Iterator[None]:
-    """Set ``variables`` in ``os.environ`` (which a kernel started meanwhile inherits), then restore."""
+def environment(variables: Mapping[str, str | None]) -> Iterator[None]:
+    """Set ``variables`` in ``os.environ`` (which a kernel started meanwhile inherits), then restore.
+
+    A variable given as None is removed for the while.
+    """
     saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
+    for name, value in variables.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     try:
         yield
     finally:
@@ -140,7 +147,9 @@ def execute_notebook(
     executed.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
-        with environment(env or {}):
+        # A kernel that inherits MPLBACKEND (Streamlit, for one, sets it to Agg on import)
+        # draws no figure into the report: the kernel picks its inline backend itself.
+        with environment({"MPLBACKEND": None, **(env or {})}):
             pm.execute_notebook(
                 str(source),
                 str(executed),
