@@ -355,3 +355,21 @@ def test_save_audio_is_atomic_and_round_trips(tmp_path):
     y, _ = load_audio(path)
     np.testing.assert_allclose(y, x, atol=1e-3)
     assert [p.name for p in path.parent.iterdir()] == ["out.wav"]
+
+
+@pytest.mark.parametrize("rate", [1, 999, 1_999_993])
+def test_a_header_sample_rate_no_audio_has_is_refused(tmp_path, rate):
+    from dfa_lib.data.audio import UnsupportedSampleRateError
+
+    path = tmp_path / "odd.wav"
+    sf.write(path, np.zeros(600, dtype=np.float32), rate, subtype="PCM_16")
+    with pytest.raises(UnsupportedSampleRateError, match=rf"odd\.wav: sample rate {rate} Hz"):
+        load_audio(path)
+
+
+def test_usual_sample_rates_at_the_edges_still_decode(tmp_path):
+    for rate in (1000, 8000, 384_000):
+        path = tmp_path / f"ok{rate}.wav"
+        sf.write(path, 0.1 * np.ones(2 * rate, dtype=np.float32), rate, subtype="PCM_16")
+        wave, sr = load_audio(path)
+        assert sr == 16000 and wave.size == 32000

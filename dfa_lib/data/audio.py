@@ -66,6 +66,9 @@ AudioSource = str | os.PathLike | bytes
 _RAW_FORMATS = {".g722": "g722", ".gsm": "gsm", ".ulaw": "mulaw", ".alaw": "alaw"}
 
 
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 384_000  # Hz: what a header may claim
+
+
 class AudioError(ValueError):
     """Base class of every audio input problem; the message names the file."""
 
@@ -88,6 +91,10 @@ class InvalidAudioError(AudioError):
 
 class OutOfRangeAudioError(InvalidAudioError):
     """Float samples reach more than :data:`MAX_FLOAT_PEAK` times full scale: not audio."""
+
+
+class UnsupportedSampleRateError(InvalidAudioError):
+    """The file's header gives a sample rate no audio has (below 1 kHz or above 384 kHz)."""
 
 
 class DurationLimitError(AudioError):
@@ -170,6 +177,7 @@ def load_audio(
         try:
             with sf.SoundFile(io.BytesIO(data)) as f:
                 sr = f.samplerate
+                check_sample_rate(name, sr)
                 check_duration(name, f.frames, sr, max_seconds)
                 wave = f.read(dtype="float32", always_2d=True)
         except AudioError:
@@ -186,6 +194,7 @@ def load_audio(
                 max_seconds,
             )
 
+    check_sample_rate(name, sr)
     if wave.size == 0:
         raise EmptyAudioError(f"{name}: decodes to zero samples")
     check_samples(wave, name)
@@ -197,6 +206,19 @@ def load_audio(
         wave = resample(wave, sr, target_sr)
         sr = target_sr
     return np.ascontiguousarray(wave, dtype=np.float32), int(sr)
+
+
+def check_sample_rate(name: str, sr: int) -> None:
+    """Raise UnsupportedSampleRateError when a header's rate is outside what audio uses.
+
+    The rate comes from the file and is not checked by the decoder: a 12 KB WAV claiming
+    2 MHz takes seconds to resample, one claiming 1 Hz turns each sample into 16,000.
+    """
+    if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
+        raise UnsupportedSampleRateError(
+            f"{name}: sample rate {sr} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz; "
+            "the header is wrong or this is not audio: re-export it at a usual rate"
+        )
 
 
 def check_samples(samples: np.ndarray, name: str) -> None:
