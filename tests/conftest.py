@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 # No test may reach a model hub; transformers fails fast instead of retrying.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -91,3 +92,18 @@ def tiny_wav2vec2_dir(tmp_path_factory) -> str:
     AutoModel.from_config(config).save_pretrained(folder)
     Wav2Vec2FeatureExtractor(sampling_rate=16000, do_normalize=True).save_pretrained(folder)
     return str(folder)
+
+
+def write_toy_dataset(root: Path, sizes: list[tuple[str, int]]) -> Path:
+    """Write a dataset in FoR layout under ``root``: tones are real, noise bursts fake.
+
+    ``sizes`` gives each split's clips per class, e.g. ``[("training", 12), ...]``; the clips
+    are :func:`make_toy_split`'s at 0.75 s, as 16-bit WAV. Returns ``root``.
+    """
+    for seed, (split, n) in enumerate(sizes):
+        frame, store = make_toy_split(n, seed, split, seconds=0.75, noise=0.05)
+        for i, label in enumerate(frame["label"]):
+            path = root / split / label / f"{i}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, store[i], 16000, subtype="PCM_16")
+    return root

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import soundfile as sf
-from conftest import make_toy_split
+from conftest import write_toy_dataset
 
 from dfa_lib.models.networks import phase_lcnn_kwargs
 from dfa_lib.training import baselines
@@ -155,14 +154,10 @@ def test_selected_protocols_keeps_those_the_dataset_has():
 @pytest.fixture(scope="module")
 def toy_root(tmp_path_factory) -> Path:
     """A dataset in FoR layout: tones are real, noise bursts fake."""
-    root = tmp_path_factory.mktemp("toy") / "toyset"
-    for seed, (split, n) in enumerate([("training", 12), ("validation", 8), ("testing", 4)]):
-        frame, store = make_toy_split(n, seed, split, seconds=0.75, noise=0.05)
-        for i, label in enumerate(frame["label"]):
-            path = root / split / label / f"{i}.wav"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            sf.write(path, store[i], 16000, subtype="PCM_16")
-    return root
+    return write_toy_dataset(
+        tmp_path_factory.mktemp("toy") / "toyset",
+        [("training", 12), ("validation", 8), ("testing", 4)],
+    )
 
 
 def test_training_loads_each_protocol_once_per_cap_and_trains_in_order(

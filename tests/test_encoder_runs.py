@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import soundfile as sf
 import torch
-from conftest import make_toy_split
+from conftest import write_toy_dataset
 
 from dfa_lib.evaluation import encoder_heads as study_module
 from dfa_lib.evaluation.encoder_heads import HeadStudySettings, train_and_test_heads
@@ -94,14 +93,10 @@ def test_finetuning_is_capped_on_a_cpu_and_named_after_its_backbone():
 @pytest.fixture(scope="module")
 def toy_root(tmp_path_factory) -> Path:
     """A dataset in FoR layout: tones are real, noise bursts fake."""
-    root = tmp_path_factory.mktemp("toy") / "toyset"
-    for seed, (split, n) in enumerate([("training", 8), ("validation", 6), ("testing", 4)]):
-        frame, store = make_toy_split(n, seed, split, seconds=0.75, noise=0.05)
-        for i, label in enumerate(frame["label"]):
-            path = root / split / label / f"{i}.wav"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            sf.write(path, store[i], 16000, subtype="PCM_16")
-    return root
+    return write_toy_dataset(
+        tmp_path_factory.mktemp("toy") / "toyset",
+        [("training", 8), ("validation", 6), ("testing", 4)],
+    )
 
 
 @pytest.mark.slow

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import soundfile as sf
-from conftest import make_toy_split
+from conftest import write_toy_dataset
 
 from dfa_lib.data.protocol_data import prepare_protocol
 from dfa_lib.detector.fusion import fit_fusion
@@ -19,14 +18,10 @@ from dfa_lib.training.engine import TrainConfig, train
 @pytest.fixture(scope="module")
 def toy_root(tmp_path_factory) -> Path:
     """A dataset in FoR layout: tones are real, noise bursts fake."""
-    root = tmp_path_factory.mktemp("toy") / "toyset"
-    for seed, (split, n) in enumerate([("training", 12), ("validation", 8), ("testing", 4)]):
-        frame, store = make_toy_split(n, seed, split, seconds=0.75, noise=0.05)
-        for i, label in enumerate(frame["label"]):
-            path = root / split / label / f"{i}.wav"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            sf.write(path, store[i], 16000, subtype="PCM_16")
-    return root
+    return write_toy_dataset(
+        tmp_path_factory.mktemp("toy") / "toyset",
+        [("training", 12), ("validation", 8), ("testing", 4)],
+    )
 
 
 @pytest.fixture(scope="module")
