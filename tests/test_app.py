@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -209,18 +210,23 @@ def test_verdict_and_figures(runs):
 
 def test_make_app_listens_on_loopback_only_and_sends_no_usage_stats():
     root = Path(__file__).resolve().parents[1]
+    # Under `make test` this make is a sub-make: keep the parent's flags and its
+    # "Entering directory" lines out of the recipe.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    make = ["make", "--no-print-directory", "-n", "-o", "setup", "app"]
     dry_run = subprocess.run(
-        ["make", "-n", "-o", "setup", "app"], cwd=root, capture_output=True, text=True, check=True
+        make, cwd=root, capture_output=True, text=True, check=True, env=env
     ).stdout
     recipe = " ".join(dry_run.replace("\\\n", " ").split())
     assert "--server.address 127.0.0.1" in recipe
     assert "--browser.gatherUsageStats false" in recipe
     assert recipe.startswith("MALLOC_ARENA_MAX=2 ")  # sessions' threads share two arenas
     exposed = subprocess.run(
-        ["make", "-n", "-o", "setup", "app", "APP_ADDRESS=0.0.0.0"],
+        [*make, "APP_ADDRESS=0.0.0.0"],
         cwd=root,
         capture_output=True,
         text=True,
         check=True,
+        env=env,
     ).stdout
     assert "--server.address 0.0.0.0" in exposed
