@@ -33,6 +33,7 @@ from safetensors.torch import save_file
 
 from dfa_lib import __version__
 from dfa_lib.core.atomic import atomic_path, write_text_atomically
+from dfa_lib.core.provenance import write_json
 from dfa_lib.data.audio import peak_normalize, rms_normalize
 from dfa_lib.models.classical import CLASSICAL_MODEL_NAMES
 from dfa_lib.scoring.calibration import Calibration, CalibrationError, probability_threshold
@@ -328,7 +329,7 @@ def export_detector(
     _record_weights(folder, full)
     write_text_atomically(folder / CONFIG_FILE, json.dumps(full, indent=2) + "\n")
     if metrics is not None:
-        write_text_atomically(folder / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+        write_metrics(folder, metrics)
     else:
         (folder / METRICS_FILE).unlink(missing_ok=True)
     write_text_atomically(folder / MODEL_CARD_FILE, model_card(full, metrics))
@@ -342,17 +343,29 @@ def write_model_card(folder: str | os.PathLike) -> Path:
     """
     folder = Path(folder)
     config = _read_config(folder)
-    metrics_path = folder / METRICS_FILE
-    metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
+    metrics = read_metrics(folder)
     path = folder / MODEL_CARD_FILE
     write_text_atomically(path, model_card(config, metrics))
     return path
 
 
 def read_metrics(folder: str | os.PathLike) -> dict:
-    """Return a run folder's metrics.json (empty when it has none)."""
-    path = Path(folder) / "metrics.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    """Return a detector folder's metrics.json, one entry per protocol (empty when it has none).
+
+    Raises DetectorFormatError when the file is not valid JSON.
+    """
+    path = Path(folder) / METRICS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DetectorFormatError(f"{path}: not valid JSON ({error})") from error
+
+
+def write_metrics(folder: str | os.PathLike, metrics: dict) -> Path:
+    """Write a detector folder's metrics.json (every protocol's entry) atomically."""
+    return write_json(Path(folder) / METRICS_FILE, metrics)
 
 
 def _fmt(value: Any) -> str:

@@ -8,7 +8,6 @@ contains itself.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -20,12 +19,12 @@ from safetensors.torch import load_file
 from dfa_lib.data.audio import SILENCE_FLOOR_DBFS
 from dfa_lib.detector.folder import (
     CLASSICAL_MODELS,
-    METRICS_FILE,
     MODEL_CARD_FILE,
     WEIGHTS_FILE,
     DetectorFormatError,
     _read_config,
     check_weights,
+    read_metrics,
 )
 from dfa_lib.detector.fusion import (
     FUSION_MODEL,
@@ -144,13 +143,7 @@ def load_detector(
         model = _load_torch_model(folder, config)
     # After loading, so that a file that is not weights at all is reported as such first.
     check_weights(folder, config)
-    metrics: dict[str, Any] = {}
-    metrics_path = folder / METRICS_FILE
-    if metrics_path.is_file():
-        try:
-            metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise DetectorFormatError(f"{metrics_path}: not valid JSON ({error})") from error
+    metrics = read_metrics(folder)
     card_path = folder / MODEL_CARD_FILE
     card = card_path.read_text(encoding="utf-8") if card_path.is_file() else ""
     return Detector(

@@ -339,11 +339,10 @@ def results_table(runs_dir: str | os.PathLike) -> pd.DataFrame:
     """Return one row per (model, protocol): EER, its interval, AUC and accuracy, from metrics.json."""
     rows = []
     for folder in find_runs(runs_dir):
-        metrics_path = folder / "metrics.json"
-        if not metrics_path.is_file():
+        metrics = read_metrics(folder)
+        if not metrics:
             continue
         config = json.loads((folder / "config.json").read_text())
-        metrics = json.loads(metrics_path.read_text())
         trained_on = config.get("dataset", {}).get("protocol", "?")
         for protocol, m in metrics.items():
             if not isinstance(m, dict) or "eer" not in m:

@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dfa_lib.core.provenance import write_json
-from dfa_lib.detector.folder import read_metrics, write_model_card
+from dfa_lib.detector.folder import read_metrics, write_metrics, write_model_card
 from dfa_lib.scoring.metrics import (
     breakdown,
     classification_summary,
@@ -121,7 +120,7 @@ def write_evaluation(
     scored.to_csv(scores_dir / f"{protocol}.scored.csv", index=False)
     everything = read_metrics(folder)
     everything[protocol] = metrics
-    write_json(folder / "metrics.json", everything)
+    write_metrics(folder, everything)
     write_model_card(folder)  # the card lists the metrics of every protocol
     return metrics
 
