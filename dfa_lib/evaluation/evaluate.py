@@ -33,6 +33,7 @@ from dfa_lib.evaluation.fusions import evaluate_fusion
 from dfa_lib.evaluation.results import (
     UNDECODABLE_LISTED,
     metric_warnings,
+    scored_min_dcf,
     weights_mtime,
     write_evaluation,
 )
@@ -130,6 +131,7 @@ class EvaluationError(ValueError):
 # Columns of :func:`evaluate_folders`: one row per run folder, ``error`` set when it failed.
 # ``protocol`` is the metrics entry the result went to (:func:`evaluation_key`); ``cllr`` the
 # cost in bits of the probabilities of fake the detector reports (its calibration applied);
+# ``min_dcf`` ASVspoof 5's normalised minimum detection cost (``results.scored_min_dcf``);
 # ``n_undecodable`` the test clips left out because they could not be decoded; ``warning``
 # what the numbers alone do not say (labels that look inverted, clips left out).
 EVALUATION_COLUMNS: tuple[str, ...] = (
@@ -142,6 +144,7 @@ EVALUATION_COLUMNS: tuple[str, ...] = (
     "auc",
     "accuracy_%",
     "cllr",
+    "min_dcf",
     "n",
     "n_undecodable",
     "folder",
@@ -225,6 +228,7 @@ def _evaluation_row(
         "protocol": protocol,
         **_metric_columns(metrics),
         "cllr": calibration_costs(scored, calibration)["cllr_calibrated"],
+        "min_dcf": scored_min_dcf(scored),
         "n_undecodable": metrics.get("n_undecodable"),
         "folder": str(folder),
         # Recomputed, so that metrics written before warnings existed get them too.

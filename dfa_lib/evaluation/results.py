@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from dfa_lib.detector.folder import read_metrics, write_metrics, write_model_card
+from dfa_lib.scoring.dcf import min_dcf
 from dfa_lib.scoring.metrics import (
     breakdown,
     classification_summary,
@@ -58,7 +59,7 @@ def evaluate_scores(
     """Return the protocol's metrics at the detector's own (validation EER) threshold.
 
     Keys: the flat summary of :func:`dfa_lib.scoring.metrics.summarize_scores` (EER with its bootstrap
-    interval, AUC, accuracy at ``threshold``), ``classification`` (per-class precision, recall,
+    interval, AUC, accuracy at ``threshold``), ``min_dcf`` (:func:`scored_min_dcf`), ``classification`` (per-class precision, recall,
     F1, confusion matrix, report), ``by_generator`` / ``by_language`` tables as records, and
     ``warnings`` (:func:`metric_warnings`).
     """
@@ -69,6 +70,7 @@ def evaluate_scores(
         n_boot=n_boot,
         seed=seed,
     )
+    summary["min_dcf"] = scored_min_dcf(scored)
     predicted = labels_from_scores(scored["score"].to_numpy(), threshold)
     summary["classification"] = classification_summary(scored["label"].to_numpy(), predicted)
     for col in ("generator", "family", "language", "source"):
@@ -79,6 +81,18 @@ def evaluate_scores(
             summary[f"by_{col}"] = table.replace({np.nan: None}).to_dict(orient="records")
     summary["warnings"] = metric_warnings(summary)
     return summary
+
+
+def scored_min_dcf(scored: pd.DataFrame) -> float:
+    """ASVspoof 5's normalised minimum detection cost of a frame of ``score`` and ``label`` rows.
+
+    :func:`dfa_lib.scoring.dcf.min_dcf` with its default cost model (C_miss 1, C_fa 10,
+    P_spoof 0.05): the cost at the best threshold, 0 for perfect separation, 1 for a detector no
+    better than accepting or rejecting everything.
+    """
+    real = (scored["label"] == "real").to_numpy()
+    scores = scored["score"].to_numpy(dtype=np.float64)
+    return float(min_dcf(scores[real], scores[~real]).cost)
 
 
 def weights_mtime(folder: Path) -> float | None:

@@ -219,12 +219,39 @@ def det_curve(bonafide: Any, spoof: Any) -> tuple[np.ndarray, np.ndarray, np.nda
         MetricError: a class is empty, or a score is NaN or infinite.
     """
     bona, spf = _check_both(bonafide, spoof)
-    values, rank_bona, rank_spoof = _pooled_ranks(bona, spf)
+    frr, (far,), thresholds = det_rates(bona, spf)
+    return frr, far, thresholds
+
+
+def det_rates(
+    accepted: Any, *rejected: Any
+) -> tuple[np.ndarray, tuple[np.ndarray, ...], np.ndarray]:
+    """Return the miss rate of one class and the false-alarm rate of others at every threshold.
+
+    ``accepted`` holds the scores that should be accepted (bona fide clips, or target trials);
+    each of ``rejected`` one class that should be rejected (spoof clips; or non-target and spoof
+    trials). Thresholds are the distinct scores of all classes pooled, ascending, then one value
+    just above the highest. At ``thresholds[j]`` the miss rate is the share of ``accepted`` below
+    it and each false-alarm rate the share of that class at or above it; tied scores move
+    together. :func:`det_curve` is the case of one rejected class. Returns
+    ``(miss, (false_alarm, ...), thresholds)``, one false-alarm array per rejected class.
+
+    Raises:
+        MetricError: no rejected class, an empty class, or a NaN or infinite score.
+    """
+    if not rejected:
+        raise MetricError("det_rates needs at least one class of scores to reject")
+    classes = [_as_scores(accepted, "accepted scores")]
+    classes += [_as_scores(r, f"rejected scores (class {i})") for i, r in enumerate(rejected)]
+    values, inverse = np.unique(np.concatenate(classes), return_inverse=True)
+    ranks = np.split(inverse.reshape(-1), np.cumsum([c.size for c in classes])[:-1])
     k = values.size
-    bona_counts = np.bincount(rank_bona, minlength=k)[None, :]
-    spoof_counts = np.bincount(rank_spoof, minlength=k)[None, :]
-    frr, far = _rates(bona_counts, spoof_counts, bona.size, spf.size)
-    return frr[0], far[0], _thresholds(values)
+    counts = [np.bincount(r, minlength=k)[None, :] for r in ranks]
+    false_alarms = []
+    for cls, cls_counts in zip(classes[1:], counts[1:], strict=True):
+        miss, far = _rates(counts[0], cls_counts, classes[0].size, cls.size)
+        false_alarms.append(far[0])
+    return miss[0], tuple(false_alarms), _thresholds(values)
 
 
 def equal_error_rate(bonafide_scores: Any, spoof_scores: Any) -> EER:
