@@ -238,3 +238,17 @@ def test_an_eer_far_above_chance_warns_that_the_labels_look_inverted():
         {**fixed, "n_undecodable": 3, "undecodable": ["a.wav", "b.wav", "c.wav"]}
     )
     assert left_out.startswith("3 test clip(s) could not be decoded") and "b.wav" in left_out
+
+
+def test_evaluations_report_asvspoof5_min_dcf_beside_the_eer():
+    from dfa_lib.evaluation.results import evaluate_scores
+
+    scored = pd.DataFrame(
+        {"label": ["real", "real", "fake", "fake"], "score": [2.0, 1.0, 0.0, -1.0]}
+    )
+    assert evaluate_scores(scored, threshold=0.5, n_boot=10)["min_dcf"] == 0.0
+    # One fake above every real clip: the best threshold accepts both real clips and that fake,
+    # a false-alarm rate of 1/2, which costs C_fa * P_spoof / 2 = 10 * 0.05 / 2 = 0.25, over the
+    # normaliser min(C_miss * P_bona, C_fa * P_spoof) = min(0.95, 0.5): 0.5.
+    scored.loc[3, "score"] = 3.0
+    assert evaluate_scores(scored, threshold=0.5, n_boot=10)["min_dcf"] == pytest.approx(0.5)
