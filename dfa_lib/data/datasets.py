@@ -55,6 +55,17 @@ from tqdm.auto import tqdm
 from dfa_lib.core.atomic import write_json_atomically
 from dfa_lib.core.labels import LABELS, SPLITS, label_to_index
 from dfa_lib.data.audio import AudioError, audio_info
+from dfa_lib.data.challenges import CHALLENGE_DATASETS, load_challenge
+from dfa_lib.data.errors import (
+    DatasetArchiveError,
+    DatasetDownloadError,
+    DatasetError,
+    DatasetFormatError,
+    DatasetLayoutError,
+    DatasetNotFoundError,
+    KaggleCredentialsError,
+    UnknownDatasetError,
+)
 from dfa_lib.data.manifest import (
     HASH_MEMO,
     MANIFEST_COLUMNS,
@@ -102,7 +113,7 @@ _FOR_FOLDER_NAMES: dict[str, tuple[str, ...]] = {
 }
 _FOLDER_TO_VERSION = {name: v for v, names in _FOR_FOLDER_NAMES.items() for name in names}
 OFFLINE_CORPORA: tuple[str, ...] = ("offline", "offline-main", "offline-cross")
-DATASET_NAMES: tuple[str, ...] = (*OFFLINE_CORPORA, *FOR_VERSIONS)
+DATASET_NAMES: tuple[str, ...] = (*OFFLINE_CORPORA, *FOR_VERSIONS, *CHALLENGE_DATASETS)
 
 # Everything dfa_lib.data.audio.load_audio decodes (soundfile natively, the rest through ffmpeg).
 AUDIO_EXTENSIONS: frozenset[str] = frozenset(
@@ -136,39 +147,6 @@ _NUMERIC_LABELS: dict[str, dict[str, str]] = {
     "1=real": {"0": "fake", "1": "real"},
 }
 _LABEL_NAMES = "real/fake (also bonafide/spoof, bona-fide, human, synthetic)"
-
-
-class DatasetError(RuntimeError):
-    """Base class of every dataset problem; the message says what to do about it."""
-
-
-class KaggleCredentialsError(DatasetError):
-    """No Kaggle API credentials were found, or Kaggle refused them."""
-
-
-class DatasetDownloadError(DatasetError):
-    """The download failed (network, server); nothing was extracted."""
-
-
-class DatasetArchiveError(DatasetError):
-    """The archive is corrupt, unsafe or not the expected dataset; nothing was kept."""
-
-
-class DatasetNotFoundError(DatasetError, FileNotFoundError):
-    """A folder, CSV, manifest or audio file the dataset needs does not exist."""
-
-
-class DatasetLayoutError(DatasetError):
-    """A folder exists but holds no audio in FoR layout (or several candidate layouts)."""
-
-
-class DatasetFormatError(DatasetError, ValueError):
-    """A CSV lacks columns or has values (labels, splits) that cannot be understood."""
-
-
-class UnknownDatasetError(DatasetError, ValueError):
-    """A dataset name is neither a known name nor an existing folder or CSV."""
-
 
 # --------------------------------------------------------------------------------------------
 # Kaggle credentials and download
@@ -950,6 +928,9 @@ def load_dataset(
       builds, read from ``data_dir/<corpus>/manifest.csv``;
     - ``"for-original"``, ``"for-norm"``, ``"for-2sec"``, ``"for-rerec"``: Fake-or-Real from
       ``data_dir``, downloaded from Kaggle if absent and ``download`` (see :func:`load_for`);
+    - ``"asvspoof2019-la"``, ``"asvspoof2021-la"``, ``"asvspoof2021-df"``, ``"asvspoof5"``,
+      ``"in-the-wild"``, ``"mlaad"``: the challenge datasets as distributed, downloaded by hand
+      into ``data_dir/<name>`` (see :mod:`dfa_lib.data.challenges`);
     - a path to a folder: any dataset in FoR layout (:func:`load_for_layout`);
     - a path to a ``.csv`` file: a ``path,label`` list (:func:`load_csv_dataset`).
 
@@ -977,6 +958,8 @@ def load_dataset(
         return read_manifest(manifest), root
     if key in FOR_VERSIONS:
         return load_for(key, data_dir, download=download, **kwargs)
+    if key in CHALLENGE_DATASETS:
+        return load_challenge(key, data_dir, **kwargs)
     path = Path(key).expanduser()
     if path.is_dir():
         return load_for_layout(path, **kwargs), path

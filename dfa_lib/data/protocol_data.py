@@ -110,6 +110,12 @@ def prepare_protocol(
     """
 
     root, rows = load_protocol_frames(dataset, protocol, data_dir, seed=seed)
+    if "training" in splits and not (rows["split"] == "training").any():
+        raise ProtocolUnavailableError(
+            f"dataset {dataset!r} has no training clips (an evaluation set such as in-the-wild): "
+            "train on another dataset (asvspoof2019-la, for instance) and test those detectors "
+            f"here with `dfa evaluate <run folders> --dataset {dataset} --protocol {protocol}`"
+        )
     frames = {}
     for split in splits:
         part = rows[rows["split"] == split]

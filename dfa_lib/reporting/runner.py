@@ -442,7 +442,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
     parser.add_argument("--reports-dir", type=Path, default=Path("reports"))
-    parser.add_argument("--dataset", default=None, help="offline | for-2sec | <folder> | <csv>")
+    parser.add_argument(
+        "--dataset",
+        default=None,
+        help="offline | for-2sec | asvspoof2019-la | asvspoof2021-la|df | asvspoof5 | in-the-wild | mlaad | <folder> | <csv>",
+    )
     parser.add_argument("--only", default=None, help="comma-separated notebook names")
     parser.add_argument(
         "--guard-extras",
