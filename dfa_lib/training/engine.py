@@ -13,6 +13,14 @@ clips and writes one run folder per configuration::
 
 A run whose folder already holds the same fingerprint (config, data checksums, package
 version) is reused, not retrained: a second ``make reports`` with nothing changed is fast.
+
+Started by a distributed launcher (``accelerate launch``, ``torchrun``: ``WORLD_SIZE`` above 1
+in the environment), every process runs :func:`train` with the same arguments and a torch model
+trains data-parallel through Hugging Face Accelerate: ``batch_size`` stays the global batch,
+each process computes the loss of its own share of every batch (:class:`ShardedBatches`), the
+gradients are averaged across processes before each step, and the validation scores are
+gathered, so every process takes the same early-stopping decision. Only the main process writes
+the run folder. ``python -m dfa_lib.training.distributed`` is the command to launch.
 """
 
 from __future__ import annotations
@@ -25,13 +33,18 @@ import math
 import os
 import random
 import time
+import warnings
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from accelerate import Accelerator
+from accelerate.utils import InitProcessGroupKwargs, broadcast_object_list, gather_object
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -146,6 +159,63 @@ def choose_device(requested: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+# How long a process waits for the others at a barrier: the main process may decode a corpus
+# or fit a classical model alone meanwhile (the default, 10 minutes on CUDA, can be too short).
+PROCESS_GROUP_TIMEOUT = timedelta(hours=1)
+
+# What accelerate launch's --mixed_precision calls each precision of training_precision.
+_ACCELERATE_PRECISION = {"float16-mixed": "fp16", "bfloat16": "bf16", "float32": "no"}
+
+
+def launched_processes() -> int:
+    """Return how many processes a distributed launcher started (``WORLD_SIZE``; 1 without one)."""
+    value = os.environ.get("WORLD_SIZE", "1")
+    try:
+        return max(int(value), 1)
+    except ValueError:
+        raise TrainingError(
+            f"WORLD_SIZE must be a whole number of processes, got {value!r}: "
+            "start the run with accelerate launch or torchrun, or unset it"
+        ) from None
+
+
+def launched_accelerator(configs: Sequence[TrainConfig]) -> Accelerator:
+    """Join the process group of a launched run; return this process's ``Accelerator``.
+
+    The torch models of ``configs`` must share a ``device``: ``auto`` and ``cuda`` give each
+    process the GPU of its local rank (NCCL), ``cpu`` the CPU (gloo), as does a launch with
+    ``ACCELERATE_USE_CPU=1`` (``accelerate launch --cpu``). Accelerate's own mixed precision
+    stays off: it would also cast the validation forward passes, which the engine computes in
+    float32, so the training steps keep the engine's precision (:func:`training_precision`).
+    """
+    devices = sorted({c.device for c in configs if c.model not in CLASSICAL_MODELS})
+    if len(devices) > 1:
+        raise TrainingError(
+            f"the torch models of one distributed run must share a device, got {devices}"
+        )
+    device = devices[0] if devices else "auto"
+    if device != "auto" and device != "cpu" and not device.startswith("cuda"):
+        raise TrainingError(
+            f"distributed training runs on CUDA devices or CPUs, not device={device!r}"
+        )
+    choose_device(device)  # device="cuda" without CUDA fails here, with a clear message
+    return Accelerator(
+        cpu=device == "cpu",
+        mixed_precision="no",
+        kwargs_handlers=[InitProcessGroupKwargs(timeout=PROCESS_GROUP_TIMEOUT)],
+    )
+
+
+def parameters_sha256(model: nn.Module) -> str:
+    """Return a SHA-256 of a model's parameters and buffers (names, dtypes, shapes, values)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        value = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{value.dtype}|{tuple(value.shape)}|".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch (CPU and CUDA) so a CPU run repeats exactly."""
     random.seed(seed)
@@ -229,6 +299,29 @@ class InlineBatches:
             yield (x.pin_memory(), y.pin_memory()) if self.pin_memory else (x, y)
 
 
+class ShardedBatches(torch.utils.data.Sampler):
+    """One process's share of every batch of a batch sampler: items ``rank::processes``.
+
+    Every process draws the same batches (the same seeded order) and keeps its own items of
+    each, so the shares of a batch are disjoint and together the whole batch. A last batch too
+    small to give every process an item is skipped by all, so all take the same number of steps.
+    """
+
+    def __init__(self, batches: torch.utils.data.BatchSampler, rank: int, processes: int):
+        if not 0 <= rank < processes:
+            raise ValueError(f"rank must be in [0, {processes}), got {rank}")
+        self.batches, self.rank, self.processes = batches, rank, processes
+
+    def __len__(self) -> int:
+        full, rest = divmod(len(self.batches.sampler), self.batches.batch_size)
+        return full + int(not self.batches.drop_last and rest >= self.processes)
+
+    def __iter__(self):
+        for batch in self.batches:
+            if len(batch) >= self.processes:
+                yield batch[self.rank :: self.processes]
+
+
 def batch_loader(
     data: CropBatches,
     batch_size: int,
@@ -236,13 +329,20 @@ def batch_loader(
     num_workers: int = 0,
     pin_memory: bool = False,
     drop_last: bool = False,
+    shard: tuple[int, int] | None = None,
 ) -> InlineBatches | torch.utils.data.DataLoader:
-    """Return shuffled batches of ``data`` (seeded order), in worker processes if asked."""
+    """Return shuffled batches of ``data`` (seeded order), in worker processes if asked.
+
+    ``shard`` is ``(rank, processes)`` for one process's share of each batch
+    (:class:`ShardedBatches`); None gives whole batches.
+    """
     sampler = torch.utils.data.BatchSampler(
         torch.utils.data.RandomSampler(data, generator=torch.Generator().manual_seed(seed)),
         batch_size=batch_size,
         drop_last=drop_last,
     )
+    if shard is not None:
+        sampler = ShardedBatches(sampler, *shard)
     if num_workers == 0:
         return InlineBatches(data, sampler, pin_memory)
     return torch.utils.data.DataLoader(
@@ -253,6 +353,77 @@ def batch_loader(
         pin_memory=pin_memory,
         worker_init_fn=_seed_worker,
     )
+
+
+class _Replicas:
+    """The processes of a launched run, each training a replica of the same model (DDP).
+
+    What the training loop does differently when it is one of several processes: its share
+    of each batch, a loss normalised over the whole batch, gradients averaged across processes
+    (Accelerate's DDP wrapper), validation scores gathered, the run folder left to the main one.
+    """
+
+    def __init__(self, accelerator: Accelerator):
+        self.accelerator = accelerator
+        self.rank, self.count = accelerator.process_index, accelerator.num_processes
+        self.is_main = accelerator.is_main_process
+        self.device = accelerator.device
+        self.record: dict = {}  # what the last torch fit says about its processes (provenance)
+
+    def loss(
+        self, logits: torch.Tensor, y: torch.Tensor, weight: torch.Tensor
+    ) -> tuple[torch.Tensor, float, int]:
+        """This process's part of the whole batch's class-weighted mean cross-entropy.
+
+        Returns the loss to differentiate (scaled so that DDP's mean over processes is the
+        whole batch's loss), the whole batch's loss and its number of clips.
+        """
+        own = nn.functional.cross_entropy(logits, y, weight=weight, reduction="sum")
+        stats = torch.stack(
+            [weight[y].sum().detach(), own.detach(), torch.tensor(float(len(y)), device=y.device)]
+        ).double()
+        weights, total, clips = self.accelerator.reduce(stats, "sum").tolist()
+        return own * (self.count / weights), total / weights, int(clips)
+
+    def backward(self, loss: torch.Tensor, model: nn.Module, sync: bool) -> None:
+        """Backpropagate; average the gradients across processes only when ``sync``."""
+        with nullcontext() if sync else self.accelerator.no_sync(model):
+            self.accelerator.backward(loss)
+
+    def scores(self, model: nn.Module, waves: list, length: int, config: TrainConfig) -> np.ndarray:
+        """Score every validation clip: each process its share, then gathered in clip order.
+
+        The main process's buffers (batch-norm statistics, which each process updates from its
+        own share) go to all first: the clips are scored, and the best weights kept, with the
+        model the main process saves.
+        """
+        for buffer in model.buffers():
+            torch.distributed.broadcast(buffer.data, src=0)
+        own = score_waves(
+            model,
+            waves[self.rank :: self.count],
+            length,
+            config.pad_mode,
+            config.batch_size,
+            self.device,
+            progress=False,
+        )
+        width = -(-len(waves) // self.count)
+        padded = torch.full((width,), math.nan, dtype=torch.float64, device=self.device)
+        padded[: len(own)] = torch.from_numpy(own)
+        table = self.accelerator.gather(padded).reshape(self.count, width).cpu().numpy()
+        scores = np.empty(len(waves), dtype=np.float64)
+        for rank in range(self.count):
+            scores[rank :: self.count] = table[rank, : len(range(rank, len(waves), self.count))]
+        return scores
+
+    def gather(self, value) -> list:
+        """Return ``value`` of every process, in rank order."""
+        return gather_object([value])
+
+    def from_main(self, value):
+        """Return the main process's ``value`` in every process."""
+        return broadcast_object_list([value])[0]
 
 
 def _labels_of(df: pd.DataFrame) -> np.ndarray:
@@ -304,6 +475,9 @@ def train(
     (row ``i`` of the frame is clip ``i`` of the store). Clips that failed to decode are left
     out and counted in the provenance record. ``dataset`` (name, protocol, manifest checksum
     ...) is copied into every run folder.
+
+    Under a distributed launcher every process calls this with the same arguments (see the
+    module docstring); each returns the same results, and only the main process writes.
     """
     if isinstance(configs, TrainConfig):
         configs = [configs]
@@ -313,6 +487,10 @@ def train(
     if len(set(names)) != len(names):
         raise TrainingError(f"configuration names must be unique, got {names}")
     out_dir = Path(out_dir)
+    replicas = None
+    if launched_processes() > 1:
+        replicas = _Replicas(launched_accelerator(configs))
+        progress = progress and replicas.is_main
     results = []
     copies: dict = {}  # what _extended_training made, for the configs after it
     for config in configs:
@@ -328,6 +506,7 @@ def train(
                 progress,
                 reuse,
                 copies,
+                replicas,
             )
         )
     return results
@@ -354,14 +533,68 @@ def _train_one(
     progress: bool,
     reuse: bool,
     copies: dict | None = None,
+    replicas: _Replicas | None = None,
 ) -> RunResult:
     folder = out_dir / config.name
     fp = fingerprint(config, split_checksum(train_df), split_checksum(val_df))
     if reuse:
-        previous = _load_previous(folder, fp, config)
+        # The main process decides, so that all agree even where they see different disks.
+        main = replicas is None or replicas.is_main
+        previous = _load_previous(folder, fp, config) if main else None
+        if replicas is not None:
+            previous = replicas.from_main(previous)
         if previous is not None:
             return previous
+    if replicas is not None and config.model in CLASSICAL_MODELS:
+        # A classical model fits in one process: the main one fits and writes, the others
+        # wait for its result.
+        result = None
+        if replicas.is_main:
+            result = _train_new(
+                config,
+                train_df,
+                val_df,
+                train_store,
+                val_store,
+                folder,
+                fp,
+                dataset,
+                progress,
+                copies,
+            )
+        return replicas.from_main(result)
+    result = _train_new(
+        config,
+        train_df,
+        val_df,
+        train_store,
+        val_store,
+        folder,
+        fp,
+        dataset,
+        progress,
+        copies,
+        replicas,
+    )
+    if replicas is not None:
+        replicas.accelerator.wait_for_everyone()  # the folder is complete when any returns
+    return result
 
+
+def _train_new(
+    config: TrainConfig,
+    train_df: pd.DataFrame,
+    val_df: pd.DataFrame,
+    train_store: ClipStore,
+    val_store: ClipStore,
+    folder: Path,
+    fp: str,
+    dataset: dict | None,
+    progress: bool,
+    copies: dict | None,
+    replicas: _Replicas | None = None,
+) -> RunResult:
+    """Train ``config`` and write its run folder (in the main process only, when launched)."""
     start = time.perf_counter()
     seed_everything(config.seed)
     n_clips = len(train_df)
@@ -376,10 +609,26 @@ def _train_one(
         )
     else:
         model, history, best_epoch, val_scores = _fit_torch(
-            config, train_store, train_rows, train_labels, val_store, val_rows, val_labels, progress
+            config,
+            train_store,
+            train_rows,
+            train_labels,
+            val_store,
+            val_rows,
+            val_labels,
+            progress,
+            replicas,
         )
     eer = equal_error_rate(val_scores[val_labels == REAL], val_scores[val_labels == FAKE])
     seconds = time.perf_counter() - start
+    if replicas is not None:
+        if not replicas.is_main:
+            return RunResult(
+                config, folder, best_epoch, eer.eer, eer.threshold, history, False, seconds
+            )
+        launch = {"processes": replicas.record}
+    else:
+        launch = {}
     record = provenance_record(
         fingerprint=fp,
         dataset=dataset or {},
@@ -397,7 +646,10 @@ def _train_one(
         # What the training steps computed in (classical models: scikit-learn's own).
         precision=None
         if config.model in CLASSICAL_MODELS
-        else training_precision(config, choose_device(config.device)),
+        else training_precision(
+            config, choose_device(config.device) if replicas is None else replicas.device
+        ),
+        **launch,
     )
     save_run(
         folder,
@@ -498,10 +750,23 @@ def _fit_classical(config, train_store, train_rows, train_labels, val_store, val
 
 
 def _fit_torch(
-    config, train_store, train_rows, train_labels, val_store, val_rows, val_labels, progress
+    config,
+    train_store,
+    train_rows,
+    train_labels,
+    val_store,
+    val_rows,
+    val_labels,
+    progress,
+    replicas: _Replicas | None = None,
 ):
 
-    device = choose_device(config.device)
+    device = choose_device(config.device) if replicas is None else replicas.device
+    if replicas is not None and config.batch_size < replicas.count:
+        raise TrainingError(
+            f"{config.name}: batch_size {config.batch_size} cannot give each of the "
+            f"{replicas.count} processes a clip of every batch; raise batch_size"
+        )
     model = build_model(config.model, **config.model_kwargs).to(device)
     fixed = getattr(model, "input_samples", None)
     length = fixed or int(round(config.clip_seconds * config.sample_rate))
@@ -525,15 +790,32 @@ def _fit_torch(
         num_workers=config.num_workers,
         pin_memory=device.type == "cuda",
         drop_last=len(data) > config.batch_size,
+        shard=None if replicas is None else (replicas.rank, replicas.count),
     )
     counts = np.bincount(train_labels, minlength=2).astype(np.float64)
     weight = counts.sum() / (2.0 * counts) if config.class_weighted else np.ones(2)
-    loss_fn = nn.CrossEntropyLoss(weight=torch.tensor(weight, dtype=torch.float32, device=device))
+    class_weight = torch.tensor(weight, dtype=torch.float32, device=device)
+    loss_fn = nn.CrossEntropyLoss(weight=class_weight)
     optimizer = torch.optim.Adam(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
     scheduler = _scheduler(optimizer, config)
     precision = training_precision(config, device)
+    replica = model  # the model itself; under a launcher, its DDP wrapper for the steps
+    if replicas is not None:
+        launched = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+        if launched not in ("no", _ACCELERATE_PRECISION[precision]):
+            warnings.warn(
+                f"--mixed_precision {launched} is not used: the training steps run in "
+                f"{precision}, as TrainConfig.mixed_precision and cpu_bfloat16 set them",
+                stacklevel=2,
+            )
+        # The scheduler is not prepared: it steps once per epoch in every process alike.
+        replica, optimizer = replicas.accelerator.prepare(model, optimizer)
+        # The same initial weights everywhere, but dropout and SpecAugment masks of its own.
+        torch.manual_seed(
+            int(np.random.SeedSequence([config.seed, replicas.rank]).generate_state(1)[0])
+        )
     use_amp = precision == "float16-mixed"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     # bfloat16 needs no gradient scaling: it has float32's range.
@@ -546,9 +828,10 @@ def _fit_torch(
     val_waves = [val_store[int(r)] for r in val_rows]
     best = (math.inf, 0, None, None)  # eer, epoch, state, scores
     history, stale = [], 0
+    own_crops = 0  # crops this process trained on, over all epochs
     for epoch in range(1, config.epochs + 1):
         data.epoch = epoch
-        model.train()
+        replica.train()
         t0, total, seen = time.perf_counter(), 0.0, 0
         bar = tqdm(loader, desc=f"{config.name} epoch {epoch}", disable=not progress, leave=False)
         optimizer.zero_grad(set_to_none=True)
@@ -557,20 +840,33 @@ def _fit_torch(
                 break
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with torch.autocast(**autocast):
-                loss = loss_fn(model(x).float(), y)
-            if not torch.isfinite(loss):
-                raise TrainingError(f"{config.name}: loss became {loss.item()} at epoch {epoch}")
-            scaler.scale(loss / config.grad_accumulation).backward()
-            if step % config.grad_accumulation == 0:
+                if replicas is None:
+                    loss = loss_fn(replica(x).float(), y)
+                    value, clips = loss.item(), len(y)
+                else:  # every process sees the whole batch's loss, so all stop alike
+                    loss, value, clips = replicas.loss(replica(x).float(), y, class_weight)
+            if not math.isfinite(value):
+                raise TrainingError(f"{config.name}: loss became {value} at epoch {epoch}")
+            sync = step % config.grad_accumulation == 0
+            scaled = scaler.scale(loss / config.grad_accumulation)
+            if replicas is None:
+                scaled.backward()
+            else:
+                replicas.backward(scaled, replica, sync)
+            if sync:
                 scaler.step(optimizer)
                 scaler.update()
                 optimizer.zero_grad(set_to_none=True)
-            total += loss.item() * len(y)
-            seen += len(y)
+            total += value * clips
+            seen += clips
+            own_crops += len(y)
             bar.set_postfix(loss=f"{total / seen:.4f}")
-        scores = score_waves(
-            model, val_waves, length, config.pad_mode, config.batch_size, device, progress=False
-        )
+        if replicas is None:
+            scores = score_waves(
+                model, val_waves, length, config.pad_mode, config.batch_size, device, progress=False
+            )
+        else:
+            scores = replicas.scores(model, val_waves, length, config)
         eer = equal_error_rate(scores[val_labels == REAL], scores[val_labels == FAKE]).eer
         lr = optimizer.param_groups[0]["lr"]
         if config.lr_schedule == "plateau":
@@ -594,6 +890,19 @@ def _fit_torch(
             if stale >= config.patience:
                 break
     model.load_state_dict(best[2])
+    if replicas is not None:
+        digests = replicas.gather(parameters_sha256(model))
+        if len(set(digests)) > 1:
+            raise TrainingError(
+                f"{config.name}: the {replicas.count} processes ended with different weights "
+                f"({digests}); a layer whose gradients are not averaged (a parameter left "
+                "out of the loss, or state outside parameters and buffers) breaks data parallelism"
+            )
+        replicas.record = {
+            "count": replicas.count,
+            "training_crops": replicas.gather(own_crops),
+            "parameters_sha256": digests,
+        }
     return model.cpu().eval(), pd.DataFrame(history), best[1], best[3]
 
 
