@@ -75,7 +75,7 @@ test-fast: setup
 
 ## Run the GPU tests (CUDA training, front ends, encoders, heads; skipped without a GPU)
 test-gpu: setup
-	$(BIN)/python -m pytest -q -m gpu tests/test_gpu.py
+	$(BIN)/python -m pytest -q -m gpu tests/test_gpu.py tests/test_hf_finetune.py
 
 ## Check code and notebooks: ruff, layers (import-linter), dead code (vulture), dependencies (deptry), no outputs
 lint: setup

@@ -37,6 +37,7 @@ from dfa_lib.detector.fusion import (
 from dfa_lib.detector.scorer import DEFAULT_BATCH_SIZE, MAX_DECODE_SECONDS, Detector
 from dfa_lib.features.vad import MIN_SPEECH_SECONDS
 from dfa_lib.models.classical import load_classical
+from dfa_lib.models.hf_audio import HF_AUDIO_MODEL, load_hf_detector
 from dfa_lib.models.networks import ModelConfigError
 from dfa_lib.models.registry import build_model
 from dfa_lib.models.ssl import SSL_HEAD_MODEL, load_head_detector
@@ -48,6 +49,7 @@ from dfa_lib.models.ssl import SSL_HEAD_MODEL, load_head_detector
 FOLDER_LOADERS: dict[str, Callable[[Path], Any]] = {
     **{name: load_classical for name in CLASSICAL_MODELS},
     SSL_HEAD_MODEL: load_head_detector,
+    HF_AUDIO_MODEL: load_hf_detector,  # a transformers model in the folder's hf/ subfolder
     FUSION_MODEL: lambda folder: load_fusion(folder),
 }
 
