@@ -512,6 +512,16 @@ def train(
     return results
 
 
+def class_weights(labels: np.ndarray, weighted: bool = True) -> np.ndarray:
+    """Cross-entropy weights [real, fake]: ``n / (2 n_class)`` (ones when not ``weighted``)."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=2).astype(np.float64)
+    if not weighted:
+        return np.ones(2)
+    if (counts == 0).any():
+        raise TrainingError("class weights need real and fake training clips")
+    return counts.sum() / (2.0 * counts)
+
+
 def _usable(df: pd.DataFrame, store: ClipStore, what: str) -> tuple[np.ndarray, np.ndarray]:
     rows = np.array([i for i in range(len(df)) if store.ok(i)], dtype=np.int64)
     labels = _labels_of(df)[rows]
@@ -792,8 +802,7 @@ def _fit_torch(
         drop_last=len(data) > config.batch_size,
         shard=None if replicas is None else (replicas.rank, replicas.count),
     )
-    counts = np.bincount(train_labels, minlength=2).astype(np.float64)
-    weight = counts.sum() / (2.0 * counts) if config.class_weighted else np.ones(2)
+    weight = class_weights(train_labels, config.class_weighted)
     class_weight = torch.tensor(weight, dtype=torch.float32, device=device)
     loss_fn = nn.CrossEntropyLoss(weight=class_weight)
     optimizer = torch.optim.Adam(

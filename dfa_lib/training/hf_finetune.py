@@ -77,6 +77,7 @@ from dfa_lib.training.engine import (
     TrainingError,
     batch_loader,
     choose_device,
+    class_weights,
     seed_everything,
 )
 
@@ -183,16 +184,6 @@ def _fingerprint(config: HFFinetuneConfig, data: ProtocolData, identity: str) ->
         "format": FORMAT_VERSION,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
-
-
-def class_weights(labels: np.ndarray, weighted: bool = True) -> np.ndarray:
-    """Cross-entropy weights [real, fake]: ``n / (2 n_class)`` (ones when not ``weighted``)."""
-    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=2).astype(np.float64)
-    if not weighted:
-        return np.ones(2)
-    if (counts == 0).any():
-        raise TrainingError("class weights need real and fake training clips")
-    return counts.sum() / (2.0 * counts)
 
 
 def _usable(frame: pd.DataFrame, store: ClipStore, split: str) -> tuple[np.ndarray, np.ndarray]:
