@@ -2,10 +2,11 @@
 
 For each training protocol (:func:`train_and_test_heads`): the encoder's features of every
 split (cached), the layer and probe tables that choose the ``layer`` and ``probe`` heads on
-validation, the heads (:func:`dfa_lib.training.encoder_runs.encoder_heads`), their augmented
-twins where asked, and the test of every head on the protocol and on the protocols it answers
-(cross-source for in-domain). The first protocol's augmented copies serve the later ones, each
-keeping the copies of its own training clips.
+validation, the heads (:func:`dfa_lib.training.encoder_runs.encoder_heads`, and the AASIST
+back-end on the protocols named for it), their augmented twins where asked, and the test of
+every head on the protocol and on the protocols it answers (cross-source for in-domain). The
+first protocol's augmented copies serve the later ones, each keeping the copies of its own
+training clips.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dfa_lib.data.protocols import TRAINED_ON
 from dfa_lib.evaluation.evaluate import evaluate_head
 from dfa_lib.features.ssl_features import FeaturePreprocessing, FeatureSet
 from dfa_lib.training.encoder_runs import (
+    aasist_head,
     augmented_twins,
     backbone_tag,
     encoder_heads,
@@ -52,6 +54,8 @@ class HeadStudySettings:
     clip_seconds: float = 1.5  # encoder input length (centre crop, short clips repeated), s
     head_epochs: int = 60  # maximum epochs of each head
     wasp_protocols: str = ""  # protocols that train the slow wasp head; empty: all
+    aasist_protocols: str = ""  # protocols that train the AASIST back-end head; empty: none
+    aasist_epochs: int = 20  # maximum epochs of the AASIST back-end head
     augmented_heads: str = "layer,wpool"  # heads that also get an augmented twin (_aug)
     aug_protocols: str = "in-domain,unseen-generator"  # protocols whose heads get twins
     aug_per_class: int = 500  # training clips per class given one augmented copy (0: all)
@@ -141,6 +145,8 @@ def train_and_test_heads(
         }
         if not wants(protocol, s.wasp_protocols, empty_means_all=True):
             heads.pop(f"{tag}_wasp")
+        if wants(protocol, s.aasist_protocols, empty_means_all=False):
+            heads[f"{tag}_aasist"] = aasist_head(s.aasist_epochs, s.seed)
         out = Path(runs_dir) / protocol
         runs = train_heads(encoder, feats, data, heads, out, preprocessing)
         if twins and wants(protocol, s.aug_protocols, empty_means_all=False):

@@ -1,6 +1,6 @@
 """Classification heads trained on cached frozen-encoder features, and per-layer signal.
 
-Four heads, all returning logits `(batch, 2)` ordered [real, fake]:
+Five heads, all returning logits `(batch, 2)` ordered [real, fake]:
 
 - `OriginalHead`: the original notebook's head, hidden -> 128, ReLU, dropout, -> 2, on one
   layer's time-pooled features (by default the last layer's mean, the encoder's width wide).
@@ -11,11 +11,14 @@ Four heads, all returning logits `(batch, 2)` ordered [real, fake]:
 - `LayerWeightedPooledHead`: the same learned sum of layers applied to the cached mean/std
   statistics, for when only pooled features are cached. It cannot attend over time (the time
   axis is already averaged away) but keeps the "which layers matter" weights.
+- `AASISTHead` (`head="aasist"`): SSL + AASIST (Tak et al., Odyssey 2022): the same learned
+  sum of layers' frames, Linear(hidden -> 128) per frame, then AASIST's graph attention
+  back-end (`dfa_lib.models.aasist.AASISTBackend`) on the `(128, time)` map. Frame-level too.
 - `LinearProbeHead` (`head="linear"`): a logistic regression on the pooled mean/std of the
   `first_layers` lowest layers side by side (Whisper keeps most of the deepfake signal in its
   first layers: `layer_signal`).
 
-`train_head` trains the first three with class-weighted cross entropy, Adam (weight decay
+`train_head` trains the first four with class-weighted cross entropy, Adam (weight decay
 1e-4), and early stopping on the validation EER; the linear head is fitted in one go as an
 L2-regularised logistic regression (class-balanced, inverse strength `C`), the convex optimum,
 with no epochs. `layer_signal` fits one logistic regression per layer
@@ -44,10 +47,15 @@ from torch import nn
 
 from dfa_lib.core.labels import FAKE, REAL, label_to_index
 from dfa_lib.features.ssl_features import downsample_frames, pool_mean_std
+from dfa_lib.models.aasist import AASISTBackend
 from dfa_lib.models.networks import AttentiveStatsPool
 from dfa_lib.scoring.metrics import equal_error_rate
 
-HEADS = ("original", "weighted-asp", "weighted-pooled", "linear")
+HEADS = ("original", "weighted-asp", "weighted-pooled", "linear", "aasist")
+# Heads that read every frame, `(frames, lengths)`, instead of pooled statistics.
+FRAME_HEADS = ("weighted-asp", "aasist")
+# AASIST's residual encoder channels in Tak et al. (2022)'s SSL + AASIST.
+SSL_AASIST_CHANNELS = (32, 32, 64, 64, 64, 64)
 _LINEAR_MAX_ITER = 3000  # L-BFGS iterations of the linear head's logistic regression
 # Frame features up to this size are held as float32 while training, larger ones as float16.
 _FLOAT32_FRAMES_BYTES = 2 * 2**30
@@ -201,16 +209,55 @@ class LayerWeightedASPHead(nn.Module):
         return self.classifier(self.pool(mixed, lengths))
 
 
+class AASISTHead(nn.Module):
+    """SSL + AASIST (Tak et al., 2022) on cached frames: layer mix, Linear to 128, AASIST.
+
+    Its input is frames already passed through `normalize_frames`. The learned softmax sum of
+    the encoder's layers replaces the paper's single last layer; each mixed frame is projected
+    to `projection_dim` (128 in the paper), and the `(batch, 1, projection_dim, time)` map goes
+    through AASIST's residual encoder and graph attention back-end in the paper's SSL
+    configuration: encoder channels 32, 32, 64, 64, 64, 64 with no max-pooling over time
+    inside the residual blocks (an encoder's frames are already 20-80 ms apart, not samples),
+    graph dimensions 64 and 32, pool ratios 0.5. Frames at or beyond a clip's length are
+    zeroed after the projection, so padding carries no signal. It needs at least 3 frames
+    (the back-end starts with a 3x3 max-pool).
+    """
+
+    def __init__(self, num_layers: int, hidden_size: int, projection_dim: int = 128) -> None:
+        super().__init__()
+        self.layer_logits = nn.Parameter(torch.zeros(num_layers))
+        self.projection = nn.Linear(hidden_size, projection_dim)
+        self.backend = AASISTBackend(
+            projection_dim,
+            channels=SSL_AASIST_CHANNELS,
+            pool_ratios=(0.5, 0.5, 0.5, 0.5),
+            time_pools=0,
+        )
+
+    def layer_weights(self) -> torch.Tensor:
+        """Return the learned weight of each layer (sums to 1)."""
+        return torch.softmax(self.layer_logits, dim=0)
+
+    def forward(self, frames: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Map normalised `(batch, layers, time, hidden)` frames and `(batch,)` lengths to logits."""
+        mixed = torch.einsum("l,blth->bth", self.layer_weights(), frames.float())
+        projected = self.projection(mixed)
+        steps = torch.arange(projected.shape[1], device=projected.device)
+        valid = steps[None, :] < lengths.to(projected.device)[:, None]
+        projected = projected * valid.unsqueeze(-1)
+        return self.backend(projected.transpose(1, 2).unsqueeze(1))
+
+
 @dataclass
 class HeadConfig:
     """Hyperparameters of `train_head` (all recorded in the run's config)."""
 
-    head: str = "original"  # original | weighted-asp | weighted-pooled | linear
+    head: str = "original"  # original | weighted-asp | weighted-pooled | linear | aasist
     layer: int = -1  # original head: which layer's pooled features
     stats: str = "mean"  # original head: mean (as the original notebook) | std | mean+std
     first_layers: int = 0  # linear head: how many of the lowest layers it reads (0 = all)
     C: float = 0.1  # linear head: inverse L2 strength of its logistic regression
-    hidden: int = 128
+    hidden: int = 128  # classifier width; the aasist head's per-frame projection width
     dropout: float = 0.3
     attention_dim: int = 128
     epochs: int = 60
@@ -263,10 +310,10 @@ def _labels(labels) -> np.ndarray:
 
 def _inputs(features, config: HeadConfig) -> tuple[torch.Tensor, ...]:
     """Turn cached features into the tensors the configured head takes."""
-    if config.head == "weighted-asp":
+    if config.head in FRAME_HEADS:
         if not (isinstance(features, tuple) and len(features) == 2):
             raise HeadInputError(
-                "head 'weighted-asp' needs (frames, lengths) from "
+                f"head {config.head!r} needs (frames, lengths) from "
                 "extract_features(..., frames=True); pass (fs.frames, fs.frame_lengths)"
             )
         frames, lengths = features
@@ -314,6 +361,8 @@ def build_head_from_dims(config: HeadConfig, dims: dict[str, int]) -> nn.Module:
         model = LinearProbeHead(
             dims["num_layers"], dims["feature_dim"], config.first_layers or dims["num_layers"]
         )
+    elif config.head == "aasist":
+        model = AASISTHead(dims["num_layers"], dims["hidden_size"], config.hidden)
     else:
         model = LayerWeightedASPHead(
             dims["num_layers"],
@@ -397,9 +446,9 @@ def train_head(
 
     `features` is `(n, dim)` or `(n, layers, 2*hidden)` pooled features for the `original`
     head (a 3-D array is reduced with `config.layer` and `config.stats`), `(n, layers,
-    2*hidden)` for `weighted-pooled`, or `(frames, lengths)` for `weighted-asp`. Labels are
-    "real"/"fake" or 0/1. Cross entropy is weighted by inverse class frequency (n / (2 n_c)),
-    the optimiser is Adam with `config.weight_decay`, and training stops after
+    2*hidden)` for `weighted-pooled`, or `(frames, lengths)` for `weighted-asp` and `aasist`.
+    Labels are "real"/"fake" or 0/1. Cross entropy is weighted by inverse class frequency
+    (n / (2 n_c)), the optimiser is Adam with `config.weight_decay`, and training stops after
     `config.patience` epochs without a lower validation EER (ties go to the lower validation
     loss). The returned model is in eval mode, on `config.device`, with `model.head_config`.
     """
@@ -482,7 +531,7 @@ def _train_head(features, labels, val_features, val_labels, config: HeadConfig, 
     if config.head == "linear":
         return _fit_linear(x, y, x_val, y_val, config, loss_fn)
     model = build_head(config, x).to(device)
-    if config.head != "weighted-asp":
+    if config.head not in FRAME_HEADS:
         _fit_scaling(model, x[0].to(device))
     # The layer weights are a handful of softmax logits; at the classifier's learning rate they
     # barely move within a few hundred steps, so they get a larger one (and no weight decay).
@@ -618,7 +667,7 @@ class BackboneWithHead(nn.Module):
         out = self.backbone(waves)
         states = out.stacked().float()
         device = next(self.head.parameters()).device
-        if self.config.head == "weighted-asp":
+        if self.config.head in FRAME_HEADS:
             layers = (
                 list(self.frame_layers)
                 if self.frame_layers is not None

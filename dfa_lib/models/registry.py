@@ -14,10 +14,11 @@ from typing import Any
 from torch import nn
 
 from dfa_lib.features.frontends import FRONTEND_NAMES, FrontendError
+from dfa_lib.models.aasist import AASIST, AASISTLight, RawNet2
 from dfa_lib.models.networks import LCNN, ModelConfigError, OriginalCNN, SmallResNet
 from dfa_lib.models.ssl import SSLClassifier
 
-MODEL_NAMES: tuple[str, ...] = ("original_cnn", "lcnn", "resnet")
+MODEL_NAMES: tuple[str, ...] = ("original_cnn", "lcnn", "resnet", "rawnet2", "aasist", "aasist_l")
 
 
 # Built on a pretrained encoder (dfa_lib.training.ssl_pipeline); loading it loads the encoder's weights.
@@ -33,6 +34,12 @@ INT_KWARG_RANGES: dict[str, tuple[int, int]] = {
     # The original CNN's first Linear layer has about 1,000 weights per input sample, so 10 s
     # at 16 kHz (160,000 samples) is already 164 M weights.
     "input_samples": (16, 160_000),
+    # RawNet2 and AASIST (dfa_lib.models.aasist): sinc filters and their taps, GRU and FC sizes.
+    "sinc_filters": (3, 512),  # 20 in RawNet2, 70 in AASIST
+    "sinc_kernel": (3, 4096),  # taps: 1,024 in RawNet2, 128 in AASIST (one more if even)
+    "gru_hidden": (1, 4096),
+    "gru_layers": (1, 8),
+    "fc_hidden": (1, 8192),
 }
 # Real-valued settings and their range: [low, high).
 FLOAT_KWARG_RANGES: dict[str, tuple[float, float]] = {"dropout": (0.0, 1.0)}
@@ -73,6 +80,9 @@ _BUILDERS: dict[str, type[nn.Module]] = {
     "original_cnn": OriginalCNN,
     "lcnn": LCNN,
     "resnet": SmallResNet,
+    "rawnet2": RawNet2,
+    "aasist": AASIST,
+    "aasist_l": AASISTLight,
 }
 
 
@@ -89,6 +99,11 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
     deviation, the default; "attentive": :class:`AttentiveStatsPool`).
     ``resnet``: ``frontend`` (default "mel"), ``normalize`` (True), ``width`` (8),
     ``dropout`` (0.3), ``frontend_settings``, ``spec_augment``, ``pooling``.
+    ``rawnet2``, ``aasist``, ``aasist_l``: raw-waveform reference systems
+    (:mod:`dfa_lib.models.aasist`), the published configurations by default; ``input_samples``
+    (None: any length), ``sinc_filters``, ``sinc_kernel``, ``channels``; RawNet2 also
+    ``blocks``, ``gru_hidden``, ``gru_layers``, ``fc_hidden``; AASIST also ``gat_dims``,
+    ``pool_ratios``, ``temperatures`` (lists, checked by the constructors).
 
     Numbers are checked first (:func:`check_model_kwargs`): a ModelConfigError names the key,
     the value and the allowed range.

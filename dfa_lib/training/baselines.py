@@ -35,7 +35,13 @@ BASELINE_NAMES: tuple[str, ...] = (
     "ifd_rps_logreg",
     "ifd_rps_logreg_aug",
     "lcnn_aug",
+    "rawnet2",
+    "aasist",
+    "aasist_l",
 )
+# The raw-waveform reference systems (dfa_lib.models.aasist), trained as their papers train
+# them: Adam at 1e-4 with a cosine schedule (the engine's), on fixed-length crops.
+RAW_WAVEFORM_BASELINES: tuple[str, ...] = ("rawnet2", "aasist", "aasist_l")
 
 
 class UnknownBaselineError(ValueError):
@@ -68,6 +74,10 @@ class BaselineSettings:
     aug_vocoded_fakes: str = "3200,1300,700C"  # the same for ifd_rps_logreg_aug
     aug_epochs: int = 12  # maximum epochs of the augmented LCNN
     aug_workers: int = 2  # DataLoader processes that augment its clips on the fly
+    raw_epochs: int = 20  # maximum epochs of RawNet2, AASIST and AASIST-L
+    raw_learning_rate: float = 0.0001  # their Adam learning rate (both papers: 1e-4)
+    raw_clip_seconds: float = 4.0  # their crop and scoring window, s (papers: 64,600 samples)
+    raw_max_batches: int = 0  # their batches per epoch at most (0: every batch)
     cache_dir: str = (
         "../data/cache"  # codec outputs of the augmentations go under <cache_dir>/codecs
     )
@@ -158,6 +168,16 @@ def baseline_config(name: str, settings: BaselineSettings) -> TrainConfig:
             seed=s.seed,
             augment=_augment(s),
             vocoded_fakes=s.aug_vocoded_fakes,
+        )
+    if name in RAW_WAVEFORM_BASELINES:
+        return TrainConfig(
+            name=name,
+            model=name,
+            clip_seconds=s.raw_clip_seconds,
+            epochs=s.raw_epochs,
+            learning_rate=s.raw_learning_rate,
+            max_batches_per_epoch=s.raw_max_batches or None,
+            **torch_training,
         )
     if name == "lcnn_aug":
         # 02's LCNN trained on augmented clips; the engine's default batch, learning rate and

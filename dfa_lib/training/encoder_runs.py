@@ -52,6 +52,15 @@ def layer_head(layer: int, head_epochs: int, seed: int) -> HeadConfig:
     return HeadConfig(head="original", layer=layer, stats="mean+std", epochs=head_epochs, seed=seed)
 
 
+def aasist_head(epochs: int, seed: int) -> HeadConfig:
+    """SSL + AASIST (``<tag>_aasist``): the layers' frames mixed, Linear to 128, AASIST's back-end.
+
+    Trained only on the protocols 03 names (``aasist_protocols``): its graph attention over
+    every frame is the slowest head, so it gets its own epoch budget.
+    """
+    return HeadConfig(head="aasist", epochs=epochs, seed=seed)
+
+
 def probe_head(first_layers: int, C: float, seed: int) -> HeadConfig:
     """The logistic regression on the lowest ``first_layers`` layers (``<tag>_probe``)."""
     return HeadConfig(head="linear", first_layers=first_layers, C=C, seed=seed)

@@ -37,6 +37,7 @@ from dfa_lib.detector.calibrate import calibrate_new_folder
 from dfa_lib.detector.folder import write_detector_config, write_model_card
 from dfa_lib.features.ssl_features import FeaturePreprocessing, FeatureSet, extract_features
 from dfa_lib.models.heads import (
+    FRAME_HEADS,
     HeadConfig,
     HeadHistory,
     bonafide_scores,
@@ -214,9 +215,9 @@ def _clip_seed(digest: str) -> int:
 def head_inputs(fs: FeatureSet, config: HeadConfig):
     """Return the valid clips' features in the form ``config.head`` takes, and their row indices."""
     rows = np.flatnonzero(fs.valid)
-    if config.head == "weighted-asp":
+    if config.head in FRAME_HEADS:
         if fs.frames is None:
-            raise ValueError("head 'weighted-asp' needs features extracted with frames=True")
+            raise ValueError(f"head {config.head!r} needs features extracted with frames=True")
         return (fs.frames[rows], fs.frame_lengths[rows]), rows
     return fs.pooled[rows], rows
 
@@ -309,10 +310,10 @@ def train_heads(
             runs.append(previous)
             continue
         start = time.perf_counter()
-        if augmented is not None and config.head == "weighted-asp":
+        if augmented is not None and config.head in FRAME_HEADS:
             raise ValueError(
                 "augmented copies carry pooled features only; head "
-                f"{name!r} ('weighted-asp') needs frames"
+                f"{name!r} ({config.head!r}) needs frames"
             )
         x_tr, rows_tr = head_inputs(features["training"], config)
         y_tr = labels["training"][rows_tr]
