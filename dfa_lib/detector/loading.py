@@ -34,6 +34,7 @@ from dfa_lib.detector.fusion import (
     member_cycle,
     member_folders,
 )
+from dfa_lib.detector.onnx_runtime import RUNTIMES, load_runtime_model, neural_check
 from dfa_lib.detector.scorer import DEFAULT_BATCH_SIZE, MAX_DECODE_SECONDS, Detector
 from dfa_lib.features.vad import MIN_SPEECH_SECONDS
 from dfa_lib.models.classical import load_classical
@@ -124,6 +125,8 @@ def load_detector(
     silence_dbfs: float | None = SILENCE_FLOOR_DBFS,
     min_speech_seconds: float | None = MIN_SPEECH_SECONDS,
     max_seconds: float | None = MAX_DECODE_SECONDS,
+    runtime: str = "torch",
+    threads: int | None = None,
 ) -> Detector:
     """Load a detector folder (a run folder or an exported detector) and return a Detector.
 
@@ -134,10 +137,17 @@ def load_detector(
     ``threshold`` (probability of fake) overrides the folder's validation-EER threshold;
     ``silence_dbfs`` is the silence floor (None: off); ``min_speech_seconds`` is the least
     speech a file needs to go unflagged (None: no check); ``max_seconds`` is the longest file
-    it decodes (None: no cap).
+    it decodes (None: no cap). ``runtime`` is one of :data:`RUNTIMES`: ``"onnx"`` and
+    ``"onnx-int8"`` score a neural detector through onnxruntime (with ``threads`` intra-op
+    threads; None: all cores) from the folder's ONNX file, exported on the fly when missing
+    (:func:`~dfa_lib.detector.onnx_runtime.load_runtime_model`); other detectors refuse them.
     """
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {list(RUNTIMES)}, got {runtime!r}")
     folder = Path(folder)
     config = _read_config(folder)
+    if runtime != "torch":
+        neural_check(folder, config)
     name = config["model"]["name"]
     if name in FOLDER_LOADERS:
         model = _load_with_folder_loader(folder, config)
@@ -145,6 +155,8 @@ def load_detector(
         model = _load_torch_model(folder, config)
     # After loading, so that a file that is not weights at all is reported as such first.
     check_weights(folder, config)
+    if runtime != "torch":
+        model = load_runtime_model(folder, config, runtime, model, threads=threads)
     metrics = read_metrics(folder)
     card_path = folder / MODEL_CARD_FILE
     card = card_path.read_text(encoding="utf-8") if card_path.is_file() else ""

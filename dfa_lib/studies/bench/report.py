@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from dfa_lib.studies.bench.runtimes import render as render_runtimes
+
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 70em; margin: 2em auto; padding: 0 1em; }
 table { border-collapse: collapse; margin: 1em 0; }
@@ -286,6 +288,7 @@ def render_html(report: dict[str, Any]) -> str:
         "inference": ("5. Inference", _inference),
         "end_to_end": ("6. End to end", _end_to_end),
         "app-load": ("7. The app under load", _app_load),
+        "runtimes": ("9. Edge runtimes: torch, ONNX and int8", render_runtimes),
     }
     for key, (title, render) in titles.items():
         if report.get(key) is not None:

@@ -22,6 +22,10 @@ its own measurement, so both see the same machine load:
 7. :func:`measure_app_load`: ``app_uploads`` concurrent uploads to the Streamlit app on
    127.0.0.1, through the browser's protocol: the server's peak memory and the seconds per
    upload (:mod:`dfa_lib.studies.bench.app_load`).
+8. :func:`measure_architectures`: every registered network's parameter count and CPU
+   milliseconds per second of audio (:mod:`dfa_lib.studies.bench.architectures`).
+9. :func:`~dfa_lib.studies.bench.runtimes.measure_runtimes`: each neural detector under torch,
+   ONNX float32 and ONNX int8 (dynamic, static): size, one-core latency, EERs.
 """
 
 from __future__ import annotations
@@ -61,8 +65,10 @@ from dfa_lib.models.registry import build_model
 from dfa_lib.reporting.runner import HISTORY_FILE, load_profile
 from dfa_lib.scoring.windows import score_waves
 from dfa_lib.studies.bench.app_load import AppLoadError, run_app_load
+from dfa_lib.studies.bench.architectures import architecture_figures, run_architecture_benchmark
 from dfa_lib.studies.bench.heads import HeadBenchConfig, run_head_benchmark
 from dfa_lib.studies.bench.inference import build_untrained, run_benchmark
+from dfa_lib.studies.bench.runtimes import measure_runtimes
 from dfa_lib.training.engine import (
     CropBatches,
     TrainConfig,
@@ -77,7 +83,17 @@ LOADING_TARGET = 10.0  # dfa_lib's loader against librosa per item, clips per se
 HEADS_TARGET = 50.0  # head epoch on cached features against the backbone every epoch
 REPORTS_COLD_TARGET_S = 30 * 60.0  # default `make reports` from nothing (set-up excluded)
 REPORTS_WARM_TARGET_S = 3 * 60.0  # the same with nothing changed
-STAGE_NAMES = ("loading", "training", "heads", "codecs", "inference", "end_to_end", "app-load")
+STAGE_NAMES = (
+    "loading",
+    "training",
+    "heads",
+    "codecs",
+    "inference",
+    "end_to_end",
+    "app-load",
+    "architectures",
+    "runtimes",
+)
 
 # Speed changes made before this benchmark existed, with the figures measured at the time.
 # Figures of the current run are appended by :func:`history` (the decode-once loader and the
@@ -160,6 +176,8 @@ class BenchConfig:
     batch_clips: int = 64
     long_seconds: float = 3600.0
     long_file_models: tuple[str, ...] = ("original_cnn", "lcnn")  # the others skip the hour
+    # 8. every registered network: parameters, CPU ms per second of audio on a clip this long
+    architecture_seconds: float = 4.0
     # 7. app under load
     app_uploads: int = 20  # browser sessions uploading at once
     app_upload_seconds: float = 30.0  # audio in each upload (Opus)
@@ -186,6 +204,7 @@ class BenchConfig:
             app_uploads=2,
             app_upload_seconds=2.0,
             app_timeout_s=120.0,
+            architecture_seconds=1.0,
         )
         sizes.update(overrides)
         return cls(**sizes)
@@ -582,6 +601,13 @@ def measure_inference(config: BenchConfig, progress: bool = True) -> dict[str, A
     return report
 
 
+def measure_architectures(config: BenchConfig, progress: bool = True) -> dict[str, Any]:
+    """Parameters and CPU inference time per second of audio of every registered network."""
+    return run_architecture_benchmark(
+        config.repeats, config.architecture_seconds, progress=progress
+    )
+
+
 def measure_app_load(config: BenchConfig, progress: bool = True) -> dict[str, Any]:
     """Peak memory and seconds per upload of the app under ``app_uploads`` concurrent uploads.
 
@@ -769,6 +795,8 @@ STAGES: dict[str, Callable[..., dict[str, Any]]] = {
     "codecs": measure_codecs,
     "inference": measure_inference,
     "app-load": measure_app_load,
+    "architectures": measure_architectures,
+    "runtimes": measure_runtimes,
 }
 
 
@@ -832,6 +860,8 @@ def figures(report: dict[str, Any]) -> dict[str, float]:
         for kind, entry in report["inference"].get("speech_activity", {}).items():
             if isinstance(entry, dict):
                 out[f"inference: speech-activity check {kind} x real time"] = entry["x_realtime"]
+    if "architectures" in report:
+        out.update(architecture_figures(report["architectures"]))
     app = report.get("app-load")
     if app and not app.get("error"):
         out["app-load: server peak MB"] = app["server_and_children_peak_mb"]
