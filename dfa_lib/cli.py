@@ -3,13 +3,15 @@
 - ``dfa predict`` scores audio files with a trained detector;
 - ``dfa evaluate`` scores run folders on a protocol's test split (for instance detectors
   trained on another machine, on the cross-source corpus) and writes their metrics;
-- ``dfa audit`` runs the shortcut audit on a built corpus.
+- ``dfa audit`` runs the shortcut audit on a built corpus;
+- ``dfa stream`` scores audio as it arrives (a file, raw PCM on standard input, a microphone),
+  one window score per hop and a running verdict (docs/streaming.md).
 
 Each command lives in its own ``add_<command>_parser`` function that registers a subparser and
 its handler, so new commands join :func:`build_parser` in one line. Exit status: 0 when every
 file or folder was done, 1 when some failed (each failure still gets a row), 2 for a usage
 error, 130 when ``dfa predict`` was interrupted (the rows written so far are kept, and
-``--resume`` goes on from them).
+``--resume`` goes on from them) or ``dfa stream`` was stopped with Ctrl-C (after its summary).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import json
 import os
 import sys
 import textwrap
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -29,17 +32,35 @@ from typing import Any, TextIO
 from tqdm.auto import tqdm
 
 from dfa_lib import __version__
-from dfa_lib.data.audio import SILENCE_FLOOR_DBFS
+from dfa_lib.data.audio import SILENCE_FLOOR_DBFS, AudioError, TruncatedAudioWarning
 from dfa_lib.data.datasets import DatasetError
+from dfa_lib.data.live import (
+    PCM_FORMATS,
+    LiveSource,
+    MicrophoneUnavailable,
+    check_stream_rate,
+    file_source,
+    microphone_source,
+    pcm_source,
+)
 from dfa_lib.data.manifest import ManifestError, read_manifest
 from dfa_lib.data.protocol_data import ProtocolUnavailableError, prepare_protocol
 from dfa_lib.data.protocols import PROTOCOLS, ProtocolError
+from dfa_lib.detector.explain import explain_path
 from dfa_lib.detector.folder import DetectorFormatError
 from dfa_lib.detector.loading import load_detector
+from dfa_lib.detector.onnx_runtime import RUNTIMES
 from dfa_lib.detector.scorer import resolve_device
+from dfa_lib.detector.streaming import (
+    DEFAULT_HOP_SECONDS,
+    HopScore,
+    StreamScorer,
+    StreamSummary,
+)
 from dfa_lib.evaluation.audit import shortcut_audit
 from dfa_lib.evaluation.evaluate import evaluate_folders, run_folders
 from dfa_lib.features.vad import MIN_SPEECH_SECONDS, SpeechActivityUnavailable
+from dfa_lib.reporting.explain_plots import save_explanation
 
 __all__ = ["AUDIO_EXTENSIONS", "CSV_COLUMNS", "build_parser", "expand_inputs", "main"]
 
@@ -260,6 +281,21 @@ def add_predict_parser(subparsers: Any) -> argparse.ArgumentParser:
         default="auto",
         help="auto: the GPU when torch sees one, else the CPU",
     )
+    parser.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="torch",
+        help="what runs a neural detector: torch (default), or its ONNX export through "
+        "onnxruntime, float32 (onnx) or int8 (onnx-int8); exported into the folder on first "
+        "use (python -m dfa_lib.detector.onnx_runtime export FOLDER writes it beforehand)",
+    )
+    parser.add_argument(
+        "--explain",
+        metavar="DIR",
+        help="also write, per scored file, DIR/<file name>.explain.png and .explain.json: "
+        "P(fake) per window and an occlusion saliency map of its first 60 s (where in time "
+        "and frequency the verdict comes from; a few seconds per 4 s of audio)",
+    )
     parser.set_defaults(handler=_run_predict)
     return parser
 
@@ -353,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_predict_parser(subparsers)
     add_evaluate_parser(subparsers)
     add_audit_parser(subparsers)
+    add_stream_parser(subparsers)
     return parser
 
 
@@ -544,12 +581,18 @@ def _run_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
             batch_size=args.batch_size,
             silence_dbfs=args.silence_floor,
             min_speech_seconds=args.min_speech,
+            runtime=args.runtime,
         )
         detector.window_and_hop(args.window, args.hop)  # reject a bad --window before any work
         if args.min_speech is not None:
             detector.speech_activity  # noqa: B018 - load it now: a missing model is a usage error
     except (DetectorFormatError, ValueError, SpeechActivityUnavailable) as error:
         parser.error(str(error))
+    if args.explain:
+        try:
+            Path(args.explain).mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            parser.error(f"cannot write explanations to --explain {args.explain}: {error}")
     inputs = expand_inputs(args.paths)
     failed = 0
     no_speech = 0
@@ -580,11 +623,14 @@ def _run_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     else:
         out = sys.stdout
     writer = _Writer(out, args.format, header=header)
+    explained: set[str] = set()  # names of the explanation files written so far
     interrupted = False
     progress = tqdm(total=len(inputs), unit="file", file=sys.stderr, disable=None)
     try:
-        for row in _score_rows(detector, inputs, args):
+        for (path, _), row in zip(inputs, _score_rows(detector, inputs, args), strict=True):
             failed += row["error"] is not None
+            if args.explain and row["error"] is None:
+                _explain_file(detector, path, args, explained, progress)
             if row.get("speech_found") is False:
                 no_speech += 1
                 progress.write(
@@ -620,6 +666,31 @@ def _run_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     if failed:
         print(f"dfa predict: {failed} of {len(inputs)} inputs failed", file=sys.stderr)
     return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def _explain_file(
+    detector: Any, path: str, args: argparse.Namespace, explained: set[str], progress: Any
+) -> None:
+    """Write ``--explain``'s figure and JSON for one scored file; a failure only warns.
+
+    Files are named after the input's file name; a name met before in this run gets ``-2``,
+    ``-3`` ... so that two inputs never share an explanation.
+    """
+    base = _safe_text(Path(path).name)
+    name, number = base, 1
+    while name in explained:
+        number += 1
+        name = f"{base}-{number}"
+    explained.add(name)
+    try:
+        explanation = explain_path(detector, path, window_seconds=args.window, hop_seconds=args.hop)
+        save_explanation(explanation, args.explain, name, source=_safe_text(path))
+    except Exception as error:  # noqa: BLE001 - the verdict row stands; the batch goes on
+        progress.write(
+            f"dfa predict: warning: {_safe_text(path)}: no explanation written "
+            f"({type(error).__name__}: {error})",
+            file=sys.stderr,
+        )
 
 
 def _run_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -713,6 +784,286 @@ def _status(error: Any, warning: Any = None) -> str:
 
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and value != value)
+
+
+def _stream_rate(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(
+            f"a whole number of samples per second is needed (e.g. 16000), got {text!r}"
+        ) from error
+    try:
+        return check_stream_rate(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def add_stream_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``dfa stream``: score audio as it arrives, one window score per hop."""
+    parser = subparsers.add_parser(
+        "stream",
+        help="score audio as it arrives (file, standard input or microphone), hop by hop",
+        description=(
+            "Score a stream with a detector folder: every --hop seconds, the last --window "
+            "seconds get a score (the same windows, silence floor, speech check and calibration "
+            "as dfa predict --window W --hop H), and the stream gets a running verdict: the "
+            "mean window score of the windows that hold speech, as dfa predict judges a file. "
+            "Each hop reports its latency; the run says whether scoring kept up with real time."
+        ),
+        epilog=(
+            "examples:\n"
+            "  dfa stream clip.wav --model runs/quick/lcnn\n"
+            "  dfa stream clip.wav --model runs/quick/lcnn --realtime --hop 0.5\n"
+            "  ffmpeg -i in.mp3 -f s16le -ac 1 -ar 16000 - | "
+            "dfa stream - --rate 16000 --model runs/quick/lcnn\n"
+            "  dfa stream --mic --model runs/quick/lcnn --format jsonl\n"
+            "exit status: 0 the stream was scored, 1 its audio could not be read or scored, "
+            "2 usage error (no microphone included), 130 stopped with Ctrl-C (after the summary)"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "source",
+        nargs="?",
+        metavar="SOURCE",
+        help="an audio file, or - for headerless PCM on standard input (with --rate)",
+    )
+    parser.add_argument(
+        "--mic",
+        nargs="?",
+        const="",
+        metavar="DEVICE",
+        help="record from a microphone (default device, or an index or part of a name)",
+    )
+    parser.add_argument(
+        "--model", required=True, metavar="FOLDER", help="detector folder (a run folder)"
+    )
+    parser.add_argument(
+        "--window",
+        type=_positive_float,
+        metavar="S",
+        help="window seconds (default: training clip)",
+    )
+    parser.add_argument(
+        "--hop",
+        type=_positive_float,
+        metavar="S",
+        help=f"seconds between scores (default {DEFAULT_HOP_SECONDS:g}, or the window if shorter)",
+    )
+    parser.add_argument(
+        "--realtime",
+        action="store_true",
+        help="play a file at the pace of its audio instead of as fast as it is read",
+    )
+    parser.add_argument(
+        "--rate",
+        type=_stream_rate,
+        metavar="HZ",
+        help="sample rate of the PCM on standard input (needed with -), or the microphone's",
+    )
+    parser.add_argument(
+        "--sample-format",
+        choices=tuple(PCM_FORMATS),
+        metavar="FMT",
+        help="sample encoding of the PCM on standard input: s16le (default) or f32le",
+    )
+    parser.add_argument(
+        "--channels",
+        type=_positive_int,
+        metavar="N",
+        help="interleaved channels of the PCM on standard input, averaged (default 1)",
+    )
+    parser.add_argument(
+        "--format",
+        choices=("text", "jsonl"),
+        default="text",
+        help="text: a line per hop and a summary (default); jsonl: one JSON object per hop "
+        'and a last one with "event": "summary"',
+    )
+    parser.add_argument(
+        "--threshold",
+        type=_probability,
+        metavar="T",
+        help="probability of fake at or above which the stream is labelled fake "
+        "(default: the detector's validation-EER threshold)",
+    )
+    parser.add_argument(
+        "--silence-floor",
+        type=_silence_floor,
+        default=SILENCE_FLOOR_DBFS,
+        metavar="DBFS",
+        help="windows whose loudest 20 ms frame is quieter are left out of the running verdict "
+        f"(default {SILENCE_FLOOR_DBFS:g}; 'off' counts every window)",
+    )
+    parser.add_argument(
+        "--min-speech",
+        type=_min_speech,
+        default=MIN_SPEECH_SECONDS,
+        metavar="S",
+        help="once a window holds this much speech (Silero VAD), windows holding less are left "
+        f"out of the running verdict (default {MIN_SPEECH_SECONDS:g}; 'off' skips the check)",
+    )
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="auto: the GPU when torch sees one, else the CPU",
+    )
+    parser.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="torch",
+        help="what runs the network: torch (default), or its ONNX export through onnxruntime, "
+        "float32 (onnx) or int8 (onnx-int8)",
+    )
+    parser.set_defaults(handler=_run_stream)
+    return parser
+
+
+def _stream_source(
+    args: argparse.Namespace, parser: argparse.ArgumentParser, sample_rate: int
+) -> LiveSource:
+    """Open the source ``dfa stream`` was given, or exit with a usage error saying what is wrong."""
+    if (args.source is None) == (args.mic is None):
+        parser.error("give one source: an audio file, - for standard input, or --mic")
+    pcm_only = {"--sample-format": args.sample_format, "--channels": args.channels}
+    if args.source != "-":
+        given = [flag for flag, value in pcm_only.items() if value is not None]
+        if given:
+            parser.error(f"{', '.join(given)} describe PCM on standard input; they need -")
+    if args.realtime and args.source in (None, "-"):
+        parser.error("--realtime paces a file; standard input and a microphone set their own pace")
+    if args.mic is not None:
+        try:
+            return microphone_source(args.mic or None, args.rate)
+        except MicrophoneUnavailable as error:
+            parser.error(str(error))
+    if args.source == "-":
+        if args.rate is None:
+            parser.error(
+                "--rate is needed with -: headerless PCM does not say its sample rate "
+                "(ffmpeg ... -ar 16000 - | dfa stream - --rate 16000 ...)"
+            )
+        return pcm_source(
+            sys.stdin.buffer, args.rate, args.sample_format or "s16le", args.channels or 1
+        )
+    if args.rate is not None:
+        parser.error(f"--rate is for - and --mic; {args.source} says its own rate in its header")
+    return file_source(args.source, sample_rate, realtime=args.realtime)
+
+
+def _hop_line(hop: HopScore) -> str:
+    """One readable line about a hop: its window, score, speech gate and the running verdict."""
+    if not hop.audible:
+        gate = "silent, not counted"
+    elif hop.speech_seconds is None:
+        gate = "counted" if hop.in_verdict else "not counted"
+    else:
+        gate = f"speech {hop.speech_seconds:.2f} s" + ("" if hop.in_verdict else ", not counted")
+    return (
+        f"{hop.time:8.2f} s  window {hop.start:.2f}-{hop.end:.2f} s  P(fake) {hop.p_fake:.3f}  "
+        f"({gate})  running: {hop.verdict.upper()} {hop.verdict_p_fake:.3f} over "
+        f"{hop.windows_in_verdict} window(s)  {hop.latency_ms:.0f} ms"
+        + ("  BEHIND real time" if hop.behind else "")
+    )
+
+
+def _summary_line(summary: StreamSummary, name: str) -> str:
+    """The last line of ``dfa stream``: the stream's verdict and whether scoring kept up."""
+    head = f"summary: {name}: {summary.seconds:.2f} s of audio, {summary.hops} window(s) of "
+    head += f"{summary.window_seconds:g} s every {summary.hop_seconds:g} s: "
+    if summary.verdict is None:
+        return head + "no verdict (no audio arrived)"
+    text = (
+        f"{summary.verdict.upper()}, P(fake) {summary.verdict_p_fake:.3f} (threshold "
+        f"{summary.threshold:.3f}) over {summary.windows_in_verdict} window(s); latency median "
+        f"{summary.median_latency_ms:.0f} ms, max {summary.max_latency_ms:.0f} ms: "
+    )
+    if summary.keeps_up:
+        return head + text + "keeps up with real time"
+    return (
+        f"{head}{text}CANNOT keep up with real time ({summary.hops_behind} of {summary.hops} "
+        "hops fell behind; try a longer --hop, --runtime onnx or --device cuda)"
+    )
+
+
+def _run_stream(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    try:
+        detector = load_detector(
+            args.model,
+            device=args.device,
+            threshold=args.threshold,
+            silence_dbfs=args.silence_floor,
+            min_speech_seconds=args.min_speech,
+            runtime=args.runtime,
+        )
+        if args.min_speech is not None:
+            detector.speech_activity  # noqa: B018 - load it now: a missing model is a usage error
+    except (DetectorFormatError, ValueError, SpeechActivityUnavailable) as error:
+        parser.error(str(error))
+    try:
+        source = _stream_source(args, parser, detector.sample_rate)
+        scorer = StreamScorer(detector, source.sample_rate, args.window, args.hop, source.name)
+        scorer.warm_up()
+    except AudioError as error:
+        print(f"dfa stream: {error}", file=sys.stderr)
+        return EXIT_SOME_FAILED
+    except ValueError as error:
+        parser.error(str(error))
+
+    def show(hops: list[HopScore]) -> None:
+        for hop in hops:
+            if args.format == "jsonl":
+                print(json.dumps({"event": "hop", **hop.to_dict()}), flush=True)
+            else:
+                print(_hop_line(hop), flush=True)
+            if hop.behind and not warned:
+                warned.append(hop)
+                print(
+                    f"dfa stream: warning: falling behind real time at {hop.time:.2f} s (the "
+                    f"window took {hop.latency_ms:.0f} ms to score; a hop lasts "
+                    f"{1000 * scorer.hop_seconds:.0f} ms)",
+                    file=sys.stderr,
+                )
+
+    warned: list[HopScore] = []
+    status = EXIT_OK
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TruncatedAudioWarning)
+        try:
+            for chunk in source.chunks:
+                show(scorer.feed(chunk))
+            show(scorer.finish())
+        except KeyboardInterrupt:
+            status = EXIT_INTERRUPTED
+            print(f"dfa stream: stopped at {scorer.seconds:.2f} s", file=sys.stderr)
+        except AudioError as error:
+            status = EXIT_SOME_FAILED
+            print(f"dfa stream: {error}", file=sys.stderr)
+        finally:
+            close = getattr(source.chunks, "close", None)
+            if close is not None:
+                close()  # a microphone stops recording here
+    for warning in caught:
+        print(f"dfa stream: warning: {warning.message}", file=sys.stderr)
+    summary = scorer.summary()
+    if summary.hops == 0 and status == EXIT_OK:
+        print(f"dfa stream: {source.name}: no audio arrived, nothing to score", file=sys.stderr)
+        status = EXIT_SOME_FAILED
+    if summary.speech_found is False:
+        print(
+            f"dfa stream: warning: {source.name}: no window held {args.min_speech:g} s of "
+            "speech; the verdict is about a sound the detector was not trained on",
+            file=sys.stderr,
+        )
+    if args.format == "jsonl":
+        record = {"event": "summary", "source": source.name, **summary.to_dict()}
+        print(json.dumps(_safe_value(record)))
+    else:
+        print(_summary_line(summary, source.name))
+    sys.stdout.flush()
+    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:

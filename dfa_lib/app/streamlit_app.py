@@ -21,6 +21,9 @@ neither.
 ``make app`` binds the server to 127.0.0.1: the app has no login, so opening it to the
 network (``APP_ADDRESS=0.0.0.0``) lets anyone who can reach the port use its CPU and memory.
 
+In the *Live microphone* input mode (:mod:`dfa_lib.app.live`) the browser records and the page
+shows the score of each window as it arrives, with the running verdict.
+
 The logic lives in plain functions (finding detectors, decoding an upload, the plots, the
 verdict text) so that tests can call them without a browser; :func:`main` only lays them out.
 """
@@ -39,11 +42,14 @@ import numpy as np
 import torch
 import torchaudio
 
+from dfa_lib.app.live import show_live
 from dfa_lib.data.audio import AudioError
 from dfa_lib.data.stream_decode import DurationLimitError, decode_capped, format_duration
+from dfa_lib.detector.explain import DEFAULT_BANDS, DEFAULT_PATCH_SECONDS, explain
 from dfa_lib.detector.folder import is_detector_folder
 from dfa_lib.detector.loading import load_detector
 from dfa_lib.detector.scorer import Detector, WindowedScore
+from dfa_lib.reporting.explain_plots import explanation_figure
 
 RUNS_DIR_ENV = "DFA_RUNS_DIR"
 DEFAULT_RUNS_DIR = "runs"
@@ -54,6 +60,8 @@ DEFAULT_MAX_UPLOAD_MINUTES = 30.0  # of audio: 115 MB as a 16 kHz float32 wavefo
 CONCURRENT_ENV = "DFA_CONCURRENT_UPLOADS"
 DEFAULT_CONCURRENT_UPLOADS = 2  # one decoding while another is scored
 SPECTROGRAM_SECONDS = 60.0  # longer files show the spectrogram of their first minute
+FILE_MODE = "A file or a recording"
+LIVE_MODE = "Live microphone"  # scores while you speak (dfa_lib.app.live)
 NO_DETECTOR_MESSAGE = (
     "No trained detector found under `{root}`. Train the baselines with `make reports` "
     "(each run folder is a detector), or point the app at another folder with "
@@ -322,6 +330,10 @@ def main() -> None:
     with st.sidebar.expander("Model card", expanded=False):
         st.markdown(detector.model_card or "This detector has no model card (README.md).")
 
+    mode = st.sidebar.radio("Input", [FILE_MODE, LIVE_MODE], key="mode")
+    if mode == LIVE_MODE:
+        show_live(st, detector)
+        return
     limit_mb = max_upload_mb()
     recording = None
     if hasattr(st, "audio_input"):  # Streamlit >= 1.39
@@ -374,6 +386,37 @@ def _score_and_show(st: Any, detector: Detector, data: bytes, name: str, limit_m
     if result.n_windows > 1:
         st.subheader("Window scores")
         _show(st, timeline_figure(result))
+    show_explanation(st, detector, wave, sr, result)
+
+
+EXPLAIN_LABEL = "Explain: where does the detector listen?"
+
+
+def show_explanation(
+    st: Any, detector: Detector, wave: np.ndarray, sr: int, result: WindowedScore
+) -> None:
+    """Behind a checkbox, draw where in time and frequency a scored clip's verdict comes from.
+
+    The occlusion map of :func:`dfa_lib.detector.explain.explain` over the first
+    ``SPECTROGRAM_SECONDS``, with the window scores below it; ``result`` is the clip's score.
+    """
+    if not st.checkbox(EXPLAIN_LABEL, key="explain"):
+        return
+    try:
+        with st.spinner("Removing one time-frequency patch at a time and scoring again ..."):
+            explanation = explain(
+                detector, wave, sr, max_seconds=SPECTROGRAM_SECONDS, result=result
+            )
+    except AudioError as error:
+        st.warning(f"No explanation. {error}")
+        return
+    st.caption(
+        f"Each patch ({DEFAULT_BANDS} mel-spaced bands by {DEFAULT_PATCH_SECONDS:g} s) was "
+        "removed from the spectrogram in turn and the clip scored again. Red: without it the "
+        "clip sounds more real, so it pushes the verdict towards fake; blue: it pushes towards "
+        "real; pale: the detector ignores it. Hatched: windows with too little speech."
+    )
+    _show(st, explanation_figure(explanation))
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ Aggregation rule (file score)
     The file's bona fide score is the **mean of the window scores** (mean of the logit
     differences) over its audible windows that hold speech (see "Silence" and "Speech
     activity"; ``WindowedScore.in_mean`` says which), and its probability of fake is
-    ``sigmoid(-mean)``.
+    ``sigmoid(-mean)``. :meth:`Detector.aggregate_windows` is where the rule is written.
     Why the mean and not the maximum probability: the threshold was chosen on single
     training-length clips, and the mean of window scores stays on that scale whatever the file
     length, whereas the maximum over
@@ -602,21 +602,12 @@ class Detector:
         ):
             s = np.asarray(clip_scores, dtype=np.float64)
             audible = self._audible(wave, clip_starts, window, input_checks)
-            in_mean = audible
-            if window_speech is not None:
-                speaking = audible & (np.asarray(window_speech) >= self.min_speech_seconds)
-                if speaking.any():  # with no window of speech, the audible ones decide
-                    in_mean = speaking
-            # A silent clip keeps the mean of all its windows: evaluation never loses a clip.
-            if not in_mean.any():
-                in_mean = np.ones_like(audible)
-            file_score = float(s[in_mean].mean())
-            p_fake = sigmoid(-self.calibration.apply(file_score))
+            in_mean, file_score, p_fake, label = self.aggregate_windows(s, audible, window_speech)
             results.append(
                 WindowedScore(
                     p_fake=p_fake,
                     score=file_score,
-                    label=self._label(file_score, p_fake),
+                    label=label,
                     threshold=self.threshold,
                     duration=wave.size / sr_out,
                     window_seconds=window / sr_out,
@@ -634,6 +625,35 @@ class Detector:
                 )
             )
         return results
+
+    def aggregate_windows(
+        self,
+        scores: Sequence[float] | np.ndarray,
+        audible: Sequence[bool] | np.ndarray,
+        window_speech: Sequence[float] | None = None,
+    ) -> tuple[np.ndarray, float, float, str]:
+        """Return ``(in_mean, score, p_fake, label)``: the verdict on a set of scored windows.
+
+        The module's aggregation rule, the one place it is written: the mean of the bona fide
+        scores of the audible windows holding at least ``min_speech_seconds`` of speech (all
+        audible windows when none does or ``window_speech`` is None, every window when none is
+        audible), its calibrated probability of fake and the label. ``in_mean`` says which
+        windows the mean took. :meth:`score_batch` and the running verdict of
+        :class:`dfa_lib.detector.streaming.StreamScorer` both call it.
+        """
+        s = np.asarray(scores, dtype=np.float64)
+        audible = np.asarray(audible, dtype=bool)
+        in_mean = audible
+        if window_speech is not None and self.min_speech_seconds is not None:
+            speaking = audible & (np.asarray(window_speech) >= self.min_speech_seconds)
+            if speaking.any():  # with no window of speech, the audible ones decide
+                in_mean = speaking
+        # A silent clip keeps the mean of all its windows: evaluation never loses a clip.
+        if not in_mean.any():
+            in_mean = np.ones_like(audible)
+        file_score = float(s[in_mean].mean())
+        p_fake = sigmoid(-self.calibration.apply(file_score))
+        return in_mean, file_score, p_fake, self._label(file_score, p_fake)
 
     def _audible(
         self, wave: np.ndarray, starts: list[int], window: int, input_checks: bool = True
