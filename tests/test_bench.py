@@ -174,6 +174,8 @@ def test_quick_bench_writes_every_stage(tmp_path, tiny_wav2vec2_dir):
         "5. Inference",
         "speech-activity check of",
         "original_cnn",
+        "8. Networks: size and CPU cost",
+        "85,306",  # AASIST-L's parameters in the networks table
         "History",
     ):
         assert text in page

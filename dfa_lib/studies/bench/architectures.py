@@ -17,11 +17,13 @@ less.
 
 from __future__ import annotations
 
+import html
 import statistics
 import time
 from collections.abc import Sequence
 from typing import Any
 
+import pandas as pd
 import torch
 
 from dfa_lib.models.networks import count_parameters
@@ -146,3 +148,22 @@ def architecture_figures(section: dict[str, Any]) -> dict[str, float]:
             "training_ms_per_audio_second"
         ]
     return out
+
+
+def render(section: dict[str, Any]) -> str:
+    """The stage's section of ``bench.html``: one row per network, and how it was measured."""
+    rows = [
+        {
+            "model": name,
+            "parameters": f"{entry['parameters']:,}",
+            "score ms / audio s": round(entry["ms_per_audio_second"], 2),
+            "train ms / audio s": round(entry["training_ms_per_audio_second"], 2),
+            "x real time": round(entry["x_realtime"], 1),
+        }
+        for name, entry in section["models"].items()
+    ]
+    note = (
+        f"<p class='note'>{html.escape(section['method'])}; {section['torch_threads']} torch "
+        "thread(s).</p>"
+    )
+    return pd.DataFrame(rows).to_html(index=False, border=0) + note

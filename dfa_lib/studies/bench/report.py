@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from dfa_lib.studies.bench.architectures import render as render_architectures
 from dfa_lib.studies.bench.runtimes import render as render_runtimes
 
 STYLE = """
@@ -288,6 +289,7 @@ def render_html(report: dict[str, Any]) -> str:
         "inference": ("5. Inference", _inference),
         "end_to_end": ("6. End to end", _end_to_end),
         "app-load": ("7. The app under load", _app_load),
+        "architectures": ("8. Networks: size and CPU cost", render_architectures),
         "runtimes": ("9. Edge runtimes: torch, ONNX and int8", render_runtimes),
     }
     for key, (title, render) in titles.items():
