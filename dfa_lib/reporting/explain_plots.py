@@ -107,14 +107,14 @@ def explanation_figure(explanation: Explanation, title: str | None = None) -> Fi
         result.window_starts, min(result.duration, result.window_starts[-1] + result.window_seconds)
     )
     values = np.append(result.window_p_fake, result.window_p_fake[-1])
-    ax_p.step(edges, values, where="post", label="window P(fake)")
+    ax_p.step(edges, values, where="post", linewidth=2, label="window P(fake)")
     ax_p.axhline(result.threshold, color="tab:red", linestyle="--", label="threshold")
     for i, (start, end) in enumerate(_quiet_spans(explanation)):
         ax_p.axvspan(
             start, end, color="0.85", zorder=0, label="no speech found" if i == 0 else None
         )
         ax_sal.axvspan(start, end, facecolor="none", edgecolor="0.3", hatch="//", linewidth=0)
-    ax_p.set_ylim(0.0, 1.0)
+    ax_p.set_ylim(-0.03, 1.03)  # a margin, so P(fake) near 0 or 1 is not hidden by the frame
     ax_p.set_xlim(0.0, result.duration)
     ax_p.set_xlabel("time (s)")
     ax_p.set_ylabel("P(fake)")
