@@ -78,6 +78,7 @@ def test_every_detector_and_fusion_is_scored_and_calibrated(toy_root, trained, t
     intervals = report.interval_table(evaluation.scored, n_boot=20, seed=0)
     assert intervals.index.names == ["protocol", "model"] and len(intervals) == 3
     assert intervals["ci_clips_%"].str.contains(" to ").all()
+    assert intervals["min_dcf"].between(0.0, 1.0).all()
     calibration = report.calibration_table(evaluation)
     assert {"cllr", "cllr_calibrated", "min_cllr"} <= set(calibration.columns)
     reliability = report.reliability_tables(evaluation, "in-domain", bins=4)

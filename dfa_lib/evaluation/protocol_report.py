@@ -33,6 +33,7 @@ from dfa_lib.evaluation.evaluate import (
     results_table,
 )
 from dfa_lib.evaluation.fusions import fit_and_evaluate
+from dfa_lib.evaluation.results import scored_min_dcf
 from dfa_lib.scoring.calibration import Calibration, sigmoid_array
 from dfa_lib.scoring.metrics import expected_calibration_error, reliability_table
 
@@ -166,10 +167,19 @@ def raise_if_failed(evaluation: ProtocolEvaluation) -> None:
 
 
 def interval_table(scored: Mapping[Key, pd.DataFrame], n_boot: int, seed: int) -> pd.DataFrame:
-    """EER (%) of each detector and protocol with its intervals over clips and over voices."""
+    """EER (%) of each detector and protocol with its intervals over clips and over voices.
+
+    Beside them ``min_dcf``: ASVspoof 5's normalised minimum detection cost
+    (:func:`dfa_lib.evaluation.results.scored_min_dcf`).
+    """
     intervals = pd.DataFrame(
         [
-            {"model": model, "protocol": protocol, **eer_intervals(df, n_boot=n_boot, seed=seed)}
+            {
+                "model": model,
+                "protocol": protocol,
+                **eer_intervals(df, n_boot=n_boot, seed=seed),
+                "min_dcf": scored_min_dcf(df),
+            }
             for (model, protocol), df in scored.items()
         ]
     )
