@@ -29,7 +29,7 @@ export PYTHONHASHSEED ?= 0
 help:
 	@awk 'BEGIN {FS = ":.*"} /^## / {doc = substr($$0, 4); next} \
 	     /^[a-zA-Z_-]+:/ && doc {printf "  %-12s %s\n", $$1, doc} {doc = ""}' $(MAKEFILE_LIST)
-	@echo "  Variables: PROFILE=default|smoke  DATASET=offline|for-2sec|asvspoof2019-la|asvspoof2021-la|asvspoof2021-df|asvspoof5|in-the-wild|mlaad|<folder>|<csv>  DATA_DIR=$(DATA_DIR)"
+	@echo "  Variables: PROFILE=default|smoke|reference  DATASET=offline|for-2sec|asvspoof2019-la|asvspoof2021-la|asvspoof2021-df|asvspoof5|in-the-wild|mlaad|<folder>|<csv>  DATA_DIR=$(DATA_DIR)"
 
 ## Install Debian packages (root + apt-get) and the pinned Python environment in .venv
 setup: system-deps $(SETUP_STAMP) $(FARGAN)
@@ -96,7 +96,7 @@ format: setup
 data: setup
 	$(BIN)/python -m dfa_lib.data.corpus build --root $(DATA_DIR) $(if $(filter smoke,$(PROFILE)),--smoke,)
 
-## Build data, run the notebooks with papermill and render reports/*.html (PROFILE=default|smoke)
+## Build data, run the notebooks with papermill and render reports/*.html (PROFILE=default|smoke|reference)
 reports: setup
 	$(BIN)/python -m dfa_lib.reporting.runner --profile $(PROFILE) --kernel $(KERNEL) \
 	  --data-dir $(DATA_DIR) --runs-dir $(RUNS_DIR) $(if $(DATASET),--dataset $(DATASET),) \
