@@ -20,12 +20,15 @@ import os
 import shutil
 import subprocess
 import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from math import gcd
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
+from tqdm.auto import tqdm
 
 from dfa_lib.core.atomic import atomic_path
 
@@ -541,3 +544,26 @@ def save_audio(path: str | os.PathLike, wave: np.ndarray, sr: int, subtype: str 
     with atomic_path(path) as temporary:
         sf.write(temporary, np.clip(wave, -1.0, 1.0), sr, subtype=subtype)
     return path
+
+
+def io_workers(workers: int | None) -> int:
+    """Threads for disk-bound work over many files: ``workers`` if positive, else 4 per core (at most 16)."""
+    return workers if workers and workers > 0 else min(16, 4 * (os.cpu_count() or 1))
+
+
+def probe_headers(
+    paths: Sequence[Path], workers: int | None, progress: bool, desc: str
+) -> list[tuple[float, float, str | None]]:
+    """Read duration and sample rate of each file from its header, in parallel threads."""
+
+    def one(path: Path) -> tuple[float, float, str | None]:
+        try:
+            info = audio_info(path)
+        except (AudioError, OSError) as err:
+            return np.nan, np.nan, str(err)
+        return float(info["duration"]), float(info["sample_rate"]), None
+
+    # Header reads wait on the disk and libsndfile releases the GIL, so threads overlap them.
+    with ThreadPoolExecutor(max_workers=io_workers(workers)) as pool:
+        results = pool.map(one, paths)
+        return list(tqdm(results, total=len(paths), desc=desc, unit="file", disable=not progress))

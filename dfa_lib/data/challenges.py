@@ -32,15 +32,13 @@ import logging
 import os
 import re
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
-from dfa_lib.data.audio import AudioError, audio_info
+from dfa_lib.data.audio import probe_headers
 from dfa_lib.data.errors import (
     DatasetFormatError,
     DatasetLayoutError,
@@ -238,25 +236,6 @@ def _keep_present(
     )
 
 
-def _probe(
-    paths: Sequence[Path], workers: int | None, progress: bool, desc: str
-) -> list[tuple[float, float, str | None]]:
-    """Read duration and sample rate of each file from its header, in parallel threads."""
-
-    def one(path: Path) -> tuple[float, float, str | None]:
-        try:
-            info = audio_info(path)
-        except (AudioError, OSError) as err:
-            return np.nan, np.nan, str(err)
-        return float(info["duration"]), float(info["sample_rate"]), None
-
-    # Header reads wait on the disk and libsndfile releases the GIL, so threads overlap them.
-    count = workers if workers and workers > 0 else min(16, 4 * (os.cpu_count() or 1))
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        results = pool.map(one, paths)
-        return list(tqdm(results, total=len(paths), desc=desc, unit="file", disable=not progress))
-
-
 def _finish(
     rows: pd.DataFrame,
     root: Path,
@@ -277,7 +256,7 @@ def _finish(
     df["sha256"] = None
     absolute = [root / p for p in df["path"]]
     if probe:
-        probed = _probe(absolute, workers, progress, f"read {name}")
+        probed = probe_headers(absolute, workers, progress, f"read {name}")
         df["duration"] = [d for d, _, _ in probed]
         df["sample_rate"] = pd.array([s for _, s, _ in probed], dtype="Float64").astype("Int64")
         bad = [(p, err) for p, (_, _, err) in zip(df["path"], probed, strict=True) if err]

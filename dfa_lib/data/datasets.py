@@ -43,7 +43,6 @@ import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Literal, get_args
@@ -54,7 +53,7 @@ from tqdm.auto import tqdm
 
 from dfa_lib.core.atomic import write_json_atomically
 from dfa_lib.core.labels import LABELS, SPLITS, label_to_index
-from dfa_lib.data.audio import AudioError, audio_info
+from dfa_lib.data.audio import io_workers, probe_headers
 from dfa_lib.data.challenges import CHALLENGE_DATASETS, load_challenge
 from dfa_lib.data.errors import (
     DatasetArchiveError,
@@ -555,28 +554,6 @@ def _label_of_folder(name: str) -> str | None:
         return None
 
 
-def _workers(workers: int | None) -> int:
-    return workers if workers and workers > 0 else min(16, 4 * (os.cpu_count() or 1))
-
-
-def _probe(
-    paths: Sequence[Path], workers: int | None, progress: bool, desc: str
-) -> list[tuple[float, float, str | None]]:
-    """Read duration and sample rate of each file from its header, in parallel threads."""
-
-    def one(path: Path) -> tuple[float, float, str | None]:
-        try:
-            info = audio_info(path)
-        except (AudioError, OSError) as err:
-            return np.nan, np.nan, str(err)
-        return float(info["duration"]), float(info["sample_rate"]), None
-
-    # Header reads wait on the disk and libsndfile releases the GIL, so threads overlap them.
-    with ThreadPoolExecutor(max_workers=_workers(workers)) as pool:
-        results = pool.map(one, paths)
-        return list(tqdm(results, total=len(paths), desc=desc, unit="file", disable=not progress))
-
-
 def _apply_probe(
     df: pd.DataFrame,
     absolute: Sequence[Path],
@@ -585,7 +562,7 @@ def _apply_probe(
     progress: bool,
     desc: str,
 ) -> pd.DataFrame:
-    probed = _probe(absolute, workers, progress, desc)
+    probed = probe_headers(absolute, workers, progress, desc)
     df["duration"] = [d for d, _, _ in probed]
     df["sample_rate"] = pd.array([s for _, s, _ in probed], dtype="Float64").astype("Int64")
     bad = [(p, err) for p, (_, _, err) in zip(df["path"], probed, strict=True) if err]
@@ -613,7 +590,7 @@ def add_sha256(
     """
     root = Path(root)
     paths = [root / p for p in df["path"]]
-    digests = file_sha256s(paths, memo=hash_cache, workers=_workers(workers), progress=progress)
+    digests = file_sha256s(paths, memo=hash_cache, workers=io_workers(workers), progress=progress)
     out = df.copy()
     out["sha256"] = digests
     return out
