@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from dfa_lib.data.corpus.channel import decode_g722_file
+from dfa_lib.data.corpus.channel import decode_g722_file, resample, trim_silence
 
 ASTERISK_SOUNDS = Path("/usr/share/asterisk/sounds")
 ASTERISK_DOCS = Path("/usr/share/doc")
@@ -56,6 +56,8 @@ class Utterance:
     text: str
     audio_path: str | None = None  # None for a sentence without a recording
     audio_format: str | None = None  # ffmpeg input format when it cannot be guessed ("g722")
+    # The recordings a composite utterance joins, in order (audio_path is then the first).
+    audio_parts: tuple[str, ...] = ()
 
 
 def _require(path: Path, package: str) -> None:
@@ -221,5 +223,31 @@ def load_utterance_audio(utt: Utterance) -> tuple[np.ndarray, int]:
         raise ValueError(f"{utt.utterance_id} has no recording")
     if utt.audio_format == "g722":
         return decode_g722_file(utt.audio_path), 16000
+    if utt.audio_parts:
+        return join_recordings(utt.audio_parts)
     wave, sr = sf.read(utt.audio_path, dtype="float32", always_2d=True)
     return wave.mean(axis=1), int(sr)
+
+
+PART_GAP_SECONDS = 0.25  # digital silence between the joined parts of a composite utterance
+PART_TRIM_DB = 35.0  # a part's leading and trailing frames this far below its loudest are cut
+
+
+def join_recordings(paths: tuple[str, ...]) -> tuple[np.ndarray, int]:
+    """Return recordings joined in order, each trimmed of silence, with a short gap between.
+
+    Each is mixed to mono, resampled to the highest rate among them and cut of its leading and
+    trailing silence; :data:`PART_GAP_SECONDS` of digital silence separates them.
+    """
+    decoded = []
+    for path in paths:
+        wave, sr = sf.read(path, dtype="float32", always_2d=True)
+        decoded.append((wave.mean(axis=1), int(sr)))
+    rate = max(sr for _, sr in decoded)
+    gap = np.zeros(int(round(PART_GAP_SECONDS * rate)), dtype=np.float32)
+    pieces: list[np.ndarray] = []
+    for i, (wave, sr) in enumerate(decoded):
+        if i:
+            pieces.append(gap)
+        pieces.append(trim_silence(resample(wave, sr, rate), PART_TRIM_DB, rate))
+    return np.concatenate(pieces).astype(np.float32), rate
