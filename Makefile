@@ -18,6 +18,8 @@ comma := ,
 LOCK := .setup/requirements.lock
 APT_LIST := .setup/debian-packages.txt
 APT_PACKAGES := $(shell grep -v '^\#' $(APT_LIST) | grep -v '^$$')
+# open-jtalk and its HTS voice are in Debian contrib, which a default install does not enable.
+CONTRIB_SOURCES := /etc/apt/sources.list.d/dfa-contrib.sources
 SETUP_STAMP := $(VENV)/.dfa-setup
 FARGAN := $(BIN)/fargan_demo
 export HF_HUB_OFFLINE ?= 1
@@ -40,9 +42,10 @@ system-deps:
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "Installing Debian packages:" $$missing; \
+	  [ -f $(CONTRIB_SOURCES) ] || printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm\nComponents: contrib\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' > $(CONTRIB_SOURCES); \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	else \
-	  echo "Missing system packages. Run:"; echo "  sudo apt-get update && sudo apt-get install -y $$missing"; exit 1; \
+	  echo "Missing system packages. Enable Debian contrib (write $(CONTRIB_SOURCES) as this target does), then run:"; echo "  sudo apt-get update && sudo apt-get install -y $$missing"; exit 1; \
 	fi
 
 $(BIN)/python:

@@ -21,6 +21,7 @@ OPTIONAL = {
     "ctranslate2",
     "selenium",
     "sounddevice",
+    "hibari",
 }
 
 

@@ -1,9 +1,10 @@
 """Neural speech generators whose weights install offline, for the harder fakes of the corpus.
 
-Each generator here resynthesises a real clip through a pretrained neural vocoder ("copy
+Most generators here resynthesise a real clip through a pretrained neural vocoder ("copy
 synthesis"): the clip is reduced to the acoustic features the vocoder was trained on and the
 vocoder rebuilds a waveform from them. The words, speaker and prosody stay those of the real
-clip, so the only difference a detector can learn is the vocoder's own trace.
+clip, so the only difference a detector can learn is the vocoder's own trace. One, hibari, is a
+complete neural text-to-speech voice.
 
 Where the weights come from (nothing is downloaded at run time):
 
@@ -17,10 +18,17 @@ Where the weights come from (nothing is downloaded at run time):
   then synthesised by the network.
 - FARGAN (16 kHz, framewise autoregressive GAN driven by cepstral and pitch features): the
   vocoder of Opus 1.5, compiled from Debian's ``opus`` source package (BSD-3-Clause) by
-  ``make setup``; see :mod:`dfa_lib.data.corpus.fargan`.
+  ``make setup``; see :mod:`dfa_lib.data.corpus.fargan`. Our path feeds it the unquantised
+  features of its own analysis, so it is a plain GAN vocoder, not a codec.
+- hibari (24 kHz English text-to-speech, voice ``af_heart``): PyPI ``hibari-tts`` (Apache-2.0),
+  an int8 ONNX model distilled from the Kokoro TTS that predicts a harmonic-plus-noise spectrum
+  per 12.5 ms frame, turned into a waveform by an inverse STFT. Only its bundled voice works
+  offline.
 
-:data:`NEURAL_GENERATORS` lists them with their family, licence and the package that brings
-them, so the corpus builder and the ``unseen-neural`` protocol can hold a family out.
+:data:`NEURAL_GENERATORS` lists them with their generator family (``gan-vocoder``,
+``codec-vocoder``, ``neural-tts``; see :data:`dfa_lib.data.corpus.synthesis.FAMILIES`), licence
+and the package that brings them, so the corpus builder can cap them and the protocols can hold
+a family out.
 """
 
 from __future__ import annotations
@@ -72,6 +80,7 @@ __all__ = [
     "hifigan16k_vocode",
     "hifigan_log_mel",
     "hifigan_vocode",
+    "hibari_synthesize",
     "lpcnet_vocode",
 ]
 
@@ -429,6 +438,47 @@ def _fargan_program() -> Path:
         raise NeuralGeneratorUnavailableError(str(err)) from err
 
 
+HIBARI_PACKAGE = "hibari-tts==0.2.1"
+HIBARI_RATE = 24000
+# Our voice names are Kokoro's (the voice each hibari model was distilled from); hibari names
+# them by the part after the prefix. Only the bundled voice is listed: the others download.
+HIBARI_VOICES = {"af_heart": "heart"}
+
+
+def _check_hibari() -> None:
+    """Raise :class:`NeuralGeneratorUnavailableError` when hibari is not installed."""
+    if importlib.util.find_spec("hibari") is None:
+        raise NeuralGeneratorUnavailableError(
+            f"hibari is not installed: pip install {HIBARI_PACKAGE}"
+        )
+
+
+@functools.cache
+def _load_hibari(voice: str):
+    """Load a hibari voice on one CPU thread (once per process and voice)."""
+    _check_hibari()
+    import hibari  # optional dependency (the corpus extra)
+
+    # The bundled model only: a voice that is not in the package would be downloaded.
+    path = hibari.voices.voice_path(voice, download_missing=False)
+    return hibari.Hibari(voice=voice, model=path, threads=1)
+
+
+def hibari_synthesize(text: str, language: str, voice: str) -> tuple[np.ndarray, int]:
+    """Speak English ``text`` with a hibari voice and return (waveform, 24000).
+
+    ``voice`` is a Kokoro voice name (``"af_heart"``). Deterministic: hibari's noise source is
+    seeded (``seed=0``) and the pace is the teacher's (``speed=1.0``), so the same text gives
+    the same samples. Text with nothing to pronounce gives an empty waveform.
+    """
+    if language != "en":
+        raise ValueError(f"hibari speaks English only, not {language!r}")
+    if voice not in HIBARI_VOICES:
+        raise ValueError(f"unknown hibari voice {voice!r}; choose one of {sorted(HIBARI_VOICES)}")
+    wave = _load_hibari(HIBARI_VOICES[voice])(text, speed=1.0, seed=0)
+    return np.clip(np.asarray(wave, dtype=np.float32), -1.0, 1.0), HIBARI_RATE
+
+
 GeneratorKind = Literal["vocoder", "tts"]
 
 
@@ -441,7 +491,7 @@ class NeuralGenerator:
     """
 
     name: str  # the manifest's ``generator`` value
-    family: str  # architecture family, the unit the unseen-neural protocol holds out
+    family: str  # generator family (dfa_lib.data.corpus.synthesis.FAMILIES), held out as a unit
     kind: GeneratorKind
     languages: tuple[str, ...]  # ISO 639-1; ("*",) for vocoders, which take any speech
     voices: tuple[str, ...]  # TTS voices; () for vocoders, which keep the input's speaker
@@ -468,7 +518,7 @@ NEURAL_GENERATORS: dict[str, NeuralGenerator] = {
     for g in (
         NeuralGenerator(
             name="hifigan",
-            family="hifigan",
+            family="gan-vocoder",
             kind="vocoder",
             languages=("*",),
             voices=(),
@@ -479,7 +529,7 @@ NEURAL_GENERATORS: dict[str, NeuralGenerator] = {
         ),
         NeuralGenerator(
             name="hifigan-ljspeech",
-            family="hifigan",
+            family="gan-vocoder",
             kind="vocoder",
             languages=("*",),
             voices=(),
@@ -490,7 +540,7 @@ NEURAL_GENERATORS: dict[str, NeuralGenerator] = {
         ),
         NeuralGenerator(
             name="hifigan-16k",
-            family="hifigan",
+            family="gan-vocoder",
             kind="vocoder",
             languages=("*",),
             voices=(),
@@ -501,7 +551,7 @@ NEURAL_GENERATORS: dict[str, NeuralGenerator] = {
         ),
         NeuralGenerator(
             name="lpcnet",
-            family="lpcnet",
+            family="codec-vocoder",
             kind="vocoder",
             languages=("*",),
             voices=(),
@@ -512,7 +562,7 @@ NEURAL_GENERATORS: dict[str, NeuralGenerator] = {
         ),
         NeuralGenerator(
             name="fargan",
-            family="fargan",
+            family="gan-vocoder",
             kind="vocoder",
             languages=("*",),
             voices=(),
@@ -520,6 +570,17 @@ NEURAL_GENERATORS: dict[str, NeuralGenerator] = {
             package=f"debian-source:{OPUS_SOURCE.filename} (build {build_id()})",
             callable=fargan_vocode,
             sample_rate=FARGAN_RATE,
+        ),
+        NeuralGenerator(
+            name="hibari",
+            family="neural-tts",
+            kind="tts",
+            languages=("en",),
+            voices=tuple(HIBARI_VOICES),
+            licence="Apache-2.0",
+            package=f"pypi:{HIBARI_PACKAGE}",
+            callable=hibari_synthesize,
+            sample_rate=HIBARI_RATE,
         ),
     )
 }
@@ -536,6 +597,7 @@ _AVAILABILITY_CHECKS: dict[str, Callable[[], object]] = {
     "hifigan-16k": _hifigan16k_checkpoint,
     "lpcnet": _check_codec2,
     "fargan": _check_fargan,
+    "hibari": _check_hibari,
 }
 
 

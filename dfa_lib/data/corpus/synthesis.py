@@ -2,12 +2,15 @@
 
 A generator is either text-to-speech (``synthesize(text, language, voice) -> (wave, sr)``)
 or a vocoder that copies a real recording (``vocode(wave, sr) -> (wave, sr)``). Every entry
-of :data:`GENERATORS` is used by the main corpus: a TTS entry speaks the transcripts of the
+of :data:`GENERATORS` is used by the corpus: a TTS entry speaks the transcripts of the
 languages its ``voices`` lists, a vocoder entry copies the real clips of every speaker. Adding
-a generator is one entry here. The neural vocoders of :mod:`dfa_lib.data.corpus.neural` are
-registered with their architecture family (``hifigan``, ``lpcnet``); everything else is
-``classical``. The builder gives the neural ones a fixed share of each split (they are slow)
-and the ``unseen-neural`` protocols hold one family out.
+a generator is one entry here (the neural ones come from :mod:`dfa_lib.data.corpus.neural`).
+
+Each generator, and where needed each voice, belongs to one of the :data:`FAMILIES`: the way
+the waveform is made (concatenated units, formant rules, a statistical parametric model,
+signal-processing resynthesis, a neural vocoder, a neural TTS). The protocols hold a family
+out of training to test generalisation to an unseen technique, and the builder gives the slow
+neural families (:data:`NEURAL_FAMILIES`) a fixed share of each split.
 
 Every function is deterministic: the same input gives the same samples, so a rebuild with the
 same seed gives the same manifest checksum.
@@ -15,6 +18,7 @@ same seed gives the same manifest checksum.
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import subprocess
@@ -27,15 +31,28 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from dfa_lib.data.corpus.neural import NEURAL_GENERATORS
+from dfa_lib.data.corpus.neural import NEURAL_GENERATORS, NeuralGenerator
 
 with warnings.catch_warnings():
     # pyworld imports the deprecated pkg_resources; the warning says nothing about us.
     warnings.simplefilter("ignore", UserWarning)
     import pyworld
 
-# The family of every generator that is not a neural network, and of no real clip.
-CLASSICAL = "classical"
+# The generator families, the unit a leave-one-family-out protocol holds out: id -> what it is.
+FAMILIES: dict[str, str] = {
+    "concatenative": "joins recorded units: diphones (festival kal, ked, Italian lp and pc, "
+    "Czech; flite kal16) and unit selection (festival's Russian clunits voice)",
+    "formant": "rule-based formant synthesis (espeak-ng)",
+    "statistical": "statistical parametric synthesis from HMM or clustered models (SVOX Pico, "
+    "festival's HTS voice, flite's clustergen voices, open-jtalk)",
+    "dsp-vocoder": "signal-processing resynthesis of a real clip (WORLD source-filter "
+    "vocoder, Griffin-Lim phase reconstruction)",
+    "gan-vocoder": "neural GAN vocoders copying a real clip from its features (HiFi-GAN, FARGAN)",
+    "codec-vocoder": "a neural vocoder behind a speech codec's quantiser (LPCNet at 1.7 kbit/s)",
+    "neural-tts": "end-to-end neural text-to-speech (hibari, distilled from Kokoro)",
+}
+# The families of neural networks: slow to run, so the builder caps their share.
+NEURAL_FAMILIES: tuple[str, ...] = ("gan-vocoder", "codec-vocoder", "neural-tts")
 # The family written for real clips (whose generator is ``"human"``).
 HUMAN = "human"
 
@@ -50,18 +67,18 @@ class Generator:
 
     ``kind`` is ``"tts"`` (needs ``synthesize`` and ``voices``: language -> voice names) or
     ``"vocoder"`` (needs ``vocode``; its voices are the real speakers it copies, named
-    ``"<generator>:<speaker>"``). ``family`` groups generators for protocols:
-    :data:`CLASSICAL` for rule-based, concatenative and signal-processing engines, otherwise
-    the neural architecture family (``"hifigan"``, ``"lpcnet"``) that ``unseen-neural`` holds
-    out.
+    ``"<generator>:<speaker>"``). ``family`` is the generator's family, one of
+    :data:`FAMILIES`; ``voice_families`` overrides it for voices made another way (a festival
+    HTS voice among diphone voices).
     """
 
     name: str
     kind: str
-    family: str = CLASSICAL
+    family: str = ""
     voices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     synthesize: Callable[[str, str, str], tuple[np.ndarray, int]] | None = None
     vocode: Callable[[np.ndarray, int], tuple[np.ndarray, int]] | None = None
+    voice_families: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.kind == "tts" and (self.synthesize is None or not self.voices):
@@ -70,6 +87,34 @@ class Generator:
             raise ValueError(f"vocoder generator {self.name!r} needs `vocode`")
         if self.kind not in ("tts", "vocoder"):
             raise ValueError(f"generator kind must be 'tts' or 'vocoder', not {self.kind!r}")
+        for family in self.families:
+            if family not in FAMILIES:
+                raise ValueError(
+                    f"generator {self.name!r} has family {family!r}; "
+                    f"choose one of {list(FAMILIES)} (add a new one to FAMILIES)"
+                )
+        known = {v for names in self.voices.values() for v in names}
+        unknown = sorted(set(self.voice_families) - known)
+        if self.kind == "tts" and unknown:
+            raise ValueError(
+                f"generator {self.name!r} gives a family to voices it does not have: {unknown}"
+            )
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        """Return every family this generator's voices belong to, its own first."""
+        return tuple(dict.fromkeys((self.family, *self.voice_families.values())))
+
+    def family_of(self, voice: str) -> str:
+        """Return the family of one of this generator's voices.
+
+        ``voice`` is the voice name (``"cmu_us_slt_arctic_hts"``) or its global id
+        (``"festival:cmu_us_slt_arctic_hts"``, see :func:`voice_id`).
+        """
+        prefix = f"{self.name}:"
+        if voice.startswith(prefix):
+            voice = voice[len(prefix) :]
+        return self.voice_families.get(voice, self.family)
 
 
 def voice_id(generator: str, voice: str) -> str:
@@ -166,6 +211,103 @@ def pico_synthesize(text: str, language: str, voice: str) -> tuple[np.ndarray, i
     return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0, 16000
 
 
+OPEN_JTALK_DICTIONARY = Path("/var/lib/mecab/dic/open-jtalk/naist-jdic")
+HTS_VOICES = Path("/usr/share/hts-voice")
+# open-jtalk and its voice are in Debian contrib (see the Makefile's Debian target).
+_OPEN_JTALK_HINT = "(Debian contrib; `make setup` enables it)"
+
+
+def _hts_voice(voice: str) -> Path:
+    """Find the ``.htsvoice`` file of an installed HTS voice package."""
+    found = sorted((HTS_VOICES / voice).glob("*.htsvoice"))
+    if not found:
+        raise SynthesisError(
+            f"HTS voice {voice!r} not found under {HTS_VOICES}: install the Debian package "
+            f"`hts-voice-{voice}` {_OPEN_JTALK_HINT}"
+        )
+    return found[0]
+
+
+def open_jtalk_synthesize(text: str, language: str, voice: str) -> tuple[np.ndarray, int]:
+    """Speak Japanese ``text`` with open-jtalk and an HTS voice, e.g. ``nitech-jp-atr503-m001``."""
+    if language != "ja":
+        raise SynthesisError(f"open-jtalk speaks Japanese only, not {language!r}")
+    exe = shutil.which("open_jtalk")
+    if exe is None:
+        raise SynthesisError(
+            f"`open_jtalk` not found: install the Debian package `open-jtalk` {_OPEN_JTALK_HINT}"
+        )
+    if not (OPEN_JTALK_DICTIONARY / "sys.dic").is_file():
+        raise SynthesisError(
+            f"no open-jtalk dictionary in {OPEN_JTALK_DICTIONARY}: install the Debian package "
+            "`open-jtalk-mecab-naist-jdic`"
+        )
+    model = _hts_voice(voice)
+    with tempfile.TemporaryDirectory() as tmp:
+        src, out = Path(tmp) / "in.txt", Path(tmp) / "out.wav"
+        # open_jtalk speaks only the first line of its input.
+        src.write_text(" ".join(text.split()), encoding="utf-8")
+        cmd = [exe, "-x", str(OPEN_JTALK_DICTIONARY), "-m", str(model), "-ow", str(out), str(src)]
+        _run(cmd, f"open-jtalk {voice}")
+        return _read(out, f"open-jtalk {voice}")
+
+
+TUXPAINT_STAMPS = Path("/usr/share/tuxpaint/stamps")
+_JAPANESE_SCRIPT = re.compile(r"[\u3040-\u30ff\u3400-\u9fff]")
+
+
+def japanese_sentences(root: Path = TUXPAINT_STAMPS) -> list[tuple[str, str]]:
+    """Return Japanese sentences for open-jtalk to read, as ``(id, text)`` pairs.
+
+    The text comes from the Japanese descriptions (``ja.utf8=`` lines) of Tux Paint's stamps
+    (Debian package ``tuxpaint-stamps-default``, GPL-2); the id names the stamp's file,
+    ``"tuxpaint-stamps:<path under root, no .txt>"``. Only texts of four or more characters
+    with kana or kanji are kept, each once (its first file in path order), in path order.
+    """
+    files = sorted(root.rglob("*.txt")) if root.is_dir() else []
+    if not files:
+        raise FileNotFoundError(
+            f"no Tux Paint stamp descriptions under {root}: install the Debian package "
+            "`tuxpaint-stamps-default`"
+        )
+    sentences: dict[str, str] = {}
+    for path in files:
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            if not line.startswith("ja.utf8="):
+                continue
+            text = " ".join(line.removeprefix("ja.utf8=").split())
+            if len(text) >= 4 and _JAPANESE_SCRIPT.search(text) and text not in sentences:
+                sentences[text] = f"tuxpaint-stamps:{path.relative_to(root).with_suffix('')}"
+    return [(sentence_id, text) for text, sentence_id in sentences.items()]
+
+
+def _neural_tts(
+    synthesize: Callable[[str, str, str], tuple[np.ndarray, int]],
+    name: str,
+    text: str,
+    language: str,
+    voice: str,
+) -> tuple[np.ndarray, int]:
+    """Call a neural TTS and refuse an empty result the way the other synthesisers do."""
+    wave, sr = synthesize(text, language, voice)
+    if len(wave) == 0:
+        raise SynthesisError(f"{name} {voice} produced no audio for {text!r}")
+    return wave, sr
+
+
+def _registered(generator: NeuralGenerator) -> Generator:
+    """Return the :class:`Generator` entry of a neural generator."""
+    if generator.kind == "vocoder":
+        return Generator(generator.name, "vocoder", generator.family, vocode=generator.callable)
+    return Generator(
+        generator.name,
+        "tts",
+        generator.family,
+        voices={language: generator.voices for language in generator.languages},
+        synthesize=functools.partial(_neural_tts, generator.callable, generator.name),
+    )
+
+
 def world_vocode(wave: np.ndarray, sr: int) -> tuple[np.ndarray, int]:
     """Resynthesise a recording with the WORLD vocoder (DIO + StoneMask, CheapTrick, D4C)."""
     x = np.ascontiguousarray(wave, dtype=np.float64)
@@ -235,65 +377,108 @@ def griffin_lim_vocode(
     return y.astype(np.float32), sr
 
 
+# espeak-ng voice (language code) for each corpus language, where it is not the same code.
+_ESPEAK_LANGUAGE = {
+    "nn": "nb",  # no Nynorsk voice: the Bokmål one reads the close written standard
+    # "cmn" reads the tone digits of its own pinyin transcription in English (espeak-ng 1.51).
+    "zh": "cmn-latn-pinyin",
+}
+# Three variants (+mN male, +fN female) per language, rotated so the languages do not all
+# share the same three; the voices are split between training, validation and test.
+_ESPEAK_VARIANTS = (
+    ("m1", "f2", "m5"),
+    ("m2", "f3", "m6"),
+    ("m3", "f4", "m7"),
+    ("m4", "f5", "m1"),
+    ("m5", "f1", "m2"),
+    ("m6", "f2", "m3"),
+    ("m7", "f3", "m4"),
+)
+# Languages of the real speakers: espeak-ng 1.51 has no Galician (gl) or Low German (nds).
+_ESPEAK_NEW_LANGUAGES = (
+    "be", "bg", "ca", "cs", "da", "de", "el", "fi", "ga", "hu", "id", "lt", "ml", "nl", "nn",
+    "pt", "ro", "sl", "sr", "sv", "uk", "zh",
+)  # fmt: skip
+
+
+def _espeak_voices() -> dict[str, tuple[str, ...]]:
+    """Return the espeak-ng voices of every corpus language (language -> voice+variant)."""
+    voices = {
+        "en": ("en+m3", "en-us+f4", "en+f2"),
+        "es": ("es+m1", "es+f3", "es+m6"),
+        "fr": ("fr+m4", "fr+f2", "fr+m7"),
+        "it": ("it+m2", "it+f4", "it+m5"),
+        "ru": ("ru+m5", "ru+f1", "ru+m2"),
+    }
+    for i, language in enumerate(_ESPEAK_NEW_LANGUAGES):
+        code = _ESPEAK_LANGUAGE.get(language, language)
+        variants = _ESPEAK_VARIANTS[i % len(_ESPEAK_VARIANTS)]
+        if language == "nl":
+            # nl+m6 and nl+f5 are voices of the cross-source set.
+            variants = ("m1", "f2", "m3")
+        voices[language] = tuple(f"{code}+{v}" for v in variants)
+    return voices
+
+
 GENERATORS: dict[str, Generator] = {
     g.name: g
     for g in (
         Generator(
-            "espeak-ng",
-            "tts",
-            voices={
-                "en": ("en+m3", "en-us+f4", "en+f2"),
-                "es": ("es+m1", "es+f3"),
-                "fr": ("fr+m4", "fr+f2"),
-                "it": ("it+m2", "it+f4"),
-                "ru": ("ru+m5", "ru+f1"),
-            },
-            synthesize=espeak_synthesize,
+            "espeak-ng", "tts", "formant", voices=_espeak_voices(), synthesize=espeak_synthesize
         ),
         Generator(
             "flite",
             "tts",
+            # awb, rms and slt are clustergen voices (statistical parametric); kal16 joins
+            # diphones (the voices' libraries name their cg_db and diphone_db databases).
+            "statistical",
             voices={"en": ("awb", "rms", "slt", "kal16")},
             synthesize=flite_synthesize,
+            voice_families={"kal16": "concatenative"},
         ),
         Generator(
             "festival",
             "tts",
+            # The voices' festvox files: kal, ked, lp and pc run UniSyn on diphone databases,
+            # the Russian voice selects clunits, the slt voice sets Synth_Method to HTS.
+            "concatenative",
             voices={
                 "en": ("kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts"),
                 "it": ("lp_diphone", "pc_diphone"),
                 "ru": ("msu_ru_nsh_clunits",),
             },
             synthesize=festival_synthesize,
+            voice_families={"cmu_us_slt_arctic_hts": "statistical"},
         ),
         Generator(
             "pico",
             "tts",
+            "statistical",  # SVOX Pico is an HMM-based synthesiser
             voices={"en": ("en-US", "en-GB"), "es": ("es-ES",), "fr": ("fr-FR",), "it": ("it-IT",)},
             synthesize=pico_synthesize,
         ),
-        Generator("world", "vocoder", vocode=world_vocode),
-        Generator("griffin-lim", "vocoder", vocode=griffin_lim_vocode),
-        # Neural copy synthesis: pretrained vocoders whose weights install offline.
-        *(
-            Generator(g.name, "vocoder", g.family, vocode=g.callable)
-            for g in NEURAL_GENERATORS.values()
+        Generator(
+            "open-jtalk",
+            "tts",
+            "statistical",  # HMM voices run by hts_engine
+            voices={"ja": ("nitech-jp-atr503-m001",)},
+            synthesize=open_jtalk_synthesize,
         ),
+        Generator("world", "vocoder", "dsp-vocoder", vocode=world_vocode),
+        Generator("griffin-lim", "vocoder", "dsp-vocoder", vocode=griffin_lim_vocode),
+        # Neural copy synthesis and neural TTS whose weights install offline.
+        *(_registered(g) for g in NEURAL_GENERATORS.values()),
     )
 }
 
 
 def is_neural(generator: str) -> bool:
-    """Say whether a registered generator is a neural network (its family is not classical)."""
+    """Say whether a registered generator is a neural network (any of its voices' families is
+    in :data:`NEURAL_FAMILIES`); the builder caps these slow generators."""
     gen = GENERATORS.get(generator)
     if gen is None:
         raise KeyError(f"unknown generator {generator!r}: register it in GENERATORS")
-    return gen.family != CLASSICAL
-
-
-def neural_families() -> tuple[str, ...]:
-    """Return the neural families of the registered generators, sorted."""
-    return tuple(sorted({g.family for g in GENERATORS.values()} - {CLASSICAL}))
+    return any(family in NEURAL_FAMILIES for family in gen.families)
 
 
 # Voices of the cross-source set. None of them is a voice of GENERATORS except festival's
