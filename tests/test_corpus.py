@@ -21,16 +21,13 @@ from dfa_lib.data.corpus import channel, sources, synthesis
 from dfa_lib.data.corpus.build import (
     BuildConfig,
     Task,
-    assign_voice_splits,
     build_offline_corpus,
-    main_voices,
-    neural_picks,
     plan_main,
     run_task,
 )
 from dfa_lib.data.corpus.neural import NEURAL_GENERATORS
 from dfa_lib.data.manifest import MANIFEST_COLUMNS, file_sha256, manifest_checksum, read_manifest
-from dfa_lib.data.protocols import NEURAL_ROTATIONS, apply_protocol, held_out_family_of, split_leaks
+from dfa_lib.data.protocols import apply_protocol, lofo_family, lofo_rotations, split_leaks
 
 SR = channel.SAMPLE_RATE
 HAVE_SOURCES = (
@@ -215,63 +212,167 @@ def test_espeak_is_deterministic():
     assert sr == 22050 and len(a) > sr // 2 and np.array_equal(a, b)
 
 
-def test_registering_a_generator_is_one_entry(monkeypatch):
-    utts = [
-        sources.Utterance("a:1", "a", "spk-a", "en", "a:1", "one"),
-        sources.Utterance("b:1", "b", "spk-b", "it", "b:1", "uno"),
+def _utts(speakers: dict[str, tuple[str, int]]) -> list[sources.Utterance]:
+    """Utterances of made-up speakers: speaker -> (language, number of utterances)."""
+    return [
+        sources.Utterance(f"{spk}:{i}", f"src-{spk}", spk, lang, f"{spk}:{i}", f"words {i}")
+        for spk, (lang, n) in speakers.items()
+        for i in range(n)
     ]
-    registry = dict(synthesis.GENERATORS)
-    registry["toy-vocoder"] = synthesis.Generator(
-        "toy-vocoder", "vocoder", "neural", vocode=lambda w, sr: (w, sr)
-    )
-    registry["toy-tts"] = synthesis.Generator(
-        "toy-tts",
-        "tts",
-        "neural",
-        voices={"it": ("anna",)},
-        synthesize=lambda t, lang, v: (np.zeros(1), 16000),
-    )
-    monkeypatch.setattr(corpus_build, "GENERATORS", registry)
-    voices = main_voices(utts)
-    assert ("toy-vocoder", "spk-a") in voices["en"] and ("toy-vocoder", "spk-b") in voices["it"]
-    assert ("toy-tts", "anna") in voices["it"] and ("toy-tts", "anna") not in voices["en"]
-    with pytest.raises(ValueError, match="needs `vocode`"):
-        synthesis.Generator("bad", "vocoder")
 
 
-def test_every_language_has_fake_voices_in_every_split():
-    utts = [
-        sources.Utterance(f"{lang}:1", f"asterisk-{lang}", f"spk-{lang}", lang, f"{lang}:1", "x")
-        for lang in ("en", "es", "fr", "it", "ru")
-    ]
-    voices = main_voices(utts)
+def test_speakers_get_one_split_each_and_languages_span_the_splits():
+    speakers = {f"en-{i}": ("en", 10) for i in range(12)}
+    speakers |= {f"fr-{i}": ("fr", 10) for i in range(4)}
+    speakers |= {"it-0": ("it", 10), "big": ("es", 60)}
+    utts = _utts(speakers)
+    for seed in (0, 1):
+        split_of = corpus_build.assign_speaker_splits(utts, seed, (0.7, 0.15, 0.15))
+        assert set(split_of) == set(speakers)
+        for lang in ("en", "fr"):
+            assert {s for k, s in split_of.items() if k.startswith(lang)} == set(SPLITS), lang
+        load = {s: sum(speakers[k][1] for k, v in split_of.items() if v == s) for s in SPLITS}
+        total = sum(load.values())
+        assert load["training"] / total == pytest.approx(0.7, abs=0.1)
+        assert load["testing"] / total == pytest.approx(0.15, abs=0.07)
+    assert corpus_build.assign_speaker_splits(utts, 0, (0.7, 0.15, 0.15)) == (
+        corpus_build.assign_speaker_splits(utts, 0, (0.7, 0.15, 0.15))
+    )
+
+
+def test_tts_voices_go_only_where_their_language_is_heard():
+    voices = corpus_build.tts_voices(["en", "it", "ru"])
+    assert ("hibari", "af_heart") in voices["en"] and (
+        "open-jtalk",
+        "nitech-jp-atr503-m001",
+    ) not in [gv for members in voices.values() for gv in members]
+    heard = {"en": set(SPLITS), "it": {"training"}, "ru": {"training", "validation"}}
     for seed in (0, 1, 2):
-        split_of = assign_voice_splits(voices, seed)
+        split_of = corpus_build.assign_voice_splits(voices, heard, seed)
+        assert split_of["hibari:af_heart"] == "testing"
         assert split_of["festival:msu_ru_nsh_clunits"] == "testing"
         for lang, members in voices.items():
-            assert {split_of[synthesis.voice_id(*gv)] for gv in members} == set(SPLITS), lang
-        for gen in CLASSICAL_GENERATORS:
-            splits = {s for vid, s in split_of.items() if vid.startswith(gen + ":")}
-            assert {"training", "testing"} <= splits, (gen, seed)
-        for family in synthesis.neural_families():
-            splits = {
-                s
-                for vid, s in split_of.items()
-                if synthesis.GENERATORS[vid.split(":")[0]].family == family
-            }
-            assert {"training", "testing"} <= splits, (family, seed)
-        # Classical voices alone still cover every language in every split.
-        for lang, members in voices.items():
-            classical = [gv for gv in members if gv[0] in CLASSICAL_GENERATORS]
-            assert {split_of[synthesis.voice_id(*gv)] for gv in classical} == set(SPLITS), lang
-    cross = {
-        synthesis.voice_id(g, v)
-        for g, by in synthesis.CROSS_VOICES.items()
-        for vs in by.values()
-        for v in vs
-    }
-    main_ids = {synthesis.voice_id(*gv) for members in voices.values() for gv in members}
-    assert cross & main_ids == {"festival:msu_ru_nsh_clunits"}
+            splits = {split_of[synthesis.voice_id(*gv)] for gv in members}
+            if lang == "it":
+                assert splits == {"training"}
+            if lang == "en":
+                assert splits == set(SPLITS)
+
+
+def _plan(monkeypatch, speakers, **config) -> tuple[list[Task], dict[str, str]]:
+    utts = _utts(speakers)
+    monkeypatch.setattr(corpus_build.sources, "asterisk_prompts", lambda: [])
+    monkeypatch.setattr(corpus_build, "speaker_utterances", lambda seed, per_speaker: utts)
+    cfg = BuildConfig(**config)
+    split_of = corpus_build.assign_speaker_splits(utts, cfg.seed, cfg.split_fractions)
+    return plan_main(cfg), split_of
+
+
+def test_plan_copies_every_speaker_with_every_vocoder_in_their_own_split(monkeypatch):
+    speakers = {f"en-{i}": ("en", 9) for i in range(6)} | {f"wa-{i}": ("wa", 9) for i in range(3)}
+    tasks, split_of = _plan(monkeypatch, speakers)
+    copiers = corpus_build.vocoders()
+    assert {"world", "griffin-lim", "hifigan", "lpcnet", "fargan"} <= set(copiers)
+    for spk in speakers:
+        mine = [t for t in tasks if t.utterances[0].speaker == spk]
+        assert {t.split for t in mine} == {split_of[spk]}
+        leading = {t.voices[0][0] for t in mine if t.voices[0][1] == spk}
+        assert leading == set(copiers), spk  # nine utterances: every vocoder copies this speaker
+        for t in mine:
+            for gen, voice in t.voices:
+                if synthesis.GENERATORS[gen].kind == "vocoder":
+                    assert voice == spk  # a copy is always of the task's own speaker
+    # English has TTS voices after the copy; Walloon (no TTS voice here) only copies.
+    en = [t for t in tasks if t.utterances[0].language == "en"]
+    assert any(synthesis.GENERATORS[g].kind == "tts" for t in en for g, _ in t.voices)
+    wa = [t for t in tasks if t.utterances[0].language == "wa"]
+    assert all(synthesis.GENERATORS[g].kind == "vocoder" for t in wa for g, _ in t.voices)
+    # TTS voices speak only in their split.
+    voices = corpus_build.tts_voices(["en", "wa"])
+    heard = {"en": {split_of[s] for s in speakers if s.startswith("en")}}
+    split_of_voice = corpus_build.assign_voice_splits(voices, heard, 0)
+    for t in en:
+        for gen, voice in t.voices:
+            if synthesis.GENERATORS[gen].kind == "tts":
+                assert split_of_voice[synthesis.voice_id(gen, voice)] == t.split
+
+
+def test_smoke_plan_keeps_the_asterisk_speakers(monkeypatch):
+    prompts = _utts({"asterisk-a": ("en", 5), "asterisk-b": ("fr", 5)})
+    others = _utts({f"x-{i}": ("de", 4) for i in range(20)})
+    monkeypatch.setattr(corpus_build.sources, "asterisk_prompts", lambda: prompts)
+    monkeypatch.setattr(corpus_build, "speaker_utterances", lambda seed, per_speaker: others)
+    utts = corpus_build.corpus_utterances(BuildConfig(max_speakers=6, asterisk_per_speaker=3))
+    speakers = {u.speaker for u in utts}
+    assert len(speakers) == 6 and {"asterisk-a", "asterisk-b"} <= speakers
+    assert sum(u.speaker == "asterisk-a" for u in utts) == 3
+
+
+@pytest.mark.skipif(
+    not (HAVE_PROMPTS and Path("/usr/share/ktuberling").is_dir()),
+    reason="needs the Debian speech packages (make setup installs them)",
+)
+def test_default_plan_has_many_speakers_each_copied_by_vocoders():
+    config = BuildConfig()
+    tasks = plan_main(config)
+    speakers = {t.utterances[0].speaker for t in tasks}
+    languages = {t.utterances[0].language for t in tasks}
+    assert len(speakers) >= 60 and len(languages) >= 10
+    split_of: dict[str, set[str]] = {}
+    copied: dict[str, set[str]] = {}
+    for t in tasks:
+        spk = t.utterances[0].speaker
+        split_of.setdefault(spk, set()).add(t.split)
+        if synthesis.GENERATORS[t.voices[0][0]].kind == "vocoder":
+            copied.setdefault(spk, set()).add(t.voices[0][0])
+    assert all(len(s) == 1 for s in split_of.values())  # speaker-disjoint
+    assert set(copied) == speakers  # every real speaker has vocoder copies of their own voice
+    for split in SPLITS:
+        leading = {t.voices[0][0] for t in tasks if t.split == split}
+        assert set(corpus_build.vocoders()) <= leading, split
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+def test_a_neural_copy_is_capped_and_classical_voices_fill_the_rest(monkeypatch, tmp_path):
+    registry = dict(synthesis.GENERATORS)
+    # A stand-in for a slow neural vocoder: what is tested is the cap, not the network.
+    calls: list[int] = []
+
+    def quiet_copy(wave: np.ndarray, sr: int) -> tuple[np.ndarray, int]:
+        calls.append(len(wave))
+        return (0.5 * wave).astype(np.float32), sr
+
+    registry["toy-neural"] = synthesis.Generator(
+        "toy-neural", "vocoder", "gan-vocoder", vocode=quiet_copy
+    )
+    monkeypatch.setattr(corpus_build, "GENERATORS", registry)
+    monkeypatch.setattr(synthesis, "GENERATORS", registry)
+    audio = tmp_path / "prompt.wav"
+    sf.write(audio, _speech_like(7.0, SR), SR)
+    utt = sources.Utterance("t:1", "asterisk-en", "spk", "en", "t:1", "x", str(audio))
+    task = Task(
+        "t-1", "offline-main", "training", (utt,), (("toy-neural", "spk"), ("world", "spk"))
+    )
+    cfg = channel.ChannelConfig()
+    capped = pd.DataFrame(run_task(Task(**{**task.__dict__, "neural_segments": 1}), tmp_path, cfg))
+    real = capped[capped.label == "real"]
+    fake = capped[capped.label == "fake"]
+    assert len(real) >= 3 and len(fake) == len(real)
+    assert (fake.generator == "toy-neural").sum() == 1
+    assert set(fake.generator) == {"toy-neural", "world"}
+    assert set(real.family) == {"human"}
+    assert set(fake.family) == {"gan-vocoder", "dsp-vocoder"}
+    # The copy got only what one clip needs, not the whole prompt.
+    assert calls[-1] < 3.0 * SR
+    whole = pd.DataFrame(run_task(task, tmp_path / "whole", cfg))
+    assert set(whole.loc[whole.label == "fake", "generator"]) == {"toy-neural"}
+    # A leading copy with a share makes that share; the next voice speaks the rest.
+    half = pd.DataFrame(
+        run_task(Task(**{**task.__dict__, "copy_share": 0.5}), tmp_path / "half", cfg)
+    )
+    n_real = (half.label == "real").sum()
+    assert (half.generator == "toy-neural").sum() == max(1, round(0.5 * n_real))
+    assert (half.label == "fake").sum() == n_real
 
 
 # --- smoke build ---------------------------------------------------------------------------
@@ -286,13 +387,13 @@ def smoke_root(tmp_path_factory):
     return root
 
 
-# One prompt per language and split; one clip per neural copy, one copy per family and split.
+# Ten speakers, two utterances each; one clip per neural copy.
 SMOKE_KWARGS = dict(
     seed=0,
     workers=2,
-    max_transcripts=1,
+    per_speaker=2,
+    max_speakers=10,
     cross_max_per_source=2,
-    neural_share=0.1,
     neural_max_segments=1,
 )
 
@@ -305,7 +406,11 @@ def test_smoke_manifest_columns_values_and_files(smoke_root):
         assert list(df.columns) == [*MANIFEST_COLUMNS, "family"]
         families = df.drop_duplicates("generator").set_index("generator")["family"]
         assert families.pop("human") == "human"
-        assert all(synthesis.GENERATORS[g].family == f for g, f in families.items())
+        fakes = df[df.label == "fake"].drop_duplicates("speaker")
+        for row in fakes.itertuples():
+            voice = row.speaker.split(":", 1)[1]
+            assert synthesis.GENERATORS[row.generator].family_of(voice) == row.family
+        assert set(df["family"]) <= {"human", *synthesis.FAMILIES}
         assert set(df["label"]) == {"real", "fake"}
         assert (df["sample_rate"] == SR).all() and np.allclose(df["duration"], 1.5)
         assert set(df.loc[df["label"] == "real", "generator"]) == {"human"}
@@ -316,14 +421,19 @@ def test_smoke_manifest_columns_values_and_files(smoke_root):
             assert (info.samplerate, info.channels, info.frames) == (SR, 1, int(1.5 * SR))
         if corpus == "offline-main":
             assert set(df["split"]) == set(SPLITS)
-            assert set(df["family"]) == {"human", "classical", "fargan", "hifigan", "lpcnet"}
+            assert {"human", "dsp-vocoder", "gan-vocoder", "formant"} <= set(df["family"])
+            real = df[df.label == "real"]
+            assert real.groupby("speaker")["split"].nunique().max() == 1  # speaker-disjoint
+            # Every real speaker has vocoder copies of their own voice.
+            copied = {s.split(":", 1)[1] for s in df.loc[df.label == "fake", "speaker"]}
+            assert set(real["speaker"]) <= copied
             # Same sentences on both sides: every fake transcript also has real clips.
             assert set(df.loc[df.label == "fake", "transcript_id"]) <= set(
                 df.loc[df.label == "real", "transcript_id"]
             )
         else:
             assert set(df["split"]) == {"testing"}
-            assert {"fillets-cs", "fillets-nl", "festvox-ru"} <= set(df["source"])
+            assert {"fillets-cs", "fillets-nl", "festvox-ru", "open-jtalk"} <= set(df["source"])
 
 
 @needs_sources
@@ -334,18 +444,22 @@ def test_smoke_protocols_are_leak_free(smoke_root):
     held = sorted(set(main.loc[(main.split == "testing") & (main.label == "fake"), "generator"]))[
         :1
     ]
+    rotations = lofo_rotations(main)
+    assert rotations
     runs = {
         "in-domain": apply_protocol(main, "in-domain"),
         "unseen-generator": apply_protocol(main, "unseen-generator", held_out_generators=held),
         "cross-source": apply_protocol(main, "cross-source", cross=cross),
-        **{name: apply_protocol(main, name) for name in NEURAL_ROTATIONS},
+        **{name: apply_protocol(main, name) for name in rotations},
     }
     for name, df in runs.items():
         assert not any(split_leaks(df).values()), name
-    for name in NEURAL_ROTATIONS:
+        real = df[df.label == "real"]
+        assert real.groupby("speaker")["split"].nunique().max() == 1, name
+    for name in rotations:
         df = runs[name]
-        family = held_out_family_of(name)
-        assert set(df.query("split == 'testing' and label == 'fake'")["family"]) == {family}
+        family = lofo_family(name)
+        assert family in set(df.query("split == 'testing' and label == 'fake'")["family"])
         assert family not in set(df.loc[df.split != "testing", "family"])
     test_fakes = runs["unseen-generator"].query("split == 'testing' and label == 'fake'")
     assert set(test_fakes["generator"]) == set(held)
@@ -395,100 +509,9 @@ def test_neural_vocoders_are_registered_with_their_family():
         assert gen.kind == "vocoder" and gen.vocode is NEURAL_GENERATORS[name].callable
         assert gen.family == NEURAL_GENERATORS[name].family
         assert synthesis.is_neural(name)
-    assert synthesis.neural_families() == ("fargan", "hifigan", "lpcnet")
+    assert {synthesis.GENERATORS[n].family for n in ("hifigan", "fargan")} == {"gan-vocoder"}
+    assert synthesis.GENERATORS["lpcnet"].family == "codec-vocoder"
     assert not any(synthesis.is_neural(g) for g in CLASSICAL_GENERATORS)
-
-
-def test_adding_neural_voices_keeps_the_classical_splits(monkeypatch):
-    utts = [
-        sources.Utterance(f"{lang}:1", f"asterisk-{lang}", spk, lang, f"{lang}:1", "x")
-        for lang, spk in (("en", "a"), ("es", "a"), ("fr", "b"), ("it", "c"), ("ru", "d"))
-    ]
-    with_neural = assign_voice_splits(main_voices(utts), 0)
-    classical = {n: g for n, g in synthesis.GENERATORS.items() if n in CLASSICAL_GENERATORS}
-    monkeypatch.setattr(corpus_build, "GENERATORS", classical)
-    without = assign_voice_splits(main_voices(utts), 0)
-    assert {v: with_neural[v] for v in without} == without
-    assert len(with_neural) == len(without) + 4 * len(NEURAL_GENERATORS)
-
-
-def _utt(i: int, lang: str) -> sources.Utterance:
-    return sources.Utterance(f"{lang}:{i}", f"asterisk-{lang}", "spk", lang, f"{lang}:{i}", "x")
-
-
-def test_neural_picks_give_each_family_its_share():
-    # hifigan has a voice in both languages, lpcnet only in Italian.
-    cells = {
-        "en": ([_utt(i, "en") for i in range(60)], [("espeak-ng", "en+m3"), ("hifigan", "a")]),
-        "it": (
-            [_utt(i, "it") for i in range(40)],
-            [("espeak-ng", "it+m2"), ("hifigan-16k", "b"), ("lpcnet", "b")],
-        ),
-    }
-    picks = neural_picks(cells, share=0.3)
-    families = [synthesis.GENERATORS[g].family for g, _ in picks.values()]
-    # 0.3 of 100 prompts, split evenly between the two families.
-    assert families.count("hifigan") == families.count("lpcnet") == 15
-    assert all(v == ("lpcnet", "b") for k, v in picks.items() if v[0] == "lpcnet")
-    assert all(k.startswith("it:") for k, v in picks.items() if v[0] == "lpcnet")
-    # Spread through the prompts, not the first ones only.
-    lpcnet_prompts = sorted(int(k[3:]) for k, v in picks.items() if v[0] == "lpcnet")
-    assert lpcnet_prompts[0] < 5 and lpcnet_prompts[-1] > 30
-    assert neural_picks(cells, share=0.0) == {}
-    # A tiny split still gets one prompt per family.
-    tiny = {lang: (members[:1], pool) for lang, (members, pool) in cells.items()}
-    tiny_picks = neural_picks(tiny, share=0.1)
-    assert {synthesis.GENERATORS[g].family for g, _ in tiny_picks.values()} == {"hifigan", "lpcnet"}
-
-
-@pytest.mark.skipif(not HAVE_PROMPTS, reason="needs asterisk-core-sounds-en-g722")
-def test_plan_gives_neural_vocoders_a_share_of_every_split():
-    config = BuildConfig()
-    tasks = plan_main(config)
-    for split in SPLITS:
-        mine = [t for t in tasks if t.split == split]
-        first = [synthesis.GENERATORS[t.voices[0][0]].family for t in mine]
-        neural = [f for f in first if f != "classical"]
-        assert len(neural) == pytest.approx(config.neural_share * len(mine), abs=2), split
-        counts = [neural.count(f) for f in synthesis.neural_families()]
-        assert max(counts) - min(counts) <= 1, split
-    for t in tasks:
-        # A neural voice only ever leads; classical voices finish what it leaves.
-        assert not any(synthesis.is_neural(g) for g, _ in t.voices[1:])
-        assert t.neural_segments == config.neural_max_segments
-
-
-@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
-def test_a_neural_copy_is_capped_and_classical_voices_fill_the_rest(monkeypatch, tmp_path):
-    registry = dict(synthesis.GENERATORS)
-    # A stand-in for a slow neural vocoder: what is tested is the cap, not the network.
-    calls: list[int] = []
-
-    def quiet_copy(wave: np.ndarray, sr: int) -> tuple[np.ndarray, int]:
-        calls.append(len(wave))
-        return (0.5 * wave).astype(np.float32), sr
-
-    registry["toy-neural"] = synthesis.Generator("toy-neural", "vocoder", "toy", vocode=quiet_copy)
-    monkeypatch.setattr(corpus_build, "GENERATORS", registry)
-    audio = tmp_path / "prompt.wav"
-    sf.write(audio, _speech_like(7.0, SR), SR)
-    utt = sources.Utterance("t:1", "asterisk-en", "spk", "en", "t:1", "x", str(audio))
-    task = Task(
-        "t-1", "offline-main", "training", (utt,), (("toy-neural", "spk"), ("world", "spk"))
-    )
-    cfg = channel.ChannelConfig()
-    capped = pd.DataFrame(run_task(Task(**{**task.__dict__, "neural_segments": 1}), tmp_path, cfg))
-    real = capped[capped.label == "real"]
-    fake = capped[capped.label == "fake"]
-    assert len(real) >= 3 and len(fake) == len(real)
-    assert (fake.generator == "toy-neural").sum() == 1
-    assert set(fake.generator) == {"toy-neural", "world"}
-    assert set(real.family) == {"human"}
-    assert set(fake.family) == {"toy", "classical"}
-    # The copy got only what one clip needs, not the whole prompt.
-    assert calls[-1] < 3.0 * SR
-    whole = pd.DataFrame(run_task(task, tmp_path / "whole", cfg))
-    assert set(whole.loc[whole.label == "fake", "generator"]) == {"toy-neural"}
 
 
 def test_build_config_fingerprint_tracks_settings():
@@ -496,9 +519,9 @@ def test_build_config_fingerprint_tracks_settings():
     assert a == BuildConfig(seed=0).fingerprint()
     assert a != BuildConfig(seed=1).fingerprint()
     assert a != BuildConfig(channel=channel.ChannelConfig(segment_seconds=3.0)).fingerprint()
-    assert a != BuildConfig(neural_share=0.5).fingerprint()
-    with pytest.raises(ValueError, match="neural_share"):
-        BuildConfig(neural_share=1.5)
+    assert a != BuildConfig(per_speaker=5).fingerprint()
+    with pytest.raises(ValueError, match="copy_share"):
+        BuildConfig(copy_share=1.5)
 
 
 # --- interrupted and damaged builds (toy tasks: what is tested is the bookkeeping) -------

@@ -1,32 +1,34 @@
 """Build the offline corpora: ``offline-main`` and the cross-source set ``offline-cross``.
 
-``offline-main`` pairs the Asterisk prompts (real) with the same transcripts spoken by the
-generators of :data:`dfa_lib.data.corpus.synthesis.GENERATORS` (fake). Its ``split`` column is the
-``in-domain`` protocol, decided here because a fake voice may only speak the transcripts of
-its own split:
+``offline-main`` holds real speech from many speakers (the Asterisk prompts, capped per speaker,
+and the game and education recordings of :mod:`dfa_lib.data.corpus.speakers`) and, for every
+real utterance, fakes of the same length. Its ``split`` column is the ``in-domain`` protocol,
+decided here:
 
-- every transcript goes to one split (seeded hash, 70/15/15 per language);
-- every fake voice goes to one split (each language has fake voices in every split, each
-  generator has voices in training and in testing);
-- festival's Russian voice is the festvox-ru speaker of the cross-source set, so it is
-  pinned to ``testing``: no protocol trains or validates on it;
-- a transcript's real segments are matched by as many fake segments, spoken by the voices of
-  its split in rotation, so both classes have the same sentences, languages and lengths;
-- the neural vocoders (families other than ``classical``) copy a fixed share of each split's
-  prompts (``neural_share``, at most ``neural_max_segments`` clips of each: they are the slow
-  part of the build), shared equally between the families (:func:`neural_picks`); the
-  prompt's other fake segments, and every other prompt, come from the classical voices.
-  Classical and neural voices get their splits separately (:func:`assign_voice_splits`).
+- every real speaker goes to one split (:func:`assign_speaker_splits`; languages with three or
+  more speakers are heard in every split), so no protocol tests on a speaker it trained on;
+- every TTS voice goes to one split among those where its language has real speech
+  (:func:`assign_voice_splits`), and speaks only the texts of that split; festival's Russian
+  voice is the festvox-ru speaker of the cross-source set and hibari's only voice is the only
+  neural TTS, so both are pinned to ``testing`` (:data:`PINNED_VOICE_SPLITS`);
+- every real speaker has vocoder copies of their own voice: their first utterances take every
+  vocoder in turn (classical and neural), later ones every ``vocoder_every``-th; a copy makes
+  ``copy_share`` of the utterance's fake segments (a neural copy at most
+  ``neural_max_segments``: they are the slow part of the build), the TTS voices of the
+  utterance's language and split the rest, in rotation, and the classical vocoders finish what
+  is left (a language no TTS voice speaks is faked by copies only).
 
-Both manifests carry a ``family`` column beside ``generator``: ``human`` for real clips,
-``classical`` or the neural family for fakes (what the ``unseen-neural`` protocols hold out).
+Both manifests carry a ``family`` column beside ``generator``: ``human`` for real clips, else the
+generator family of :data:`dfa_lib.data.corpus.synthesis.FAMILIES`, which the
+``leave-one-family-out`` protocols hold out in turn.
 
 ``offline-cross`` (all ``testing``) holds the Czech and Dutch game dialogue of Fish Fillets with
-the same lines from festival's Czech voices and espeak-ng's Dutch, and the festvox-ru
-recordings with festival's Russian voice speaking the game's Russian lines (not the sentences
-he recorded, which its unit selection would copy back). It takes a seeded sample of
-``cross_max_per_source`` lines per game language and a quarter as many read sentences (a
-sentence gives several clips).
+the same lines from festival's Czech voices and espeak-ng's Dutch, the festvox-ru recordings
+with festival's Russian voice speaking the game's Russian lines (not the sentences he recorded,
+which its unit selection would copy back), and Japanese sentences read by open-jtalk (no
+Japanese recording is installed, so this generator is only ever tested). It takes a seeded
+sample of ``cross_max_per_source`` lines per game language and a quarter as many read sentences
+(a sentence gives several clips).
 
 Every clip passes the channel of :mod:`dfa_lib.data.corpus.channel`. The build runs one task per
 utterance on a process pool; a task writes its clips atomically, then a small JSON record of
@@ -68,13 +70,15 @@ from dfa_lib.data.corpus import sources
 from dfa_lib.data.corpus.channel import ChannelConfig, codec_many, prepare, segment, trim_silence
 from dfa_lib.data.corpus.neural import NEURAL_GENERATORS
 from dfa_lib.data.corpus.sources import Utterance
+from dfa_lib.data.corpus.speakers import speaker_utterances, text_is_spoken
 from dfa_lib.data.corpus.synthesis import (
-    CLASSICAL,
     CROSS_VOICES,
     GENERATORS,
     HUMAN,
     SynthesisError,
     festival_synthesize_many,
+    is_neural,
+    japanese_sentences,
     voice_id,
 )
 from dfa_lib.data.manifest import file_sha256, manifest_checksum, write_manifest
@@ -82,11 +86,15 @@ from dfa_lib.data.manifest import file_sha256, manifest_checksum, write_manifest
 MAIN = "offline-main"
 CROSS = "offline-cross"
 # Bump a corpus's version when the code changes what an unchanged configuration produces.
-BUILD_VERSIONS: dict[str, int] = {"offline-main": 6, "offline-cross": 2}
+BUILD_VERSIONS: dict[str, int] = {"offline-main": 7, "offline-cross": 3}
 
 # The festvox-ru speaker recorded the units festival's Russian voice concatenates, and his
 # recordings are in the cross-source set: keep that voice out of main training/validation.
-PINNED_VOICE_SPLITS: dict[str, str] = {voice_id("festival", "msu_ru_nsh_clunits"): "testing"}
+# hibari has one voice, the only neural TTS voice installed: it is held for testing.
+PINNED_VOICE_SPLITS: dict[str, str] = {
+    voice_id("festival", "msu_ru_nsh_clunits"): "testing",
+    voice_id("hibari", "af_heart"): "testing",
+}
 
 
 class CorpusBuildError(RuntimeError):
@@ -99,17 +107,24 @@ class BuildConfig:
 
     seed: int = 0
     channel: ChannelConfig = field(default_factory=ChannelConfig)
-    split_fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)
-    max_transcripts: int | None = None  # per language and split of offline-main (smoke builds)
+    split_fractions: tuple[float, float, float] = (0.65, 0.15, 0.20)  # of real utterances
+    per_speaker: int = 10  # utterances per speaker of the many-speaker sources
+    asterisk_per_speaker: int = 100  # prompts per Asterisk speaker
+    max_speakers: int | None = None  # a seeded subset of speakers (smoke builds)
     cross_max_per_source: int | None = 400  # utterances per real source of offline-cross
-    voices_per_transcript: int = 6  # voices tried in turn until the real segments are matched
+    voices_per_transcript: int = 6  # TTS voices tried in turn until the real segments are matched
     festival_batch: int = 12  # sentences per festival process for the text-only tasks
-    neural_share: float = 0.45  # share of each split's prompts copied by a neural vocoder
-    neural_max_segments: int | None = 2  # clips a neural vocoder makes of one prompt (None: all)
+    vocoder_every: int = 3  # after a speaker's first utterances, every n-th one is also copied
+    copy_share: float = 0.5  # share of an utterance's fake segments its vocoder copy makes
+    neural_max_segments: int | None = 2  # clips a neural generator makes of one utterance
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.neural_share <= 1.0:
-            raise ValueError(f"neural_share must be in [0, 1], got {self.neural_share}")
+        if not 0.0 < self.copy_share <= 1.0:
+            raise ValueError(f"copy_share must be in (0, 1], got {self.copy_share}")
+        if self.vocoder_every < 1 or self.per_speaker < 1 or self.asterisk_per_speaker < 1:
+            raise ValueError(
+                "vocoder_every, per_speaker and asterisk_per_speaker must be at least 1"
+            )
         if self.neural_max_segments is not None and self.neural_max_segments < 1:
             raise ValueError(
                 f"neural_max_segments must be at least 1 or None, got {self.neural_max_segments}"
@@ -123,6 +138,7 @@ class BuildConfig:
             n: {
                 "kind": g.kind,
                 "family": g.family,
+                "voice_families": dict(sorted(g.voice_families.items())),
                 "voices": {k: list(v) for k, v in g.voices.items()},
             }
             for n, g in sorted(GENERATORS.items())
@@ -148,6 +164,10 @@ class Task:
     write_real: bool = True
     fake_target: int | None = None  # fake segments wanted; None: as many as real ones
     neural_segments: int | None = None  # at most this many fake segments per neural voice
+    copy_share: float = 1.0  # share of the fake segments a leading vocoder copy makes
+
+
+SPLIT_SHARES: dict[str, float] = dict(zip(SPLITS, (0.70, 0.15, 0.15), strict=True))
 
 
 def _unit(seed: int, key: str) -> float:
@@ -159,177 +179,179 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
 
 
-def _is_neural(gen_name: str) -> bool:
-    gen = GENERATORS.get(gen_name)
-    return gen is not None and gen.family != CLASSICAL
-
-
-def assign_split(seed: int, key: str, fractions: tuple[float, float, float]) -> str:
-    """Return the split of a group key (a transcript id), a seeded hash of it."""
-    u = _unit(seed, key)
-    if u < fractions[0]:
-        return SPLITS[0]
-    return SPLITS[1] if u < fractions[0] + fractions[1] else SPLITS[2]
-
-
-def main_voices(utterances: Iterable[Utterance]) -> dict[str, list[tuple[str, str]]]:
-    """Return language -> (generator, voice) of every fake voice of the main corpus."""
-    speakers: dict[str, set[str]] = defaultdict(set)
-    for u in utterances:
-        speakers[u.language].add(u.speaker)
-    out: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    for name, gen in GENERATORS.items():
-        for lang in sorted(speakers):
-            if gen.kind == "tts":
-                out[lang] += [(name, v) for v in gen.voices.get(lang, ())]
-            else:
-                out[lang] += [(name, s) for s in sorted(speakers[lang])]
-    return dict(out)
-
-
-def assign_voice_splits(voices: dict[str, list[tuple[str, str]]], seed: int) -> dict[str, str]:
-    """Give every fake voice one split, spreading each language and each generator.
-
-    Voices are taken in a seeded order. Each goes to the split that first gives a language
-    of it a fake voice it lacks there, then gives its generator a voice in training or
-    testing if it has none there, then keeps its generator's and its language's voices
-    closest to a 60/20/20 share. Every language thus has fake voices in every split,
-    and a generator with several voices has some in testing, which ``unseen-generator``
-    needs. Pinned voices (:data:`PINNED_VOICE_SPLITS`) keep their split.
-
-    Classical and neural voices are spread separately, so each language has classical
-    voices in every split (they speak most prompts) and, where there are enough neural
-    voices, neural ones too; adding neural generators leaves the classical voices' splits
-    as they were.
-    """
-    neural = {lang: [gv for gv in m if _is_neural(gv[0])] for lang, m in voices.items()}
-    classical = {lang: [gv for gv in m if not _is_neural(gv[0])] for lang, m in voices.items()}
-    assigned = _spread_voices(classical, seed, PINNED_VOICE_SPLITS)
-    assigned.update(_spread_voices({k: v for k, v in neural.items() if v}, seed, {}))
-    return assigned
-
-
-def _spread_voices(
-    voices: dict[str, list[tuple[str, str]]], seed: int, pinned: dict[str, str]
+def assign_speaker_splits(
+    utterances: Iterable[Utterance], seed: int, fractions: tuple[float, float, float]
 ) -> dict[str, str]:
-    """Assign splits to one group of voices (the rule of :func:`assign_voice_splits`)."""
-    share = dict(zip(SPLITS, (0.6, 0.2, 0.2), strict=True))
-    langs_of: dict[str, set[str]] = defaultdict(set)
-    generator_of: dict[str, str] = {}
-    for lang, members in voices.items():
-        for gen, voice in members:
-            vid = voice_id(gen, voice)
-            langs_of[vid].add(lang)
-            generator_of[vid] = gen
-    assigned = {v: s for v, s in pinned.items() if v in langs_of}
-    by_lang = {lang: {s: 0 for s in SPLITS} for lang in voices}
-    by_gen = {g: {s: 0 for s in SPLITS} for g in generator_of.values()}
+    """Give every real speaker one split, so no speaker is heard in two splits.
 
-    def count(vid: str, split: str) -> None:
-        for lang in langs_of[vid]:
-            by_lang[lang][split] += 1
-        by_gen[generator_of[vid]][split] += 1
-
-    for vid, split in assigned.items():
-        count(vid, split)
-    for vid in sorted(set(langs_of) - set(assigned), key=lambda k: _unit(seed, k)):
-
-        def cost(split: str, vid: str = vid) -> tuple[int, int, float, int]:
-            missing = sum(by_lang[lang][split] == 0 for lang in langs_of[vid])
-            gen_counts = by_gen[generator_of[vid]]
-            gen_missing = int(split != "validation" and gen_counts[split] == 0)
-            gen_load = (gen_counts[split] + 1) / share[split]
-            lang_load = max((by_lang[lang][split] + 1) / share[split] for lang in langs_of[vid])
-            return (-missing, -gen_missing, gen_load + lang_load, SPLITS.index(split))
-
-        assigned[vid] = min(SPLITS, key=cost)
-        count(vid, assigned[vid])
-    return assigned
-
-
-def neural_picks(
-    cells: dict[str, tuple[list[Utterance], list[tuple[str, str]]]], share: float
-) -> dict[str, tuple[str, str]]:
-    """Choose the prompts of one split that neural vocoders copy, and the voice of each.
-
-    ``cells`` maps a language to its prompts in this split (in their seeded order) and the
-    fake voices there. Every neural family with a voice in the split copies
-    ``round(share * prompts / families)`` prompts (at least one, so small builds have every
-    family), picked evenly through the prompts of the languages where it has a voice; the
-    family with the fewest such prompts picks first, and a family's voices in a language
-    take its prompts in turn. A family with a voice in only a few languages thus keeps its
-    share of the split. Returns utterance id -> (generator, voice).
+    Speakers are taken largest first (ties in a seeded order). Each goes to the split that
+    first gives a language of it a speaker it lacks there (only for languages with at least
+    three speakers, so they are heard in every split), then keeps the splits' shares of
+    utterances closest to ``fractions``.
     """
-    voices_of: dict[str, dict[str, list[tuple[str, str]]]] = defaultdict(lambda: defaultdict(list))
-    for lang, (_, pool) in sorted(cells.items()):
-        for gv in pool:
-            if _is_neural(gv[0]):
-                voices_of[GENERATORS[gv[0]].family][lang].append(gv)
-    total = sum(len(members) for members, _ in cells.values())
-    if not voices_of or share == 0.0:
-        return {}
-    target = max(1, round(share * total / len(voices_of)))
-    eligible = {
-        fam: [(lang, u) for lang in sorted(by_lang) for u in cells[lang][0]]
-        for fam, by_lang in voices_of.items()
-    }
-    picks: dict[str, tuple[str, str]] = {}
-    for fam in sorted(eligible, key=lambda f: (len(eligible[f]), f)):
-        free = [(lang, u) for lang, u in eligible[fam] if u.utterance_id not in picks]
-        n = min(target, len(free))
-        turn: dict[str, int] = defaultdict(int)
-        for j in range(n):
-            lang, u = free[j * len(free) // n]
-            voices = voices_of[fam][lang]
-            picks[u.utterance_id] = voices[turn[lang] % len(voices)]
-            turn[lang] += 1
-    return picks
+    share = dict(zip(SPLITS, fractions, strict=True))
+    size: dict[str, int] = defaultdict(int)
+    langs_of: dict[str, set[str]] = defaultdict(set)
+    for u in utterances:
+        size[u.speaker] += 1
+        langs_of[u.speaker].add(u.language)
+    speakers_of_lang: dict[str, int] = defaultdict(int)
+    for langs in langs_of.values():
+        for lang in langs:
+            speakers_of_lang[lang] += 1
+    load = {s: 0 for s in SPLITS}
+    present: dict[str, set[str]] = defaultdict(set)  # split -> languages with a speaker there
+    out: dict[str, str] = {}
+    for spk in sorted(size, key=lambda k: (-size[k], _unit(seed, k))):
+
+        def cost(split: str, spk: str = spk) -> tuple[int, float, int]:
+            missing = sum(
+                lang not in present[split]
+                for lang in langs_of[spk]
+                if speakers_of_lang[lang] >= len(SPLITS)
+            )
+            return (-missing, (load[split] + size[spk]) / share[split], SPLITS.index(split))
+
+        split = min(SPLITS, key=cost)
+        out[spk] = split
+        load[split] += size[spk]
+        present[split] |= langs_of[spk]
+    return out
+
+
+def tts_voices(languages: Iterable[str]) -> dict[str, list[tuple[str, str]]]:
+    """Return language -> (generator, voice) of every TTS voice that speaks it."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for lang in sorted(set(languages)):
+        out[lang] = [
+            (name, v)
+            for name, gen in GENERATORS.items()
+            if gen.kind == "tts"
+            for v in gen.voices.get(lang, ())
+        ]
+    return out
+
+
+def assign_voice_splits(
+    voices: dict[str, list[tuple[str, str]]], splits_of_lang: dict[str, set[str]], seed: int
+) -> dict[str, str]:
+    """Give every TTS voice one split, among the splits where its language has real speech.
+
+    Voices are taken in a seeded order; each goes to the split that first gives a language
+    of it a voice it lacks there, then keeps each language's voices closest to the split
+    shares. Pinned voices (:data:`PINNED_VOICE_SPLITS`) keep their split.
+    """
+    langs_of: dict[str, set[str]] = defaultdict(set)
+    for lang, members in voices.items():
+        for gv in members:
+            langs_of[voice_id(*gv)].add(lang)
+    count: dict[tuple[str, str], int] = defaultdict(int)
+    out: dict[str, str] = {}
+    for vid, split in PINNED_VOICE_SPLITS.items():
+        if vid in langs_of:
+            out[vid] = split
+            for lang in langs_of[vid]:
+                count[(lang, split)] += 1
+    for vid in sorted(set(langs_of) - set(out), key=lambda k: _unit(seed, k)):
+        allowed = [s for s in SPLITS if any(s in splits_of_lang.get(g, ()) for g in langs_of[vid])]
+        if not allowed:
+            continue  # no real speech in its language: the voice speaks nothing
+
+        def cost(split: str, vid: str = vid) -> tuple[int, float, int]:
+            langs = [g for g in langs_of[vid] if split in splits_of_lang.get(g, ())]
+            missing = sum(count[(g, split)] == 0 for g in langs)
+            load = max((count[(g, split)] + 1) / SPLIT_SHARES[split] for g in langs)
+            return (-missing, load, SPLITS.index(split))
+
+        out[vid] = min(allowed, key=cost)
+        for lang in langs_of[vid]:
+            count[(lang, out[vid])] += 1
+    return out
+
+
+def vocoders() -> list[str]:
+    """Return the vocoder generators, classical first: every real speaker gets copies of each."""
+    names = [n for n, g in GENERATORS.items() if g.kind == "vocoder"]
+    return sorted(names, key=lambda n: (is_neural(n), n))
+
+
+def corpus_utterances(config: BuildConfig) -> list[Utterance]:
+    """Return the real utterances of the main corpus: capped per speaker, seeded."""
+    prompts = sources.asterisk_prompts()
+    by_speaker: dict[str, list[Utterance]] = defaultdict(list)
+    for u in prompts:
+        by_speaker[u.speaker].append(u)
+    utts: list[Utterance] = []
+    for members in by_speaker.values():
+        members.sort(key=lambda u: _unit(config.seed, u.utterance_id))
+        utts += members[: config.asterisk_per_speaker]
+    utts += speaker_utterances(seed=config.seed, per_speaker=config.per_speaker)
+    if config.max_speakers is not None:
+        # Smoke builds: a seeded handful of speakers, the Asterisk ones (every language of
+        # the prompts) always among them.
+        names = sorted(
+            {u.speaker for u in utts},
+            key=lambda s: (not s.startswith("asterisk"), _unit(config.seed, s)),
+        )
+        keep = set(names[: config.max_speakers])
+        utts = [u for u in utts if u.speaker in keep]
+    return utts
 
 
 def plan_main(config: BuildConfig) -> list[Task]:
-    """Plan the tasks of the main corpus (one per Asterisk prompt)."""
-    utts = sources.asterisk_prompts()
-    voices = main_voices(utts)
-    split_of_voice = assign_voice_splits(voices, config.seed)
-    groups: dict[tuple[str, str], list[Utterance]] = defaultdict(list)
+    """Plan the tasks of the main corpus: one per real utterance, speaker-disjoint splits.
+
+    A task's fake voices, in order: a vocoder copy of the utterance (the speaker's first
+    utterances take every vocoder in turn, later ones every ``vocoder_every``-th), then the
+    TTS voices of its language and split in rotation, then the classical vocoders, which
+    finish what the others leave unmatched (a language without a TTS voice is faked by
+    vocoder copies only).
+    """
+    utts = corpus_utterances(config)
+    split_of_speaker = assign_speaker_splits(utts, config.seed, config.split_fractions)
+    splits_of_lang: dict[str, set[str]] = defaultdict(set)
     for u in utts:
-        groups[
-            (u.language, assign_split(config.seed, u.transcript_id, config.split_fractions))
-        ].append(u)
-    cells: dict[str, dict[str, tuple[list[Utterance], list[tuple[str, str]]]]] = defaultdict(dict)
-    for (lang, split), members in sorted(groups.items()):
-        members.sort(key=lambda u: _unit(config.seed, u.utterance_id))
-        if config.max_transcripts is not None:
-            members = members[: config.max_transcripts]
-        pool = [gv for gv in voices[lang] if split_of_voice[voice_id(*gv)] == split]
-        pool.sort(key=lambda gv: _unit(config.seed, voice_id(*gv)))
-        cells[split][lang] = (members, pool)
+        splits_of_lang[u.language].add(split_of_speaker[u.speaker])
+    voices = tts_voices(splits_of_lang)
+    split_of_voice = assign_voice_splits(voices, splits_of_lang, config.seed)
+    pools: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for lang, members in voices.items():
+        for split in SPLITS:
+            pool = [gv for gv in members if split_of_voice.get(voice_id(*gv)) == split]
+            pools[(lang, split)] = sorted(pool, key=lambda gv: _unit(config.seed, voice_id(*gv)))
+    copiers = vocoders()
+    classical_copiers = [v for v in copiers if not is_neural(v)]
+    by_speaker: dict[str, list[Utterance]] = defaultdict(list)
+    for u in utts:
+        by_speaker[u.speaker].append(u)
     tasks: list[Task] = []
-    for split in SPLITS:
-        picks = neural_picks(cells[split], config.neural_share)
-        for lang, (members, pool) in sorted(cells[split].items()):
-            # Neural voices speak only the prompts picked for them; classical voices take the
-            # others in rotation and finish a prompt a capped neural copy leaves unmatched.
-            classical = [gv for gv in pool if not _is_neural(gv[0])]
-            if not classical:
-                raise CorpusBuildError(
-                    f"no fake voice for {lang}/{split}: add voices to GENERATORS"
+    turn: dict[tuple[str, str], int] = defaultdict(int)
+    for spk in sorted(by_speaker):
+        split = split_of_speaker[spk]
+        members = sorted(by_speaker[spk], key=lambda u: _unit(config.seed, u.utterance_id))
+        offset = int(_unit(config.seed, f"vocoder:{spk}") * len(copiers))
+        for i, u in enumerate(members):
+            order: list[tuple[str, str]] = []
+            if i < len(copiers) or i % config.vocoder_every == 0:
+                order.append((copiers[(offset + i) % len(copiers)], spk))
+            # A text that is an English gloss of the recording is not read by a TTS voice.
+            pool = pools.get((u.language, split), []) if text_is_spoken(u) else []
+            k = min(config.voices_per_transcript, len(pool))
+            start = turn[(u.language, split)]
+            order += [pool[(start + j) % len(pool)] for j in range(k)]
+            turn[(u.language, split)] += 1
+            order += [(v, spk) for v in classical_copiers if (v, spk) not in order]
+            tasks.append(
+                Task(
+                    _slug(u.utterance_id),
+                    MAIN,
+                    split,
+                    (u,),
+                    tuple(order),
+                    neural_segments=config.neural_max_segments,
+                    copy_share=config.copy_share,
                 )
-            k = min(config.voices_per_transcript, len(classical))
-            for i, u in enumerate(members):
-                order = tuple(classical[(i + j) % len(classical)] for j in range(k))
-                if u.utterance_id in picks:
-                    order = (picks[u.utterance_id], *order[: k - 1])
-                tasks.append(
-                    Task(
-                        _slug(u.utterance_id),
-                        MAIN,
-                        split,
-                        (u,),
-                        order,
-                        neural_segments=config.neural_max_segments,
-                    )
-                )
+            )
     return tasks
 
 
@@ -375,6 +397,26 @@ def plan_cross(config: BuildConfig) -> list[Task]:
                 fake_target=None,
             )
         )
+    # Japanese read by open-jtalk: the HMM voice no training split has (no Japanese recording
+    # is installed to pair it with), as many sentences as a game language's sample.
+    sentences = sorted(japanese_sentences(), key=lambda it: _unit(config.seed, it[0]))
+    if limit is not None:
+        sentences = sentences[: max(1, limit // 2)]
+    ja_voice = ("open-jtalk", GENERATORS["open-jtalk"].voices["ja"][0])
+    ja = [
+        Utterance(f"ja:{sid}", "ja-texts", "", "ja", f"ja:{sid}", text) for sid, text in sentences
+    ]
+    for b in range(0, len(ja), per_batch):
+        tasks.append(
+            Task(
+                f"open-jtalk-ja-batch-{b // per_batch:04d}",
+                CROSS,
+                "testing",
+                tuple(ja[b : b + per_batch]),
+                (ja_voice,),
+                write_real=False,
+            )
+        )
     return tasks
 
 
@@ -405,7 +447,9 @@ def _clip_row(
         "source": source,
         "speaker": speaker,
         "generator": generator,
-        "family": HUMAN if label == "real" else GENERATORS[generator].family,
+        "family": HUMAN
+        if label == "real"
+        else GENERATORS[generator].family_of(speaker.split(":", 1)[-1]),
         "language": utt.language,
         "transcript_id": utt.transcript_id,
         "duration": round(len(wave) / sample_rate, 6),
@@ -437,13 +481,15 @@ def run_task(task: Task, corpus_dir: str, config: ChannelConfig) -> list[dict[st
         gen_name, voice = task.voices[0]
         utts = list(task.utterances)
         try:
+            if gen_name != "festival":
+                raise SynthesisError("one sentence at a time")
             waves = festival_synthesize_many([u.text for u in utts], voice)
         except SynthesisError:
             # One sentence festival cannot read spoils its batch: retry them one by one.
             waves, kept = [], []
             for u in utts:
                 try:
-                    waves += festival_synthesize_many([u.text], voice)
+                    waves.append(_synthesise(gen_name, voice, u, (np.zeros(0), 0)))
                     kept.append(u)
                 except SynthesisError:
                     continue
@@ -482,11 +528,14 @@ def run_task(task: Task, corpus_dir: str, config: ChannelConfig) -> list[dict[st
     target = n_real if task.fake_target is None else task.fake_target
     fakes: list[tuple[str, str, np.ndarray]] = []
     have = 0
-    for gen_name, voice in task.voices:
+    for position, (gen_name, voice) in enumerate(task.voices):
         if have >= target:
             break
         wanted, source = target - have, raw
-        if task.neural_segments is not None and _is_neural(gen_name):
+        if position == 0 and len(task.voices) > 1 and GENERATORS[gen_name].kind == "vocoder":
+            # The leading copy makes its share; the voices after it speak the rest.
+            wanted = min(wanted, max(1, round(task.copy_share * target)))
+        if task.neural_segments is not None and is_neural(gen_name):
             wanted = min(wanted, task.neural_segments)
             # Neural vocoders are slow: copy only what the capped clips need, with room for
             # the pauses the channel shortens.
@@ -580,7 +629,7 @@ def _corpus_intact(corpus_dir: Path, manifest_path: Path, info: dict, verify: bo
 @contextlib.contextmanager
 def _torch_threads(task: Task) -> Iterator[None]:
     """Run a task with a neural voice on one torch thread (threadpoolctl does not reach torch)."""
-    if not any(_is_neural(gen) for gen, _ in task.voices):
+    if not any(is_neural(gen) for gen, _ in task.voices):
         yield
         return
 
@@ -721,9 +770,9 @@ def _build_one(
     return manifest_path
 
 
-SMOKE_TRANSCRIPTS = 2  # prompts per language and split in a smoke build
+SMOKE_SPEAKERS = 12  # speakers of a smoke build (the four Asterisk ones among them)
+SMOKE_PER_SPEAKER = 3  # utterances per speaker in a smoke build
 SMOKE_CROSS = 4  # utterances per real source of the cross-source set in a smoke build
-SMOKE_NEURAL_SHARE = 0.1  # gives one prompt per neural family and split in a smoke build
 SMOKE_NEURAL_SEGMENTS = 1  # clips per neural copy in a smoke build (each costs ~1-2 s of CPU)
 
 
@@ -731,40 +780,44 @@ def build_offline_corpus(
     root: str | os.PathLike,
     seed: int = 0,
     workers: int | None = None,
-    max_transcripts: int | None = None,
+    per_speaker: int | None = None,
+    max_speakers: int | None = None,
     cross_max_per_source: int | None = 400,
     include_cross: bool = True,
     channel: ChannelConfig | None = None,
     progress: bool = True,
     smoke: bool = False,
-    neural_share: float | None = None,
     neural_max_segments: int | None = None,
     verify: bool = False,
 ) -> Path:
     """Build ``<root>/offline-main`` (and ``<root>/offline-cross``) and return the main manifest.
 
     Idempotent (a finished build returns at once), resumable (finished utterances are
-    skipped) and deterministic (same seed, same manifest checksum). ``max_transcripts`` caps
-    the prompts per language and split for quick builds; ``smoke`` sets both caps to a corpus
-    of about 200 clips that builds in seconds, with one clip per neural copy.
-    ``neural_share`` and ``neural_max_segments`` override :class:`BuildConfig`'s (how many
-    prompts neural vocoders copy, and how many clips of each). ``workers`` defaults to all
-    cores. A root holds one configuration: building another one there replaces its clips.
-    A clip whose size changed since it was written is rebuilt; ``verify`` also checks every
-    clip's SHA-256 against the manifest (it reads the whole corpus) and rebuilds what differs.
+    skipped) and deterministic (same seed, same manifest checksum). ``per_speaker`` caps the
+    utterances of each speaker (the Asterisk ones too, in smoke builds) and ``max_speakers``
+    takes a seeded subset of speakers; ``smoke`` sets both to a corpus of a few hundred clips
+    that builds in about a minute, with one clip per neural copy. ``neural_max_segments``
+    overrides :class:`BuildConfig`'s. ``workers`` defaults to all cores. A root holds one
+    configuration: building another one there replaces its clips. A clip whose size changed
+    since it was written is rebuilt; ``verify`` also checks every clip's SHA-256 against the
+    manifest (it reads the whole corpus) and rebuilds what differs.
     """
     root = Path(root)
     defaults = BuildConfig()
+    asterisk = defaults.asterisk_per_speaker
     if smoke:
-        max_transcripts, cross_max_per_source = SMOKE_TRANSCRIPTS, SMOKE_CROSS
+        per_speaker = per_speaker or SMOKE_PER_SPEAKER
+        max_speakers = max_speakers or SMOKE_SPEAKERS
+        cross_max_per_source = SMOKE_CROSS
         neural_max_segments = neural_max_segments or SMOKE_NEURAL_SEGMENTS
-        neural_share = SMOKE_NEURAL_SHARE if neural_share is None else neural_share
+        asterisk = per_speaker
     config = BuildConfig(
         seed=seed,
         channel=channel or ChannelConfig(),
-        max_transcripts=max_transcripts,
+        per_speaker=per_speaker or defaults.per_speaker,
+        asterisk_per_speaker=asterisk,
+        max_speakers=max_speakers,
         cross_max_per_source=cross_max_per_source,
-        neural_share=defaults.neural_share if neural_share is None else neural_share,
         neural_max_segments=neural_max_segments or defaults.neural_max_segments,
     )
     workers = workers or os.cpu_count() or 1
