@@ -179,8 +179,8 @@ def test_only_the_full_default_study_writes_the_canonical_tables():
         "runs/ablation/lcnn-phase"
     )
     assert runs(
-        "lcnn-phase", "--protocol", "unseen-neural-fargan", "--cpu-bfloat16", "--runs-dir", "r"
-    ) == Path("r/unseen-neural-fargan_bfloat16/lcnn-phase")
+        "lcnn-phase", "--protocol", "lofo-gan-vocoder", "--cpu-bfloat16", "--runs-dir", "r"
+    ) == Path("r/lofo-gan-vocoder_bfloat16/lcnn-phase")
     assert runs("lcnn-pooling", "--max-per-class", "0", "--seed", "1") == Path(
         "runs/ablation/all-clips_seed1/lcnn-pooling"
     )

@@ -119,7 +119,7 @@ def test_the_plan_trains_extra_models_on_extra_protocols_only_where_asked():
         protocols="in-domain,unseen-generator,no-such-protocol",
         models="lcnn,lcnn_phase,ifd_logreg",
         gpu_models="resnet",
-        extra_protocols="unseen-generator,unseen-neural-fargan",
+        extra_protocols="unseen-generator,lofo-gan-vocoder",
         extra_models="ifd_logreg,lfcc_gmm",
     )
     trained = {p: [c.name for c in cs] for p, cs in plan.protocols.items()}
@@ -128,17 +128,17 @@ def test_the_plan_trains_extra_models_on_extra_protocols_only_where_asked():
     assert trained == {
         "in-domain": ["lcnn", "lcnn_phase", "ifd_logreg"],
         "unseen-generator": ["lcnn", "lcnn_phase", "ifd_logreg"],
-        "unseen-neural-fargan": ["ifd_logreg"],
+        "lofo-gan-vocoder": ["ifd_logreg"],
     }
     assert plan.device_type == "cpu" and plan.gpu_added == []
-    assert "unseen-neural-fargan" in plan.describe() and "device: cpu" in plan.describe()
+    assert "lofo-gan-vocoder" in plan.describe() and "device: cpu" in plan.describe()
     no_extra = baseline_plan(
         BaselineSettings(device="cpu"),
         "offline",
         "in-domain",
         "lcnn",
         "",
-        "unseen-neural-fargan",
+        "lofo-gan-vocoder",
         "",
     )
     assert list(no_extra.protocols) == ["in-domain"]

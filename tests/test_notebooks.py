@@ -100,15 +100,15 @@ def test_smoke_metrics_are_sane(smoke_reports):
     in_domain = [p for p in metrics if "/in-domain/" in str(p)]
     assert all("cross-source" in json.loads(p.read_text()) for p in in_domain)
     # The profile's fusion of the phase statistics and the encoder head, wherever both trained
-    # (02 trains ifd_logreg on the unseen-neural rotations as an extra protocol).
+    # (02 trains ifd_logreg on two leave-one-family-out rotations as extra protocols).
     fused = {p.parent.parent.name for p in metrics if p.parent.name.startswith("ifd_logreg+")}
-    assert {"in-domain", "unseen-generator", "unseen-neural-fargan"} <= fused
+    assert {"in-domain", "unseen-generator", "lofo-formant", "lofo-gan-vocoder"} <= fused
     # The harmonic phase detector trains on the main protocols only, and so does its fusion.
     rps = {p.parent.parent.name for p in metrics if p.parent.name.startswith("ifd_rps_logreg+")}
     assert rps == {"in-domain", "unseen-generator"}
     # 03's linear probe head trains on every protocol of the profile, its layers chosen there.
     probes = [p for p in metrics if p.parent.name.endswith("_probe") and "+" not in p.parent.name]
-    assert len({p.parent.parent.name for p in probes}) == 5
+    assert len({p.parent.parent.name for p in probes}) == 4
     for path in probes:
         head = json.loads((path.parent / "head.json").read_text())["config"]
         assert head["head"] == "linear" and head["first_layers"] >= 1

@@ -5,12 +5,13 @@ and changes only what the vocoder rebuilds: how the harmonics line up, how the s
 envelope moves from frame to frame, the noise between harmonics. Labelled fake, such copies of
 a detector's own bona fide training clips teach it a vocoder's trace with everything else
 held equal (Wang and Yamagishi, ICASSP 2023, made them with neural vocoders). The offline
-corpus already copies real prompts through WORLD, Griffin-Lim and three neural families; the
-copies made here come from another kind of vocoder, Codec 2, a harmonic sinusoidal speech
-coder at 8 kHz from Debian's ``libcodec2-1.0`` (the library that brings LPCNet to the
-corpus). It is neither a neural network nor one of the corpus's generators, so the
-``unseen-neural`` and ``unseen-generator`` protocols hold out what they held out before, and
-any dataset (FoR, a folder, a CSV) can be given the same copies.
+corpus already copies real speakers through DSP, GAN and codec vocoders; the copies made here
+come from another vocoder, Codec 2, a harmonic sinusoidal speech coder at 8 kHz from Debian's
+``libcodec2-1.0`` (the library that brings LPCNet to the corpus). It is not one of the
+corpus's generators, so the ``unseen-generator`` and ``lofo-<family>`` protocols hold out what
+they held out before, and any dataset (FoR, a folder, a CSV) can be given the same copies.
+Codec 2 is a speech codec like LPCNet, though: added to a ``lofo-codec-vocoder`` run, its
+copies put a close relative of the held-out family in training.
 
 :func:`with_vocoded_fakes` extends a training split (manifest rows and decoded clips) with one
 copy per usable real clip, the Codec 2 modes taken in turn; ``TrainConfig.vocoded_fakes``

@@ -1,23 +1,24 @@
 """Evaluation protocols: named, leak-free splits of a corpus manifest, and quick subsets.
 
-- ``in-domain``: the split the main corpus was built with. No transcript, no fake voice and no
-  audio (content hash) is in more than one split. The real speakers are one per Asterisk
-  language (English and Spanish share one woman), so a speaker-disjoint real split would mean a
-  language-disjoint one; the real speakers appear in every split and the protocol measures
-  detection of unseen sentences spoken by unseen synthetic voices.
+- ``in-domain``: the split the main corpus was built with. The splits are speaker-disjoint (no
+  real speaker in two of them) and fake-voice-disjoint, and no transcript and no audio
+  (content hash) is in more than one split: the test split holds unseen sentences, spoken by
+  unseen people and unseen synthetic voices.
 - ``unseen-generator``: the in-domain split without the fakes of the held-out generators in
   training and validation, and with only their fakes in testing: test fakes come from engines
   training never saw (default :data:`DEFAULT_HELD_OUT`).
 - ``cross-source``: training and validation are the main corpus's, testing is the
   cross-source set (other languages, other speakers, other voices).
-- ``unseen-neural-<family>`` (one per neural family, :data:`NEURAL_ROTATIONS`): testing holds
-  every fake of the held-out neural vocoder family, from whichever split the build put it
-  in, and the real clips of the same prompts (the clips those fakes copy); training and
-  validation are the rest of the in-domain training and validation splits, so they hold the
-  classical engines and the other neural families, and no prompt, voice or clip of the test
-  set. ``unseen-neural`` alone holds out :data:`DEFAULT_HELD_OUT_FAMILY` (``hifigan``: can a
-  detector that has seen classical engines and LPCNet catch the GAN vocoders behind most
-  current speech synthesis?). Needs the manifest's ``family`` column.
+- ``lofo-<family>`` (leave one family out, one per entry of :data:`FAMILIES_ORDER`): training
+  and validation are the in-domain ones without the fakes of ``<family>``; testing is the
+  whole in-domain test split, real clips and the fakes of every family. Scored per family,
+  one rotation gives a row of a train x test matrix: its held-out family's column is the
+  held-out result (real test clips against fakes of a family training never saw, on
+  speakers and voices it never saw), the other columns are in-domain results of the same
+  detector. Needs the manifest's ``family`` column.
+
+Every protocol's rows are checked before use: no transcript, audio, fake voice or real
+speaker may sit in two splits (:func:`split_leaks`, :func:`speaker_leaks`).
 """
 
 from __future__ import annotations
@@ -28,16 +29,26 @@ import pandas as pd
 
 from dfa_lib.core.labels import SPLITS
 
-UNSEEN_NEURAL = "unseen-neural"
-# The neural families of dfa_lib.data.corpus.synthesis.GENERATORS (a test keeps the two equal; the
-# registry is not imported here because it pulls in the whole corpus builder).
-NEURAL_FAMILIES: tuple[str, ...] = ("fargan", "hifigan", "lpcnet")
-DEFAULT_HELD_OUT_FAMILY = "hifigan"
-NEURAL_ROTATIONS: tuple[str, ...] = tuple(f"{UNSEEN_NEURAL}-{f}" for f in NEURAL_FAMILIES)
-PROTOCOLS: tuple[str, ...] = ("in-domain", "unseen-generator", "cross-source", *NEURAL_ROTATIONS)
+LOFO = "lofo"
+# The ``family`` values of fake clips, from the oldest kind of synthesis to the newest (the
+# corpus registry dfa_lib.data.corpus.synthesis.FAMILIES lists the same; a test keeps the two
+# equal, and the registry is not imported here because it pulls in the whole corpus builder).
+FAMILIES_ORDER: tuple[str, ...] = (
+    "concatenative",
+    "formant",
+    "statistical",
+    "dsp-vocoder",
+    "gan-vocoder",
+    "codec-vocoder",
+    "neural-tts",
+)
+PROTOCOLS: tuple[str, ...] = (
+    "in-domain",
+    "unseen-generator",
+    "cross-source",
+    *(f"{LOFO}-{family}" for family in FAMILIES_ORDER),
+)
 DEFAULT_HELD_OUT: tuple[str, ...] = ("flite", "pico", "griffin-lim")
-# ``family`` values that are not a neural family.
-NOT_NEURAL: tuple[str, ...] = ("human", "classical")
 
 
 class ProtocolError(ValueError):
@@ -71,11 +82,30 @@ def split_leaks(
     return out
 
 
+def speaker_leaks(df: pd.DataFrame) -> list[str]:
+    """Return the speakers of real clips found in more than one split (sorted).
+
+    A manifest without a ``speaker`` column (Fake-or-Real, a folder, a CSV) has none to check
+    and gives an empty list; rows with no speaker are ignored.
+    """
+    if "speaker" not in df.columns:
+        return []
+    real = df[df["label"] == "real"]
+    spread = real.groupby("speaker")["split"].nunique()
+    return sorted(map(str, spread[spread > 1].index))
+
+
 def _check(df: pd.DataFrame, name: str) -> pd.DataFrame:
     leaks = {k: v for k, v in split_leaks(df).items() if v}
+    speakers = speaker_leaks(df)
+    if speakers:
+        leaks["real_speaker"] = speakers
     if leaks:
         first = {k: v[:3] for k, v in leaks.items()}
-        raise ProtocolError(f"protocol {name!r} would leak across splits: {first}")
+        raise ProtocolError(
+            f"protocol {name!r} would leak across splits: {first}; rebuild the corpus "
+            "(`make data`) so that every group keeps to one split"
+        )
     for split in SPLITS:
         part = df[df["split"] == split]
         if part.empty or part["label"].nunique() < 2:
@@ -86,54 +116,53 @@ def _check(df: pd.DataFrame, name: str) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def neural_rotations(main: pd.DataFrame | None = None) -> list[str]:
-    """Return the ``unseen-neural-<family>`` protocol names, one per neural family.
+def lofo_family(name: str) -> str | None:
+    """Return the family a ``lofo-<family>`` protocol holds out (None for other protocols)."""
+    prefix = f"{LOFO}-"
+    if name.startswith(prefix) and len(name) > len(prefix):
+        return name[len(prefix) :]
+    return None
 
-    With a manifest, only the families it has fakes of; without, :data:`NEURAL_ROTATIONS`.
+
+def _families_in(fakes: pd.DataFrame) -> list[str]:
+    """Return the families of some fake rows: :data:`FAMILIES_ORDER`'s first, then others."""
+    present = set(fakes["family"].dropna().astype(str))
+    known = [f for f in FAMILIES_ORDER if f in present]
+    return known + sorted(present - set(FAMILIES_ORDER))
+
+
+def lofo_rotations(main: pd.DataFrame | None = None) -> list[str]:
+    """Return the ``lofo-<family>`` protocol names.
+
+    Without a manifest, one per :data:`FAMILIES_ORDER` entry; with one, one per family that
+    has fakes in its testing split (the others cannot be scored), in that order.
     """
     if main is None:
-        return list(NEURAL_ROTATIONS)
-    _require_columns(main, ("label", "family"), "main")
-    fams = set(main.loc[main["label"] == "fake", "family"].astype(str)) - set(NOT_NEURAL)
-    return [f"{UNSEEN_NEURAL}-{f}" for f in sorted(fams)]
+        return [f"{LOFO}-{family}" for family in FAMILIES_ORDER]
+    _require_columns(main, ("label", "split", "family"), "main")
+    test_fakes = main[(main["label"] == "fake") & (main["split"] == "testing")]
+    return [f"{LOFO}-{family}" for family in _families_in(test_fakes)]
 
 
-def held_out_family_of(name: str, held_out_family: str | None = None) -> str:
-    """Return the family an ``unseen-neural`` protocol name holds out.
-
-    ``unseen-neural-<family>`` names it; plain ``unseen-neural`` takes ``held_out_family``,
-    else :data:`DEFAULT_HELD_OUT_FAMILY`.
-    """
-    if name == UNSEEN_NEURAL:
-        family = ""
-    elif name.startswith(f"{UNSEEN_NEURAL}-"):
-        family = name[len(UNSEEN_NEURAL) + 1 :]
-    else:
-        raise ProtocolError(f"{name!r} is not an {UNSEEN_NEURAL} protocol")
-    if family and held_out_family and family != held_out_family:
-        raise ProtocolError(
-            f"protocol {name!r} holds out {family!r}, not held_out_family={held_out_family!r}"
-        )
-    return family or held_out_family or DEFAULT_HELD_OUT_FAMILY
-
-
-def _unseen_neural(main: pd.DataFrame, name: str, family: str) -> pd.DataFrame:
+def _leave_one_family_out(main: pd.DataFrame, name: str, family: str) -> pd.DataFrame:
     _require_columns(main, ("family",), "main")
     fakes = main["label"] == "fake"
-    present = sorted(set(main.loc[fakes, "family"].astype(str)) - set(NOT_NEURAL))
+    in_test = main["split"] == "testing"
+    present = _families_in(main[fakes & in_test])
     if family not in present:
         raise ProtocolError(
-            f"{name}: the manifest has no fakes of neural family {family!r} (it has "
-            f"{present or 'none'}); rebuild the corpus with its generators (`make data`)"
+            f"{name}: the testing split has no fakes of family {family!r} (it has "
+            f"{present or 'none'}); pick one of {[f'{LOFO}-{f}' for f in present]} or rebuild "
+            "the corpus with that family's generators (`make data`)"
         )
-    is_held = main["family"] == family
-    # Every prompt a held-out vocoder copied goes to testing whole, so no prompt, voice or
-    # clip of the test set is seen in training, whatever split the build gave it.
-    moved = main["transcript_id"].isin(set(main.loc[is_held, "transcript_id"]))
-    test = main[moved & ((main["label"] == "real") | is_held)].copy()
-    test["split"] = "testing"
-    rest = main[~moved & (main["split"] != "testing")]
-    return _check(pd.concat([rest, test], ignore_index=True), name)
+    held = fakes & (main["family"].astype(str) == family)
+    rows = main[in_test | ~held]
+    if not ((rows["label"] == "fake") & (rows["split"] == "training")).any():
+        raise ProtocolError(
+            f"{name}: without the fakes of {family!r} the training split has no fakes left; "
+            "build the corpus with generators of at least two families"
+        )
+    return _check(rows.copy(), name)
 
 
 def apply_protocol(
@@ -142,7 +171,6 @@ def apply_protocol(
     cross: pd.DataFrame | None = None,
     seed: int = 0,
     held_out_generators: Sequence[str] | None = None,
-    held_out_family: str | None = None,
 ) -> pd.DataFrame:
     """Return the rows a protocol uses, with ``split`` set to training|validation|testing.
 
@@ -150,8 +178,7 @@ def apply_protocol(
     when the corpus was built from its seed; ``seed`` is accepted for protocols that sample).
     ``cross`` is the cross-source manifest, needed by ``cross-source``.
     ``held_out_generators`` are the engines ``unseen-generator`` tests on (default
-    :data:`DEFAULT_HELD_OUT`); ``held_out_family`` is the neural family plain
-    ``unseen-neural`` tests on (default :data:`DEFAULT_HELD_OUT_FAMILY`).
+    :data:`DEFAULT_HELD_OUT`). ``lofo-<family>`` names the family it holds out.
     """
     del seed  # no current protocol samples; the splits were drawn at build time
     _require_columns(
@@ -168,8 +195,9 @@ def apply_protocol(
         in_test = main["split"] == "testing"
         keep = (main["label"] == "real") | (is_held == in_test)
         return _check(main[keep].copy(), name)
-    if name == UNSEEN_NEURAL or name.startswith(f"{UNSEEN_NEURAL}-"):
-        return _unseen_neural(main, name, held_out_family_of(name, held_out_family))
+    family = lofo_family(name)
+    if family is not None:
+        return _leave_one_family_out(main, name, family)
     if name == "cross-source":
         if cross is None:
             raise ProtocolError(
@@ -184,6 +212,8 @@ def apply_protocol(
         if shared:
             raise ProtocolError(f"cross-source: speakers/voices {shared[:3]} are in both sets")
         return _check(pd.concat([train, test], ignore_index=True), name)
+    if name == LOFO:
+        raise ProtocolError(f"{LOFO!r} needs the family it holds out: one of {lofo_rotations()}")
     raise ProtocolError(f"unknown protocol {name!r}: choose one of {PROTOCOLS}")
 
 
@@ -223,8 +253,7 @@ TRAINED_ON = {
     "in-domain": "in-domain",
     "unseen-generator": "unseen-generator",
     "cross-source": "in-domain",
-    "unseen-neural": "unseen-neural",
-    **{rotation: rotation for rotation in NEURAL_ROTATIONS},
+    **{rotation: rotation for rotation in lofo_rotations()},
 }
 
 
@@ -232,9 +261,10 @@ def protocol_mismatch(config: dict, dataset: str, protocol: str) -> str | None:
     """Why a detector must not be tested on ``protocol`` of ``dataset`` (None when it may).
 
     On its own dataset a detector answers only the protocols of :data:`TRAINED_ON` that its
-    training protocol serves: another protocol's test split can hold its training clips
-    (a neural rotation's test fakes are in-domain training clips, for instance). A detector
-    trained on another dataset may be tested on any protocol, which is a cross-dataset test.
+    training protocol serves: another protocol's test split can hold its training clips, or
+    the fakes that protocol holds out (a ``lofo-<family>`` detector answers ``lofo-<family>``
+    only, and only it answers that rotation). A detector trained on another dataset may be
+    tested on any protocol, which is a cross-dataset test.
     """
     trained = config.get("dataset")
     if not isinstance(trained, dict) or not trained.get("protocol"):
@@ -248,6 +278,7 @@ def protocol_mismatch(config: dict, dataset: str, protocol: str) -> str | None:
     if trained["protocol"] != answer:
         return (
             f"trained on {dataset}/{trained['protocol']}: the {protocol} test split is for "
-            f"detectors trained on {answer} (its clips can be this detector's training clips)"
+            f"detectors trained on {answer} (this detector may have trained on its test clips "
+            "or on the fakes that protocol holds out)"
         )
     return None

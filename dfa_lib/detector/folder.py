@@ -491,7 +491,8 @@ def model_card(config: dict[str, Any], metrics: dict[str, Any] | None = None) ->
         "## Known limits",
         "- It knows only the kinds of synthetic speech in its training data; speech from "
         "other generators (modern neural TTS, voice conversion) may be missed. See the "
-        "unseen-generator and cross-source metrics above for how far it generalises.",
+        "unseen-generator, lofo-<family> (one family of generators left out of training) "
+        "and cross-source metrics above for how far it generalises.",
         "- Channel effects (codec, bandwidth, level, background noise, silence) can change the "
         "score; the threshold was set on the validation data and may need recalibration on "
         "other recordings.",

@@ -450,7 +450,7 @@ def runs_folder(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Pa
     """Return where the study's run folders go: ``<runs-dir>[/<settings>]/<study>/``.
 
     Runs under the default settings keep ``<runs-dir>/<study>/``; other settings get a folder
-    of their own (``runs/ablation/unseen-neural-fargan_bfloat16/lcnn-phase/``), so that a run
+    of their own (``runs/ablation/lofo-gan-vocoder_bfloat16/lcnn-phase/``), so that a run
     on another protocol or seed never replaces the default run's models.
     """
     settings = setting_names(args, parser)
