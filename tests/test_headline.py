@@ -37,6 +37,16 @@ def _metrics(eer: float) -> dict:
     }
 
 
+def _lofo(held_out: str, by_family: dict[str, float]) -> dict:
+    """A lofo-<held_out> run's metrics: pooled EER and each test family's EER."""
+    return {
+        f"lofo-{held_out}": {
+            **_metrics(0.1),
+            "by_family": [{"family": f, "eer": e} for f, e in by_family.items()],
+        }
+    }
+
+
 def _run(folder: Path, protocol: str, metrics: dict | None, fmt: str = "dfa-detector") -> None:
     folder.mkdir(parents=True)
     config = {"format": fmt, "dataset": {"protocol": protocol}}
@@ -45,12 +55,25 @@ def _run(folder: Path, protocol: str, metrics: dict | None, fmt: str = "dfa-dete
         (folder / "metrics.json").write_text(json.dumps(metrics))
 
 
+HEADER = [
+    "in-domain",
+    "unseen-generator",
+    "cross-source",
+    "lofo mean",
+    "lofo worst",
+    "lofo worst family",
+    "lofo rotations",
+    "for-2sec.in-domain",
+]
+
+
 @pytest.fixture()
 def runs(tmp_path: Path) -> Path:
-    """A tiny runs tree: two evaluated detectors, one unevaluated, one foreign folder."""
+    """A tiny runs tree: an in-domain detector, two with lofo rotations (one of them missing
+    one), one tested only on a retired protocol, one unevaluated, one foreign folder."""
     root = tmp_path / "runs"
     _run(
-        root / "in-domain" / "zeta",
+        root / "in-domain" / "alpha",
         "in-domain",
         {
             "in-domain": _metrics(0.25),
@@ -59,31 +82,61 @@ def runs(tmp_path: Path) -> Path:
         },
     )
     _run(
-        root / "unseen-neural-fargan" / "alpha",
+        root / "lofo-formant" / "omega",
+        "lofo-formant",
+        {
+            **_lofo("formant", {"formant": 0.3, "statistical": 0.1}),
+            "for-2sec.in-domain": _metrics(0.4),
+        },
+    )
+    _run(
+        root / "lofo-statistical" / "omega",
+        "lofo-statistical",
+        _lofo("statistical", {"formant": 0.05, "statistical": 0.2}),
+    )
+    _run(
+        root / "lofo-formant" / "beta",
+        "lofo-formant",
+        _lofo("formant", {"formant": 0.35, "statistical": 0.02}),
+    )
+    _run(
+        root / "unseen-neural-fargan" / "old",
         "unseen-neural-fargan",
-        {"unseen-neural-fargan": _metrics(0.2), "for-2sec.in-domain": _metrics(0.4)},
+        {"unseen-neural-fargan": _metrics(0.2)},
     )
     _run(root / "in-domain" / "untested", "in-domain", None)
     _run(root / "in-domain" / "foreign", "in-domain", {"in-domain": _metrics(0.0)}, fmt="other")
     return root
 
 
-def test_headline_frame_orders_models_and_protocols(runs: Path) -> None:
+def test_headline_frame_sums_up_lofo_and_orders_models_by_it(runs: Path) -> None:
     frame = headline_frame(runs)
-    assert list(frame.index) == ["alpha", "zeta"]
+    # By mean held-out EER (omega 25 %, beta 35 %), models without lofo runs last; the model
+    # tested only on a retired protocol has nothing left to show.
+    assert list(frame.index) == ["omega", "beta", "alpha"]
     assert frame.index.name == "model"
-    assert list(frame.columns) == [
-        "in-domain",
-        "unseen-generator",
-        "cross-source",
-        "for-2sec.in-domain",
-        "unseen-neural-fargan",
-    ]
-    assert frame.loc["zeta", "in-domain"] == pytest.approx(25.0)
-    assert frame.loc["zeta", "cross-source"] == pytest.approx(30.1)
-    assert frame.loc["alpha", "unseen-neural-fargan"] == pytest.approx(20.0)
-    assert math.isnan(frame.loc["alpha", "in-domain"])
+    assert list(frame.columns) == HEADER  # no lofo-<family> and no retired column
+    assert frame.loc["alpha", "in-domain"] == pytest.approx(25.0)
+    assert frame.loc["alpha", "cross-source"] == pytest.approx(30.1)
+    # omega held out formant (30 %) and statistical (20 %): mean 25 %, worst 30 % on formant.
+    assert frame.loc["omega", "lofo mean"] == pytest.approx(25.0)
+    assert frame.loc["omega", "lofo worst"] == pytest.approx(30.0)
+    assert frame.loc["omega", "lofo worst family"] == "formant"
+    assert frame.loc["omega", "lofo rotations"] == "2/2"
+    assert frame.loc["beta", "lofo rotations"] == "1/2"
+    assert frame.loc["omega", "for-2sec.in-domain"] == pytest.approx(40.0)
+    assert math.isnan(frame.loc["alpha", "lofo mean"])
+    assert frame.loc["alpha", "lofo worst family"] == ""
     assert frame["unseen-generator"].isna().all()
+
+
+def test_headline_frame_without_lofo_runs_keeps_empty_lofo_columns(tmp_path: Path) -> None:
+    _run(tmp_path / "in-domain" / "b", "in-domain", {"in-domain": _metrics(0.1)})
+    _run(tmp_path / "in-domain" / "a", "in-domain", {"in-domain": _metrics(0.2)})
+    frame = headline_frame(tmp_path)
+    assert list(frame.index) == ["a", "b"]  # by name when no model has a lofo mean
+    assert list(frame.columns) == HEADER[:-1]
+    assert frame["lofo mean"].isna().all()
 
 
 def test_headline_frame_without_results_is_an_error(tmp_path: Path) -> None:
@@ -95,15 +148,13 @@ def test_csv_round_trip_keeps_one_decimal_and_empty_cells(runs: Path, tmp_path: 
     frame = headline_frame(runs)
     path = write_headline_csv(frame, tmp_path / "docs" / "headline.csv")
     lines = path.read_text().splitlines()
-    assert (
-        lines[0]
-        == "model,in-domain,unseen-generator,cross-source,for-2sec.in-domain,unseen-neural-fargan"
-    )
-    assert lines[1] == "alpha,,,,40.0,20.0"
-    assert lines[2] == "zeta,25.0,,30.1,,"
+    assert lines[0] == "model," + ",".join(HEADER)
+    assert lines[1] == "omega,,,,25.0,30.0,formant,2/2,40.0"
+    assert lines[2] == "beta,,,,35.0,35.0,formant,1/2,"
+    assert lines[3] == "alpha,25.0,,30.1,,,,,"
     back = read_headline_csv(path)
     assert list(back.columns) == list(frame.columns)
-    assert list(back.index) == ["alpha", "zeta"]
+    assert list(back.index) == ["omega", "beta", "alpha"]
     pd.testing.assert_frame_equal(back, frame.round(1), check_names=False)
 
 
@@ -137,6 +188,23 @@ def test_markdown_bolds_the_best_of_each_column_and_dashes_missing() -> None:
     # 10.34 prints as 10.3, so it ties with the best as shown.
     assert lines[3] == "| ifd_rps_logreg | **10.3** | 44.6 |"
     assert lines[4] == "| tie | **10.3** | – |"
+
+
+def test_markdown_notes_the_worst_family_and_missing_rotations_beside_their_numbers() -> None:
+    frame = pd.DataFrame(
+        {
+            "lofo mean": [20.0, 30.0, float("nan")],
+            "lofo worst": [40.0, 35.0, float("nan")],
+            "lofo worst family": ["gan-vocoder", "formant", ""],
+            "lofo rotations": ["7/7", "3/7", ""],
+        },
+        index=pd.Index(["a", "b", "c"], name="model"),
+    )
+    lines = markdown_table(frame).splitlines()
+    assert lines[0] == "| model | lofo mean | lofo worst |"
+    assert lines[2] == "| a | **20.0** | 40.0 (gan-vocoder) |"
+    assert lines[3] == "| b | 30.0 (3 of 7 rotations) | **35.0** (formant) |"
+    assert lines[4] == "| c | – | – |"
 
 
 def test_markdown_column_without_values_has_no_bold() -> None:
@@ -194,7 +262,10 @@ def test_command_line_writes_then_checks(
     assert main([*args, "--check"]) == 1  # no CSV yet
     assert main(["--runs-dir", str(runs), *args]) == 0
     assert readme_table(readme) == markdown_table(read_headline_csv(csv_path))
-    assert "| zeta | **25.0** | – | **30.1** | – | – |" in readme.read_text()
+    text = readme.read_text()
+    assert "| omega | – | – | – | **25.0** | **30.0** (formant) | **40.0** |" in text
+    assert "| beta | – | – | – | 35.0 (1 of 2 rotations) | 35.0 (formant) | – |" in text
+    assert "| alpha | **25.0** | – | **30.1** | – | – | – |" in text
     assert main([*args, "--check"]) == 0
     update_readme(readme, "| edited by hand |")
     capsys.readouterr()

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from dfa_lib.data.protocol_data import prepare_protocol, protocol_labels, protocols_for
-from dfa_lib.data.protocols import TRAINED_ON
+from dfa_lib.data.protocols import TRAINED_ON, lofo_family
 from dfa_lib.detector.calibrate import calibrate_folders
 from dfa_lib.detector.folder import read_detector_config, read_metrics
 from dfa_lib.detector.fusion import is_fusion_folder, parse_fusions
@@ -33,6 +33,7 @@ from dfa_lib.evaluation.evaluate import (
     results_table,
 )
 from dfa_lib.evaluation.fusions import fit_and_evaluate
+from dfa_lib.evaluation.generalisation import order_families
 from dfa_lib.evaluation.results import scored_min_dcf
 from dfa_lib.scoring.calibration import Calibration, sigmoid_array
 from dfa_lib.scoring.metrics import expected_calibration_error, reliability_table
@@ -115,8 +116,11 @@ def evaluate_protocols(
         folders = [Path(f) for f in table.loc[done, "folder"]]
         for folder in folders:
             _keep(out, folder, protocol, read_metrics(folder)[protocol])
+        held_out = lofo_family(protocol)
+        trained = f" (trained without the {held_out} fakes)" if held_out else ""
         out.notes.append(
-            f"{protocol}: {len(folders)} detectors on {len(data.frames['testing'])} test clips"
+            f"{protocol}: {len(folders)} detectors{trained} on "
+            f"{len(data.frames['testing'])} test clips"
         )
         labels = protocol_labels(dataset, TRAINED_ON[protocol], data_dir, seed=seed)
         fused: dict[Path, dict] = {}
@@ -290,7 +294,12 @@ def breakdown_table(metrics: Mapping[Key, dict], protocol: str, by: str) -> pd.D
 
 
 def family_table(metrics: Mapping[Key, dict]) -> pd.DataFrame:
-    """EER (%) by generator family (classical engines, each neural vocoder family), every protocol."""
+    """EER (%) by generator family, one row per detector and protocol.
+
+    Columns in the corpus's family order (concatenative and formant engines first, neural TTS
+    last); a ``lofo-<family>`` row's column of that family is its held-out EER
+    (:func:`dfa_lib.evaluation.generalisation.lofo_matrix` lays those rows out as a matrix).
+    """
     rows = {
         key: {r["family"]: 100 * r["eer"] for r in m.get("by_family", []) if r["eer"] is not None}
         for key, m in metrics.items()
@@ -298,7 +307,7 @@ def family_table(metrics: Mapping[Key, dict]) -> pd.DataFrame:
     table = pd.DataFrame(rows).T
     if table.empty:
         return table
-    return table.rename_axis(["model", "protocol"])
+    return table[order_families(table.columns)].rename_axis(["model", "protocol"])
 
 
 def worst_errors(scored: pd.DataFrame, threshold: float, n_worst: int) -> tuple[pd.DataFrame, int]:

@@ -1,5 +1,8 @@
 """Generate the README's headline table (EER % by model and protocol) from evaluated runs.
 
+Beside the main protocols, ``lofo mean`` and ``lofo worst`` sum up the leave-one-family-out
+rotations (:mod:`dfa_lib.evaluation.generalisation`): each ``lofo-<family>`` detector's EER on
+the family its training left out, averaged, and the worst of them with the family named.
 The numbers of the front door are never typed. ``make headline`` reads every evaluated run
 folder of a default run, writes the committed snapshot ``docs/results/headline.csv`` and
 replaces the table between the README's markers with the CSV's table; ``--check`` only
@@ -24,31 +27,58 @@ import pandas as pd
 from scipy import stats
 
 from dfa_lib.core.atomic import write_text_atomically
+from dfa_lib.data.protocols import LOFO, lofo_family
 from dfa_lib.evaluation.evaluate import headline_table, results_table
+from dfa_lib.evaluation.generalisation import lofo_metrics, lofo_summary
 
 START_MARKER = "<!-- headline:start -->"
 END_MARKER = "<!-- headline:end -->"
 # The README discusses these three first and in this order; any other protocol follows.
 MAIN_PROTOCOLS = ("in-domain", "unseen-generator", "cross-source")
 MISSING = "–"
+# Held-out EER (%) of the lofo-* rotations: the mean over the rotations found and the worst.
+LOFO_MEAN = f"{LOFO} mean"
+LOFO_WORST = f"{LOFO} worst"
+# Text columns of the snapshot, each the note of a number's cell in the README's table: the
+# family behind the worst held-out EER, and "found/expected" rotations (noted when incomplete).
+LOFO_WORST_FAMILY = f"{LOFO} worst family"
+LOFO_ROTATIONS = f"{LOFO} rotations"
+NOTES = {LOFO_MEAN: LOFO_ROTATIONS, LOFO_WORST: LOFO_WORST_FAMILY}
+# Protocols no longer built: an older run folder's results on them stay out of the headline.
+RETIRED_PROTOCOLS = ("unseen-neural",)
 
 
 class HeadlineError(ValueError):
     """The headline cannot be made: no results, a malformed CSV, or a README without markers."""
 
 
+def _retired(protocol: str) -> bool:
+    return any(protocol == p or protocol.startswith(f"{p}-") for p in RETIRED_PROTOCOLS)
+
+
 def order_protocols(protocols: list[str]) -> list[str]:
-    """Return the headline's columns: the main protocols, then any other one alphabetically."""
-    others = sorted(p for p in set(protocols) if p not in MAIN_PROTOCOLS)
-    return [*MAIN_PROTOCOLS, *others]
+    """Return the headline's columns: the main protocols, the lofo summary, then the others.
+
+    The others (a cross-dataset test, say) follow alphabetically; each ``lofo-<family>``
+    rotation is summed up in the lofo columns rather than shown, and retired protocols
+    (:data:`RETIRED_PROTOCOLS`) are left out.
+    """
+    first = [*MAIN_PROTOCOLS, LOFO_MEAN, LOFO_WORST, LOFO_WORST_FAMILY, LOFO_ROTATIONS]
+    others = sorted(
+        p for p in set(protocols) if p not in first and lofo_family(p) is None and not _retired(p)
+    )
+    return [*first, *others]
 
 
 def headline_frame(runs_dir: str | os.PathLike) -> pd.DataFrame:
     """Return model x protocol test EER (%) of every evaluated run folder under ``runs_dir``.
 
-    Rows are sorted by model name; columns follow :func:`order_protocols` (the main three are
-    always there, empty where no detector was tested on them). Raises HeadlineError when no
-    run folder under ``runs_dir`` has metrics.
+    Columns follow :func:`order_protocols` (the main three and the lofo ones are always there,
+    empty where no detector was tested on them): ``lofo mean`` and ``lofo worst`` are the
+    held-out EERs of :func:`~dfa_lib.evaluation.generalisation.lofo_summary`, with the text
+    columns ``lofo worst family`` and ``lofo rotations`` (``found/expected``). Rows are sorted
+    by ``lofo mean`` (models without lofo runs last), then by name. Raises HeadlineError when
+    no run folder under ``runs_dir`` has metrics.
     """
     results = results_table(runs_dir)
     if results.empty:
@@ -57,20 +87,35 @@ def headline_frame(runs_dir: str | os.PathLike) -> pd.DataFrame:
             "run `make reports` first, or pass the --runs-dir of a finished run"
         )
     table = headline_table(results)
-    frame = table.reindex(columns=order_protocols(list(table.columns))).astype(float)
-    frame.index = frame.index.astype(str)
+    table.index = table.index.astype(str)
+    lofo = lofo_summary(lofo_metrics(runs_dir))
+    table[LOFO_MEAN] = lofo["held_out_mean_%"]
+    table[LOFO_WORST] = lofo["held_out_worst_%"]
+    columns = order_protocols(list(table.columns))
+    numbers = [c for c in columns if c not in NOTES.values()]
+    frame = table.reindex(columns=columns).astype(dict.fromkeys(numbers, float))
+    frame[LOFO_WORST_FAMILY] = lofo["worst_family"].reindex(frame.index).fillna("")
+    rotations = lofo["rotations"].astype(str) + "/" + lofo["expected"].astype(str)
+    frame[LOFO_ROTATIONS] = rotations.reindex(frame.index).fillna("")
     frame.index.name = "model"
     frame.columns.name = None
-    return frame.sort_index()
+    # A model tested only on retired protocols has nothing left to show.
+    frame = frame[frame[numbers].notna().any(axis=1)]
+    return frame.sort_index().sort_values(LOFO_MEAN, na_position="last", kind="stable")
 
 
-def _cell(value: float) -> str:
-    """One EER as the CSV and the table show it: % to 0.1, empty when missing."""
+def _cell(value: float | str) -> str:
+    """One EER as the CSV and the table show it: % to 0.1, empty when missing; text as it is."""
+    if isinstance(value, str):
+        return value
     return "" if pd.isna(value) else f"{value:.1f}"
 
 
 def write_headline_csv(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write the headline snapshot: ``model`` then one column per protocol, EER % to 0.1."""
+    """Write the headline snapshot: ``model`` then one column per protocol, EER % to 0.1.
+
+    The text columns of :data:`NOTES` are written as they are.
+    """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["model", *frame.columns])
@@ -80,25 +125,46 @@ def write_headline_csv(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
 
 
 def read_headline_csv(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a snapshot written by :func:`write_headline_csv` (empty cells become NaN)."""
+    """Read a snapshot written by :func:`write_headline_csv`.
+
+    Empty EER cells become NaN; the text columns of :data:`NOTES` stay text ("" when empty).
+    """
     path = Path(path)
     if not path.is_file():
         raise HeadlineError(f"{path}: no headline snapshot; write it with `make headline`")
-    frame = pd.read_csv(path, dtype={"model": str}, keep_default_na=False, na_values=[""])
+    text = {c: str for c in NOTES.values()}
+    frame = pd.read_csv(
+        path, dtype={"model": str, **text}, keep_default_na=False, na_values={"model": []}
+    )
     if frame.columns.empty or frame.columns[0] != "model":
         raise HeadlineError(f"{path}: the first column must be 'model'")
+    frame = frame.set_index("model")
+    numbers = [c for c in frame.columns if c not in text]
     try:
-        values = frame.set_index("model").astype(float)
+        frame[numbers] = frame[numbers].replace("", np.nan).astype(float)
     except ValueError as err:
         raise HeadlineError(f"{path}: every EER must be a number or empty ({err})") from err
-    values.columns.name = None
-    return values
+    frame.columns.name = None
+    return frame
+
+
+def _note(column: str, text: str) -> str:
+    """The note a text column adds to its number's cell ("" when there is nothing to say)."""
+    if column == LOFO_ROTATIONS:
+        found, _, expected = text.partition("/")
+        return f"{found} of {expected} rotations" if found != expected else ""
+    return text
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
-    """Return ``frame`` as a Markdown table: EER to 0.1, the lowest of each column in bold."""
-    columns = [str(c) for c in frame.columns]
-    shown = {c: [_cell(v) for v in frame[c]] for c in frame.columns}
+    """Return ``frame`` as a Markdown table: EER to 0.1, the lowest of each column in bold.
+
+    A text column of :data:`NOTES` is not shown as a column of its own: its value follows
+    the number it describes in brackets (``41.2 (gan-vocoder)``).
+    """
+    numbers = [c for c in frame.columns if c not in NOTES.values()]
+    columns = [str(c) for c in numbers]
+    shown = {c: [_cell(v) for v in frame[c]] for c in numbers}
     # "Best" is judged on the shown digits, so ties that print alike are all bold.
     best = {c: min((float(x) for x in cells if x), default=None) for c, cells in shown.items()}
     lines = [
@@ -113,6 +179,11 @@ def markdown_table(frame: pd.DataFrame) -> str:
                 cell = MISSING
             elif float(cell) == best[column]:
                 cell = f"**{cell}**"
+            note = NOTES.get(column)
+            value = frame[note].iloc[i] if note in frame.columns else ""
+            text = _note(note, value) if isinstance(value, str) and value else ""
+            if cell != MISSING and text:
+                cell += f" ({text})"
             cells.append(cell)
         lines.append("| " + " | ".join([str(model), *cells]) + " |")
     return "\n".join(lines)
@@ -176,7 +247,8 @@ def seed_summary(run_roots: list[str | os.PathLike], confidence: float = 0.95) -
         )
     frames = []
     for root in run_roots:
-        frame = headline_frame(root).reset_index().melt(id_vars="model", var_name="protocol")
+        numbers = headline_frame(root).drop(columns=list(NOTES.values()))
+        frame = numbers.reset_index().melt(id_vars="model", var_name="protocol")
         frames.append(frame.dropna(subset=["value"]).assign(run=str(root)))
     long = pd.concat(frames, ignore_index=True)
     rows = []

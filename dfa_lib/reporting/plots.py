@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import librosa
 import numpy as np
@@ -10,8 +10,10 @@ import pandas as pd
 import seaborn as sns
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from scipy.stats import norm
 
+from dfa_lib.evaluation.generalisation import held_out_eers
 from dfa_lib.scoring.metrics import calibration_error_of_table, det_curve
 
 
@@ -138,9 +140,18 @@ def plot_confusions(matrices: dict[str, list[list[int]]]) -> Figure:
 
 
 def plot_heatmap(
-    table: pd.DataFrame, title: str, fmt: str = ".1f", cmap: str = "rocket_r"
+    table: pd.DataFrame,
+    title: str,
+    fmt: str = ".1f",
+    cmap: str = "rocket_r",
+    outline: Iterable[tuple[int, int]] = (),
+    limits: tuple[float, float] | None = None,
 ) -> Figure:
-    """A labelled heat map of a numeric table (e.g. EER % by model x generator)."""
+    """A labelled heat map of a numeric table (e.g. EER % by model x generator).
+
+    ``outline`` lists (row, column) positions of cells to frame; ``limits`` fixes the colour
+    scale (vmin, vmax) so that maps of different tables read alike.
+    """
 
     # Room for the tick labels too (about 0.08 inch a character at the default font size):
     # model and voice names run to 45 characters, wider than a few columns of cells.
@@ -152,9 +163,52 @@ def plot_heatmap(
             1.2 + 0.08 * columns + 0.45 * table.shape[0],
         )
     )
+    vmin, vmax = limits if limits is not None else (None, None)
     sns.heatmap(
-        table.astype(float), annot=True, fmt=fmt, cmap=cmap, ax=ax, cbar_kws={"label": "EER (%)"}
+        table.astype(float),
+        annot=True,
+        fmt=fmt,
+        cmap=cmap,
+        ax=ax,
+        vmin=vmin,
+        vmax=vmax,
+        cbar_kws={"label": "EER (%)"},
     )
+    for row, column in outline:
+        ax.add_patch(Rectangle((column, row), 1, 1, fill=False, edgecolor="#1f77b4", lw=2.5))
     ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_lofo_matrix(matrix: pd.DataFrame, model: str) -> Figure:
+    """Heat map of a :func:`~dfa_lib.evaluation.generalisation.lofo_matrix`, diagonal framed.
+
+    Rows: the family held out of training; columns: the test family; the framed diagonal
+    cells are the EERs on a family the detector never saw. The title gives the mean and the
+    worst of them. The colour scale runs from 0 to 50 % (chance) for every model.
+    """
+    held_out = held_out_eers(matrix)
+    found = int(held_out.notna().sum())
+    if found:
+        summary = (
+            f"held-out EER mean {held_out.mean():.1f} %, "
+            f"worst {held_out.max():.1f} % ({held_out.idxmax()})"
+        )
+        if found < len(held_out):
+            summary += f", {found} of {len(held_out)} rotations"
+    else:
+        summary = "no held-out EER"
+    fig = plot_heatmap(
+        matrix,
+        f"{model}: leave one family out\n{summary}",
+        outline=[
+            (row, matrix.columns.get_loc(family))
+            for row, family in enumerate(matrix.index)
+            if family in matrix.columns
+        ],
+        limits=(0.0, 50.0),
+    )
+    fig.axes[0].set(xlabel="test family", ylabel="held out of training")
     fig.tight_layout()
     return fig
