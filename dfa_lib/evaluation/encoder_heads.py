@@ -3,10 +3,10 @@
 For each training protocol (:func:`train_and_test_heads`): the encoder's features of every
 split (cached), the layer and probe tables that choose the ``layer`` and ``probe`` heads on
 validation, the heads (:func:`dfa_lib.training.encoder_runs.encoder_heads`, and the AASIST
-back-end on the protocols named for it), their augmented twins where asked, and the test of
-every head on the protocol and on the protocols it answers (cross-source for in-domain). The
-first protocol's augmented copies serve the later ones, each keeping the copies of its own
-training clips.
+and LCNN back-ends on the protocols named for each), their augmented twins where asked, and
+the test of every head on the protocol and on the protocols it answers (cross-source for
+in-domain). The first protocol's augmented copies serve the later ones, each keeping the
+copies of its own training clips.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from dfa_lib.training.encoder_runs import (
     backbone_tag,
     encoder_heads,
     layer_head,
+    lcnn_head,
     probe_head,
     protocol_list,
     wants,
@@ -56,6 +57,8 @@ class HeadStudySettings:
     wasp_protocols: str = ""  # protocols that train the slow wasp head; empty: all
     aasist_protocols: str = ""  # protocols that train the AASIST back-end head; empty: none
     aasist_epochs: int = 20  # maximum epochs of the AASIST back-end head
+    lcnn_protocols: str = ""  # protocols that train the LCNN back-end head; empty: none
+    lcnn_epochs: int = 6  # maximum epochs of the LCNN back-end head
     augmented_heads: str = "layer,wpool"  # heads that also get an augmented twin (_aug)
     aug_protocols: str = "in-domain,unseen-generator"  # protocols whose heads get twins
     aug_per_class: int = 500  # training clips per class given one augmented copy (0: all)
@@ -147,6 +150,8 @@ def train_and_test_heads(
             heads.pop(f"{tag}_wasp")
         if wants(protocol, s.aasist_protocols, empty_means_all=False):
             heads[f"{tag}_aasist"] = aasist_head(s.aasist_epochs, s.seed)
+        if wants(protocol, s.lcnn_protocols, empty_means_all=False):
+            heads[f"{tag}_lcnn"] = lcnn_head(s.lcnn_epochs, s.seed)
         out = Path(runs_dir) / protocol
         runs = train_heads(encoder, feats, data, heads, out, preprocessing)
         if twins and wants(protocol, s.aug_protocols, empty_means_all=False):

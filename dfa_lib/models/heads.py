@@ -1,6 +1,6 @@
 """Classification heads trained on cached frozen-encoder features, and per-layer signal.
 
-Five heads, all returning logits `(batch, 2)` ordered [real, fake]:
+Six heads, all returning logits `(batch, 2)` ordered [real, fake]:
 
 - `OriginalHead`: the original notebook's head, hidden -> 128, ReLU, dropout, -> 2, on one
   layer's time-pooled features (by default the last layer's mean, the encoder's width wide).
@@ -14,11 +14,16 @@ Five heads, all returning logits `(batch, 2)` ordered [real, fake]:
 - `AASISTHead` (`head="aasist"`): SSL + AASIST (Tak et al., Odyssey 2022): the same learned
   sum of layers' frames, Linear(hidden -> 128) per frame, then AASIST's graph attention
   back-end (`dfa_lib.models.aasist.AASISTBackend`) on the `(128, time)` map. Frame-level too.
+- `LCNNHead` (`head="lcnn"`): encoder features with a convolutional back-end (Kawa et al.,
+  Interspeech 2023, who found Whisper features with MesoNet/LCNN back-ends generalise better
+  across datasets): the same learned sum of layers' frames, Linear(hidden -> 64) per frame,
+  then a light CNN with max-feature-map activations on the `(64, time)` map as a 1-channel
+  image, pooled over time. Frame-level too.
 - `LinearProbeHead` (`head="linear"`): a logistic regression on the pooled mean/std of the
   `first_layers` lowest layers side by side (Whisper keeps most of the deepfake signal in its
   first layers: `layer_signal`).
 
-`train_head` trains the first four with class-weighted cross entropy, Adam (weight decay
+`train_head` trains all but the linear head with class-weighted cross entropy, Adam (weight decay
 1e-4), and early stopping on the validation EER; the linear head is fitted in one go as an
 L2-regularised logistic regression (class-balanced, inverse strength `C`), the convex optimum,
 with no epochs. `layer_signal` fits one logistic regression per layer
@@ -48,14 +53,25 @@ from torch import nn
 from dfa_lib.core.labels import FAKE, REAL, label_to_index
 from dfa_lib.features.ssl_features import downsample_frames, pool_mean_std
 from dfa_lib.models.aasist import AASISTBackend
-from dfa_lib.models.networks import AttentiveStatsPool
+from dfa_lib.models.networks import AttentiveStatsPool, MaxFeatureMap
 from dfa_lib.scoring.metrics import equal_error_rate
 
-HEADS = ("original", "weighted-asp", "weighted-pooled", "linear", "aasist")
+HEADS = ("original", "weighted-asp", "weighted-pooled", "linear", "aasist", "lcnn")
 # Heads that read every frame, `(frames, lengths)`, instead of pooled statistics.
-FRAME_HEADS = ("weighted-asp", "aasist")
+FRAME_HEADS = ("weighted-asp", "aasist", "lcnn")
 # AASIST's residual encoder channels in Tak et al. (2022)'s SSL + AASIST.
 SSL_AASIST_CHANNELS = (32, 32, 64, 64, 64, 64)
+# The lcnn head: each mixed frame projected to this many features (the image's height), the
+# channels after its first max-feature-map, and the width of its max-feature-map embedding.
+LCNN_PROJECTION = 64
+LCNN_WIDTH = 16
+LCNN_EMBEDDING = 64
+# Momentum of the lcnn head's BatchNorm running statistics (torch's default is 0.1). Each batch
+# pools thousands of positions per channel, so a short memory adds little noise, and the running
+# statistics follow the weights within a few steps: with 0.1, a few dozen steps (a small
+# training set) leave them near their initial values and the head's eval-mode output collapses
+# to one score (seen on toy sets of 32 clips, batch 8).
+_LCNN_BN_MOMENTUM = 0.3
 _LINEAR_MAX_ITER = 3000  # L-BFGS iterations of the linear head's logistic regression
 # Frame features up to this size are held as float32 while training, larger ones as float16.
 _FLOAT32_FRAMES_BYTES = 2 * 2**30
@@ -248,17 +264,132 @@ class AASISTHead(nn.Module):
         return self.backend(projected.transpose(1, 2).unsqueeze(1))
 
 
+class _MaskedMFMStage(nn.Module):
+    """One LCNN stage on a `(batch, channels, features, time)` map that keeps padding at zero.
+
+    A convolution with twice the output channels and a max-feature-map, then optionally a 2x2
+    max-pool and a BatchNorm. Frames at or beyond a clip's length are set back to zero after
+    every step (and to -inf just before the max-pool), so a clip's output does not depend on
+    how much padding its batch adds: it sees zeros past its end, as a convolution's own
+    padding would give it.
+    """
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, pool: bool, batch_norm: bool) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, 2 * c_out, kernel_size=kernel, padding=kernel // 2)
+        self.mfm = MaxFeatureMap()
+        self.pool = pool
+        self.norm = (
+            nn.BatchNorm2d(c_out, momentum=_LCNN_BN_MOMENTUM) if batch_norm else nn.Identity()
+        )
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the stage's output map and the clips' lengths on its (maybe halved) time axis."""
+        padding = _padding_mask(lengths, x.shape[-1])
+        x = self.mfm(self.conv(x)).masked_fill(padding, 0.0)
+        if self.pool:
+            x = nn.functional.max_pool2d(
+                x.masked_fill(padding, float("-inf")), kernel_size=2, stride=2, ceil_mode=True
+            )
+            lengths = (lengths + 1) // 2
+            padding = _padding_mask(lengths, x.shape[-1])
+            x = x.masked_fill(padding, 0.0)
+        return self.norm(x).masked_fill(padding, 0.0), lengths
+
+
+def _padding_mask(lengths: torch.Tensor, steps: int) -> torch.Tensor:
+    """Return a `(batch, 1, 1, steps)` mask, True at time steps at or beyond each length."""
+    positions = torch.arange(steps, device=lengths.device)
+    return (positions[None, :] >= lengths[:, None])[:, None, None, :]
+
+
+class LCNNHead(nn.Module):
+    """Encoder frames with a light CNN back-end (Kawa et al., 2023): layer mix, Linear, LCNN.
+
+    Its input is frames already passed through `normalize_frames`. Kawa et al. (Interspeech
+    2023, "Improved DeepFake Detection Using Whisper Features") fed the Whisper encoder's
+    output to convolutional back-ends (MesoNet, LCNN) and found them to generalise better
+    across datasets. Here the learned softmax sum of the encoder's layers is projected frame by
+    frame to `projection_dim` features, and the `(batch, 1, projection_dim, time)` map goes
+    through the nine-convolution light CNN of Wu et al. (2018) as Lavrentyeva et al. (2019)
+    used it for spoofing: a 5x5 convolution, then pairs of 1x1 and 3x3 convolutions, each
+    followed by a max-feature-map (the larger of two channel halves), four 2x2 max-pools and
+    BatchNorms between them, `width` channels after the first max-feature-map. Instead of a
+    fixed-size flatten, the map is pooled over time with the mean and standard deviation of
+    each clip's valid steps, then dropout, a max-feature-map fully connected layer of
+    `embedding` units, dropout and the 2-way output. Frames at or beyond a clip's length carry
+    no signal (see `_MaskedMFMStage`).
+    """
+
+    def __init__(
+        self,
+        num_layers: int,
+        hidden_size: int,
+        projection_dim: int = LCNN_PROJECTION,
+        width: int = LCNN_WIDTH,
+        embedding: int = LCNN_EMBEDDING,
+        dropout: float = 0.3,
+    ) -> None:
+        super().__init__()
+        self.layer_logits = nn.Parameter(torch.zeros(num_layers))
+        self.projection = nn.Linear(hidden_size, projection_dim)
+        w, w15 = width, (3 * width) // 2
+        layout = [  # (in, out, kernel, 2x2 max-pool after it, BatchNorm after it)
+            (1, w, 5, True, False),
+            (w, w, 1, False, True),
+            (w, w15, 3, True, True),
+            (w15, w15, 1, False, True),
+            (w15, 2 * w, 3, True, False),
+            (2 * w, 2 * w, 1, False, True),
+            (2 * w, w, 3, False, True),
+            (w, w, 1, False, True),
+            (w, w, 3, True, False),
+        ]
+        self.stages = nn.ModuleList(_MaskedMFMStage(*spec) for spec in layout)
+        height = projection_dim
+        for *_, pool, _ in layout:
+            height = (height + 1) // 2 if pool else height
+        self.classifier = nn.Sequential(
+            nn.Dropout(dropout),
+            nn.Linear(2 * w * height, 2 * embedding),
+            MaxFeatureMap(),
+            nn.Dropout(dropout),
+            nn.Linear(embedding, 2),
+        )
+
+    def layer_weights(self) -> torch.Tensor:
+        """Return the learned weight of each layer (sums to 1)."""
+        return torch.softmax(self.layer_logits, dim=0)
+
+    def forward(self, frames: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Map normalised `(batch, layers, time, hidden)` frames and `(batch,)` lengths to logits."""
+        mixed = torch.einsum("l,blth->bth", self.layer_weights(), frames.float())
+        # An empty clip would divide by zero in the pooling; it is scored on one zero frame.
+        lengths = lengths.to(mixed.device).clamp_min(1)
+        x = self.projection(mixed).transpose(1, 2).unsqueeze(1)  # (batch, 1, features, time)
+        x = x.masked_fill(_padding_mask(lengths, x.shape[-1]), 0.0)
+        for stage in self.stages:
+            x, lengths = stage(x, lengths)
+        steps = x.flatten(1, 2)  # (batch, channels * features, time), zero past each length
+        count = lengths.to(steps.dtype)[:, None]
+        mean = steps.sum(dim=2) / count
+        valid = ~_padding_mask(lengths, steps.shape[-1])[:, 0]
+        spread = ((steps - mean[:, :, None]) * valid).pow(2).sum(dim=2) / count
+        std = spread.clamp_min(1e-6).sqrt()
+        return self.classifier(torch.cat([mean, std], dim=1))
+
+
 @dataclass
 class HeadConfig:
     """Hyperparameters of `train_head` (all recorded in the run's config)."""
 
-    head: str = "original"  # original | weighted-asp | weighted-pooled | linear | aasist
+    head: str = "original"  # original | weighted-asp | weighted-pooled | linear | aasist | lcnn
     layer: int = -1  # original head: which layer's pooled features
     stats: str = "mean"  # original head: mean (as the original notebook) | std | mean+std
     first_layers: int = 0  # linear head: how many of the lowest layers it reads (0 = all)
     C: float = 0.1  # linear head: inverse L2 strength of its logistic regression
     hidden: int = 128  # classifier width; the aasist head's per-frame projection width
-    dropout: float = 0.3
+    dropout: float = 0.3  # also the lcnn head's, before and after its embedding
     attention_dim: int = 128
     epochs: int = 60
     batch_size: int = 64
@@ -363,6 +494,8 @@ def build_head_from_dims(config: HeadConfig, dims: dict[str, int]) -> nn.Module:
         )
     elif config.head == "aasist":
         model = AASISTHead(dims["num_layers"], dims["hidden_size"], config.hidden)
+    elif config.head == "lcnn":
+        model = LCNNHead(dims["num_layers"], dims["hidden_size"], dropout=config.dropout)
     else:
         model = LayerWeightedASPHead(
             dims["num_layers"],
@@ -446,7 +579,8 @@ def train_head(
 
     `features` is `(n, dim)` or `(n, layers, 2*hidden)` pooled features for the `original`
     head (a 3-D array is reduced with `config.layer` and `config.stats`), `(n, layers,
-    2*hidden)` for `weighted-pooled`, or `(frames, lengths)` for `weighted-asp` and `aasist`.
+    2*hidden)` for `weighted-pooled`, or `(frames, lengths)` for the frame heads
+    (`FRAME_HEADS`: `weighted-asp`, `aasist`, `lcnn`).
     Labels are "real"/"fake" or 0/1. Cross entropy is weighted by inverse class frequency
     (n / (2 n_c)), the optimiser is Adam with `config.weight_decay`, and training stops after
     `config.patience` epochs without a lower validation EER (ties go to the lower validation

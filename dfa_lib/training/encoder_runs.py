@@ -61,6 +61,15 @@ def aasist_head(epochs: int, seed: int) -> HeadConfig:
     return HeadConfig(head="aasist", epochs=epochs, seed=seed)
 
 
+def lcnn_head(epochs: int, seed: int) -> HeadConfig:
+    """Encoder features + LCNN (``<tag>_lcnn``): the layers' frames mixed, Linear to 64, a light CNN.
+
+    The convolutional back-end of Kawa et al. (2023) on Whisper features; trained only on the
+    protocols 03 names (``lcnn_protocols``), with its own epoch budget.
+    """
+    return HeadConfig(head="lcnn", epochs=epochs, seed=seed)
+
+
 def probe_head(first_layers: int, C: float, seed: int) -> HeadConfig:
     """The logistic regression on the lowest ``first_layers`` layers (``<tag>_probe``)."""
     return HeadConfig(head="linear", first_layers=first_layers, C=C, seed=seed)
