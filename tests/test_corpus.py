@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import re
 import shutil
 import signal
 import threading
@@ -638,3 +639,11 @@ def test_smoke_clips_truncated_or_zeroed_after_the_build_are_rebuilt(smoke_root,
     build_offline_corpus(copy, verify=True, **kwargs)
     assert file_sha256(zeroed) == df["sha256"].iloc[-1]
     assert manifest_checksum(read_manifest(cdir / "manifest.csv")) == manifest_checksum(df)
+
+
+def test_ids_that_differ_only_in_non_ascii_characters_get_different_file_names():
+    ids = ["gcin-voice-3:ㄅ+5", "gcin-voice-3:ㄆ+5", "klettres-he:א", "klettres-he:ב"]
+    names = [corpus_build._slug(i) for i in ids]
+    assert len(set(names)) == len(ids)
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]+", n) for n in names)
+    assert corpus_build._slug("asterisk-en:agent-pass") == "asterisk-en-agent-pass"

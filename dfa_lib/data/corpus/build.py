@@ -176,7 +176,12 @@ def _unit(seed: int, key: str) -> float:
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
+    """Return a file-name-safe form of an id; ids with non-ASCII characters (which the safe
+    form drops) get a hash of the id appended, so two such ids never share a file name."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
+    if text.isascii():
+        return slug
+    return f"{slug}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
 
 
 def assign_speaker_splits(
@@ -288,10 +293,17 @@ def corpus_utterances(config: BuildConfig) -> list[Utterance]:
     utts += speaker_utterances(seed=config.seed, per_speaker=config.per_speaker)
     if config.max_speakers is not None:
         # Smoke builds: a seeded handful of speakers, the Asterisk ones (every language of
-        # the prompts) always among them.
+        # the prompts) first, then speakers whose texts a TTS voice can read, so that a small
+        # test split still has TTS fakes.
+        spoken = tts_voices({u.language for u in utts})
+        readable = {u.speaker for u in utts if text_is_spoken(u) and spoken.get(u.language)}
         names = sorted(
             {u.speaker for u in utts},
-            key=lambda s: (not s.startswith("asterisk"), _unit(config.seed, s)),
+            key=lambda s: (
+                not s.startswith("asterisk"),
+                s not in readable,
+                _unit(config.seed, s),
+            ),
         )
         keep = set(names[: config.max_speakers])
         utts = [u for u in utts if u.speaker in keep]
@@ -770,7 +782,7 @@ def _build_one(
     return manifest_path
 
 
-SMOKE_SPEAKERS = 12  # speakers of a smoke build (the four Asterisk ones among them)
+SMOKE_SPEAKERS = 16  # speakers of a smoke build (the four Asterisk ones among them)
 SMOKE_PER_SPEAKER = 3  # utterances per speaker in a smoke build
 SMOKE_CROSS = 4  # utterances per real source of the cross-source set in a smoke build
 SMOKE_NEURAL_SEGMENTS = 1  # clips per neural copy in a smoke build (each costs ~1-2 s of CPU)
