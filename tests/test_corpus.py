@@ -258,6 +258,10 @@ def test_tts_voices_go_only_where_their_language_is_heard():
                 assert splits == {"training"}
             if lang == "en":
                 assert splits == set(SPLITS)
+        # A family with a voice per split is heard in every split of a language heard in all.
+        espeak_en = {split_of[synthesis.voice_id("espeak-ng", v)] for v in ("en+m3", "en+f2")}
+        espeak_en.add(split_of[synthesis.voice_id("espeak-ng", "en-us+f4")])
+        assert espeak_en == set(SPLITS)
 
 
 def _plan(monkeypatch, speakers, **config) -> tuple[list[Task], dict[str, str]]:

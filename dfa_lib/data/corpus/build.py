@@ -86,7 +86,7 @@ from dfa_lib.data.manifest import file_sha256, manifest_checksum, write_manifest
 MAIN = "offline-main"
 CROSS = "offline-cross"
 # Bump a corpus's version when the code changes what an unchanged configuration produces.
-BUILD_VERSIONS: dict[str, int] = {"offline-main": 7, "offline-cross": 3}
+BUILD_VERSIONS: dict[str, int] = {"offline-main": 8, "offline-cross": 3}
 
 # The festvox-ru speaker recorded the units festival's Russian voice concatenates, and his
 # recordings are in the cross-source set: keep that voice out of main training/validation.
@@ -109,7 +109,7 @@ class BuildConfig:
     channel: ChannelConfig = field(default_factory=ChannelConfig)
     split_fractions: tuple[float, float, float] = (0.65, 0.15, 0.20)  # of real utterances
     per_speaker: int = 10  # utterances per speaker of the many-speaker sources
-    asterisk_per_speaker: int = 100  # prompts per Asterisk speaker
+    asterisk_per_speaker: int = 60  # prompts per Asterisk speaker
     max_speakers: int | None = None  # a seeded subset of speakers (smoke builds)
     cross_max_per_source: int | None = 400  # utterances per real source of offline-cross
     voices_per_transcript: int = 6  # TTS voices tried in turn until the real segments are matched
@@ -167,7 +167,7 @@ class Task:
     copy_share: float = 1.0  # share of the fake segments a leading vocoder copy makes
 
 
-SPLIT_SHARES: dict[str, float] = dict(zip(SPLITS, (0.70, 0.15, 0.15), strict=True))
+SPLIT_SHARES: dict[str, float] = dict(zip(SPLITS, (0.65, 0.15, 0.20), strict=True))
 
 
 def _unit(seed: int, key: str) -> float:
@@ -243,34 +243,44 @@ def assign_voice_splits(
     """Give every TTS voice one split, among the splits where its language has real speech.
 
     Voices are taken in a seeded order; each goes to the split that first gives a language
-    of it a voice it lacks there, then keeps each language's voices closest to the split
-    shares. Pinned voices (:data:`PINNED_VOICE_SPLITS`) keep their split.
+    of it a voice of the voice's family that it lacks there (so a language spoken in every
+    split hears each of its families in every split, where the family has enough voices),
+    then a voice of any family it lacks, then keeps each language's voices closest to the
+    split shares. Pinned voices (:data:`PINNED_VOICE_SPLITS`) keep their split.
     """
     langs_of: dict[str, set[str]] = defaultdict(set)
+    family_of: dict[str, str] = {}
     for lang, members in voices.items():
-        for gv in members:
-            langs_of[voice_id(*gv)].add(lang)
-    count: dict[tuple[str, str], int] = defaultdict(int)
+        for gen, voice in members:
+            vid = voice_id(gen, voice)
+            langs_of[vid].add(lang)
+            family_of[vid] = GENERATORS[gen].family_of(voice)
+    count: dict[tuple[str, str], int] = defaultdict(int)  # (language, split)
+    by_family: dict[tuple[str, str, str], int] = defaultdict(int)  # (language, family, split)
     out: dict[str, str] = {}
+
+    def place(vid: str, split: str) -> None:
+        out[vid] = split
+        for lang in langs_of[vid]:
+            count[(lang, split)] += 1
+            by_family[(lang, family_of[vid], split)] += 1
+
     for vid, split in PINNED_VOICE_SPLITS.items():
         if vid in langs_of:
-            out[vid] = split
-            for lang in langs_of[vid]:
-                count[(lang, split)] += 1
+            place(vid, split)
     for vid in sorted(set(langs_of) - set(out), key=lambda k: _unit(seed, k)):
         allowed = [s for s in SPLITS if any(s in splits_of_lang.get(g, ()) for g in langs_of[vid])]
         if not allowed:
             continue  # no real speech in its language: the voice speaks nothing
 
-        def cost(split: str, vid: str = vid) -> tuple[int, float, int]:
+        def cost(split: str, vid: str = vid) -> tuple[int, int, float, int]:
             langs = [g for g in langs_of[vid] if split in splits_of_lang.get(g, ())]
+            family_missing = sum(by_family[(g, family_of[vid], split)] == 0 for g in langs)
             missing = sum(count[(g, split)] == 0 for g in langs)
             load = max((count[(g, split)] + 1) / SPLIT_SHARES[split] for g in langs)
-            return (-missing, load, SPLITS.index(split))
+            return (-family_missing, -missing, load, SPLITS.index(split))
 
-        out[vid] = min(allowed, key=cost)
-        for lang in langs_of[vid]:
-            count[(lang, out[vid])] += 1
+        place(vid, min(allowed, key=cost))
     return out
 
 
