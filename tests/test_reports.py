@@ -27,7 +27,7 @@ def _parameter_names(notebook: str) -> set[str]:
     return set(re.findall(r"^(\w+): ", "".join(cell["source"]), flags=re.MULTILINE))
 
 
-@pytest.mark.parametrize("name", ["default", "smoke", "reference"])
+@pytest.mark.parametrize("name", ["default", "smoke", "reference", "generalisation"])
 def test_every_parameter_a_profile_passes_is_one_the_notebook_declares(name):
     # papermill injects an unknown name with a mere warning, and the notebook never reads it:
     # a misspelt gpu_parameters entry would change nothing on the one machine it is meant for.

@@ -437,7 +437,9 @@ def run_reports(
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point of ``python -m dfa_lib.reporting.runner``."""
     parser = argparse.ArgumentParser(prog="python -m dfa_lib.reporting.runner", description=__doc__)
-    parser.add_argument("--profile", default="default", help="default | smoke | reference")
+    parser.add_argument(
+        "--profile", default="default", help="default | smoke | reference | generalisation"
+    )
     parser.add_argument("--kernel", default="dfa", help="Jupyter kernel papermill uses")
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
