@@ -398,7 +398,7 @@ SMOKE_KWARGS = dict(
     workers=2,
     per_speaker=2,
     max_speakers=10,
-    cross_max_per_source=2,
+    cross_max_per_source=4,  # as the smoke profile: two Japanese sentences, one open-jtalk clip
     neural_max_segments=1,
 )
 
