@@ -97,6 +97,10 @@ PINNED_VOICE_SPLITS: dict[str, str] = {
 }
 
 
+# Training, validation and test shares of the real utterances (and of each language's voices).
+SPLIT_FRACTIONS: tuple[float, float, float] = (0.65, 0.15, 0.20)
+
+
 class CorpusBuildError(RuntimeError):
     """Raised when a corpus cannot be built as configured."""
 
@@ -107,7 +111,7 @@ class BuildConfig:
 
     seed: int = 0
     channel: ChannelConfig = field(default_factory=ChannelConfig)
-    split_fractions: tuple[float, float, float] = (0.65, 0.15, 0.20)  # of real utterances
+    split_fractions: tuple[float, float, float] = SPLIT_FRACTIONS  # of real utterances
     per_speaker: int = 10  # utterances per speaker of the many-speaker sources
     asterisk_per_speaker: int = 60  # prompts per Asterisk speaker
     max_speakers: int | None = None  # a seeded subset of speakers (smoke builds)
@@ -165,9 +169,6 @@ class Task:
     fake_target: int | None = None  # fake segments wanted; None: as many as real ones
     neural_segments: int | None = None  # at most this many fake segments per neural voice
     copy_share: float = 1.0  # share of the fake segments a leading vocoder copy makes
-
-
-SPLIT_SHARES: dict[str, float] = dict(zip(SPLITS, (0.65, 0.15, 0.20), strict=True))
 
 
 def _unit(seed: int, key: str) -> float:
@@ -238,7 +239,10 @@ def tts_voices(languages: Iterable[str]) -> dict[str, list[tuple[str, str]]]:
 
 
 def assign_voice_splits(
-    voices: dict[str, list[tuple[str, str]]], splits_of_lang: dict[str, set[str]], seed: int
+    voices: dict[str, list[tuple[str, str]]],
+    splits_of_lang: dict[str, set[str]],
+    seed: int,
+    fractions: tuple[float, float, float] = SPLIT_FRACTIONS,
 ) -> dict[str, str]:
     """Give every TTS voice one split, among the splits where its language has real speech.
 
@@ -246,7 +250,7 @@ def assign_voice_splits(
     of it a voice of the voice's family that it lacks there (so a language spoken in every
     split hears each of its families in every split, where the family has enough voices),
     then a voice of any family it lacks, then keeps each language's voices closest to the
-    split shares. Pinned voices (:data:`PINNED_VOICE_SPLITS`) keep their split.
+    split shares (``fractions``). Pinned voices (:data:`PINNED_VOICE_SPLITS`) keep their split.
     """
     langs_of: dict[str, set[str]] = defaultdict(set)
     family_of: dict[str, str] = {}
@@ -255,6 +259,7 @@ def assign_voice_splits(
             vid = voice_id(gen, voice)
             langs_of[vid].add(lang)
             family_of[vid] = GENERATORS[gen].family_of(voice)
+    share = dict(zip(SPLITS, fractions, strict=True))
     count: dict[tuple[str, str], int] = defaultdict(int)  # (language, split)
     by_family: dict[tuple[str, str, str], int] = defaultdict(int)  # (language, family, split)
     out: dict[str, str] = {}
@@ -277,7 +282,7 @@ def assign_voice_splits(
             langs = [g for g in langs_of[vid] if split in splits_of_lang.get(g, ())]
             family_missing = sum(by_family[(g, family_of[vid], split)] == 0 for g in langs)
             missing = sum(count[(g, split)] == 0 for g in langs)
-            load = max((count[(g, split)] + 1) / SPLIT_SHARES[split] for g in langs)
+            load = max((count[(g, split)] + 1) / share[split] for g in langs)
             return (-family_missing, -missing, load, SPLITS.index(split))
 
         place(vid, min(allowed, key=cost))
@@ -335,7 +340,9 @@ def plan_main(config: BuildConfig) -> list[Task]:
     for u in utts:
         splits_of_lang[u.language].add(split_of_speaker[u.speaker])
     voices = tts_voices(splits_of_lang)
-    split_of_voice = assign_voice_splits(voices, splits_of_lang, config.seed)
+    split_of_voice = assign_voice_splits(
+        voices, splits_of_lang, config.seed, config.split_fractions
+    )
     pools: dict[tuple[str, str], list[tuple[str, str]]] = {}
     for lang, members in voices.items():
         for split in SPLITS:
